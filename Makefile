@@ -1,0 +1,42 @@
+# Quick start: `make run` (the main job) and `make test` (the whole suite).
+# Both install missing Debian packages and build first.
+PRESET ?= release
+BUILD  := build/$(PRESET)
+KVQ    := $(BUILD)/kvq
+MODEL  ?= Qwen/Qwen2.5-0.5B
+OUT    ?= runs/latest
+JOBS   ?= $(shell nproc)
+
+.PHONY: all setup configure build test run bench asan format format-check clean
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+configure: setup
+	@cmake --preset $(PRESET) >/dev/null
+
+build: configure
+	@cmake --build --preset $(PRESET) -j $(JOBS)
+
+test: build
+	@ctest --preset $(PRESET) -j $(JOBS)
+
+run: build
+	$(KVQ) run --model $(MODEL) --out $(OUT)
+
+bench: build
+	@for b in $(BUILD)/bench/bench_*; do echo "== $$b"; $$b; done
+
+asan:
+	@$(MAKE) --no-print-directory test PRESET=asan
+
+format:
+	@git ls-files '*.cpp' '*.h' | xargs clang-format -i
+
+format-check:
+	@git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run --Werror
+
+clean:
+	rm -rf build

@@ -1,0 +1,36 @@
+#pragma once
+// Shared helpers for the tests: paths to test data and the kvq binary, a
+// scratch directory per test, and running the CLI.
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace kvq::test {
+
+inline std::filesystem::path DataDir() { return KVQ_TEST_DATA; }
+inline std::filesystem::path RepoDataDir() { return KVQ_REPO_DATA; }
+inline std::filesystem::path KvqBinary() { return KVQ_BINARY; }
+
+// A fresh, empty directory under the system temp folder, removed on scope exit.
+class ScratchDir {
+ public:
+  ScratchDir();
+  ~ScratchDir();
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+// Runs `kvq <args>` through the shell and captures its output.
+CommandResult RunKvq(const std::string& args);
+
+}  // namespace kvq::test
