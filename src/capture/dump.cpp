@@ -19,7 +19,8 @@ int64_t ParseInt(const std::map<std::string, std::string>& metadata, const std::
   const auto& text = it->second;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc() || end != text.data() + text.size() || value < min_value) {
-    ThrowInput("{}: dump metadata '{}' = '{}' is not an integer >= {}", where, key, text, min_value);
+    ThrowInput("{}: dump metadata '{}' = '{}' is not an integer >= {}", where, key, text,
+               min_value);
   }
   return value;
 }
@@ -58,8 +59,9 @@ std::map<std::string, std::string> DumpInfo::ToMetadata() const {
 DumpInfo DumpInfo::FromMetadata(const std::map<std::string, std::string>& metadata,
                                 const std::string& where) {
   if (Get(metadata, "kind") != "kvq.kv_dump") {
-    ThrowInput("{}: not a kvq KV dump (metadata 'kind' is not 'kvq.kv_dump'; make one with kvq capture)",
-               where);
+    ThrowInput(
+        "{}: not a kvq KV dump (metadata 'kind' is not 'kvq.kv_dump'; make one with kvq capture)",
+        where);
   }
   DumpInfo info;
   info.model = Get(metadata, "model");
@@ -77,7 +79,8 @@ DumpInfo DumpInfo::FromMetadata(const std::map<std::string, std::string>& metada
   }
   if (info.head_dim % 2 != 0) ThrowInput("{}: head_dim {} is odd", where, info.head_dim);
   if (info.tokens % info.chunk_len != 0) {
-    ThrowInput("{}: tokens {} is not a multiple of chunk_len {}", where, info.tokens, info.chunk_len);
+    ThrowInput("{}: tokens {} is not a multiple of chunk_len {}", where, info.tokens,
+               info.chunk_len);
   }
   info.rope = RopeConfig::FromJson(Get(metadata, "rope", "{\"theta\": 10000}"));
   const auto dtype = ParseDType(Get(metadata, "dtype", "F16"));
@@ -133,7 +136,9 @@ void KvDump::Read(int layer, const char* which, int heads, std::span<float> dst)
   }
 }
 
-void KvDump::ReadQ(int layer, std::span<float> dst) const { Read(layer, "q", info_.num_heads, dst); }
+void KvDump::ReadQ(int layer, std::span<float> dst) const {
+  Read(layer, "q", info_.num_heads, dst);
+}
 void KvDump::ReadK(int layer, std::span<float> dst) const {
   Read(layer, "k", info_.num_kv_heads, dst);
 }
@@ -168,9 +173,12 @@ std::vector<TensorSpec> DumpSpecs(const DumpInfo& info) {
   for (int l = 0; l < info.num_layers; ++l) {
     const std::string prefix = fmt::format("layers.{}.", l);
     specs.push_back({prefix + "q", info.dtype, Shape3(info.num_heads, info.tokens, info.head_dim)});
-    specs.push_back({prefix + "k", info.dtype, Shape3(info.num_kv_heads, info.tokens, info.head_dim)});
-    specs.push_back({prefix + "v", info.dtype, Shape3(info.num_kv_heads, info.tokens, info.head_dim)});
-    if (info.has_k_bias) specs.push_back({prefix + "k_bias", DType::kF32, {info.num_kv_heads, info.head_dim}});
+    specs.push_back(
+        {prefix + "k", info.dtype, Shape3(info.num_kv_heads, info.tokens, info.head_dim)});
+    specs.push_back(
+        {prefix + "v", info.dtype, Shape3(info.num_kv_heads, info.tokens, info.head_dim)});
+    if (info.has_k_bias)
+      specs.push_back({prefix + "k_bias", DType::kF32, {info.num_kv_heads, info.head_dim}});
   }
   return specs;
 }

@@ -32,7 +32,8 @@ RopeConfig RopeConfig::FromJson(const std::string& json) {
       rope.high_freq_factor = j.at("high_freq_factor").get<double>();
       rope.original_max_position = j.at("original_max_position_embeddings").get<int64_t>();
     } else if (rope.scaling != "default") {
-      ThrowInput("rope scaling '{}' is not implemented (kvq knows default and llama3)", rope.scaling);
+      ThrowInput("rope scaling '{}' is not implemented (kvq knows default and llama3)",
+                 rope.scaling);
     }
   } catch (const nlohmann::json::exception& e) {
     ThrowInput("rope configuration '{}' is malformed: {}", json, e.what());

@@ -25,9 +25,9 @@ struct DTypeInfo {
 };
 
 constexpr DTypeInfo kDTypes[] = {
-    {DType::kF64, "F64", 8}, {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2},
+    {DType::kF64, "F64", 8},   {DType::kF32, "F32", 4}, {DType::kF16, "F16", 2},
     {DType::kBF16, "BF16", 2}, {DType::kI64, "I64", 8}, {DType::kI32, "I32", 4},
-    {DType::kI16, "I16", 2}, {DType::kI8, "I8", 1},   {DType::kU8, "U8", 1},
+    {DType::kI16, "I16", 2},   {DType::kI8, "I8", 1},   {DType::kU8, "U8", 1},
     {DType::kBool, "BOOL", 1},
 };
 
@@ -118,7 +118,8 @@ SafeTensorsFile SafeTensorsFile::Open(const std::filesystem::path& path) {
   st.file_ = MappedFile::Open(path);
   const std::string where = path.string();
   const size_t file_size = st.file_.size();
-  if (file_size < 8) ThrowInput("{}: truncated safetensors file ({} bytes, need at least 8)", where, file_size);
+  if (file_size < 8)
+    ThrowInput("{}: truncated safetensors file ({} bytes, need at least 8)", where, file_size);
   uint64_t header_len = 0;
   std::memcpy(&header_len, st.file_.data(), 8);
   if (header_len > kMaxHeaderBytes || header_len > file_size - 8) {
@@ -262,7 +263,8 @@ TensorStore TensorStore::Open(const std::filesystem::path& model_dir) {
     ThrowInput("{}: no model.safetensors or model.safetensors.index.json", model_dir.string());
   }
   for (const auto& shard : shard_names) {
-    store.files_.push_back(std::make_unique<SafeTensorsFile>(SafeTensorsFile::Open(model_dir / shard)));
+    store.files_.push_back(
+        std::make_unique<SafeTensorsFile>(SafeTensorsFile::Open(model_dir / shard)));
     for (const auto& view : store.files_.back()->tensors()) {
       if (!store.index_.emplace(view.name, &view).second) {
         ThrowInput("{}: tensor '{}' appears in more than one shard", model_dir.string(), view.name);

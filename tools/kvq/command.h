@@ -32,5 +32,7 @@ bool StderrIsTerminal();
 
 }  // namespace kvq::cli
 
-#define KVQ_COMMAND(name, description, setup) \
-  static const ::kvq::cli::Registrar kvq_command_registrar_{{name, description, setup}}
+#define KVQ_COMMAND(name, description, setup)                 \
+  static const ::kvq::cli::Registrar kvq_command_registrar_ { \
+    { name, description, setup }                              \
+  }

@@ -36,7 +36,7 @@ struct TensorView {
   // Throws InputError for other dtypes.
   void ToFloat(std::span<float> dst) const;
   void ToFloat(float* dst, int64_t begin, int64_t count) const;  // A flat range.
-  std::string ShapeString() const;  // "[2, 48, 16]"
+  std::string ShapeString() const;                               // "[2, 48, 16]"
 };
 
 class SafeTensorsFile {
@@ -104,6 +104,7 @@ struct OwnedTensor {
 };
 void WriteSafeTensors(const std::filesystem::path& path, const std::vector<OwnedTensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
-OwnedTensor MakeF32Tensor(std::string name, std::vector<int64_t> shape, std::span<const float> values);
+OwnedTensor MakeF32Tensor(std::string name, std::vector<int64_t> shape,
+                          std::span<const float> values);
 
 }  // namespace kvq

@@ -1,0 +1,89 @@
+#pragma once
+// A decoder-only transformer (Qwen2, Qwen3, Llama) run natively in float32.
+//
+// Weights stay memory-mapped in their stored dtype (F32, F16 or BF16); each
+// layer's weights are widened into one reused float32 arena just before the
+// layer runs, so peak memory is one layer of float32 weights plus the
+// activations. The whole token stream goes through each layer at once (big
+// GEMMs); attention keeps prompts of chunk_len tokens apart.
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kvq/model/config.h"
+#include "kvq/model/safetensors.h"
+
+namespace kvq {
+
+// What a layer hook sees: one layer's post-RoPE Q and K and its V, token-major:
+// q [tokens, num_heads * head_dim], k and v [tokens, num_kv_heads * head_dim]
+// (row t holds heads 0..n-1 concatenated). A hook may rewrite k and v in
+// place (the quantized-cache evaluation does); attention reads them after.
+struct LayerKV {
+  int layer = 0;
+  int64_t tokens = 0;
+  int64_t chunk_len = 0;
+  float* q = nullptr;
+  float* k = nullptr;
+  float* v = nullptr;
+  const float* k_bias = nullptr;  // [num_kv_heads * head_dim], null without bias.
+};
+
+// After attention and after the whole layer: attn [tokens, num_heads *
+// head_dim] (the input of o_proj) and out [tokens, hidden] (the residual
+// stream after the layer).
+struct LayerOutputs {
+  int layer = 0;
+  int64_t tokens = 0;
+  const float* attn = nullptr;
+  const float* out = nullptr;
+};
+
+class LayerHook {
+ public:
+  virtual ~LayerHook() = default;
+  virtual void OnKV(LayerKV& kv) = 0;
+  virtual void OnOutputs(const LayerOutputs&) {}
+};
+
+class Model {
+ public:
+  // dir: a Hugging Face model folder (config.json, model.safetensors or an
+  // index with shards). Every weight's presence, shape and dtype is checked.
+  static Model Load(const std::filesystem::path& dir);
+
+  Model(Model&&) noexcept;
+  Model& operator=(Model&&) noexcept;
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const std::filesystem::path& dir() const { return store_.dir(); }
+
+  // Runs every layer over `ids` cut into prompts of chunk_len tokens (a
+  // multiple-of-chunk_len length is required). Calls hook (may be null) per
+  // layer. When final_hidden is not null it receives model.norm(x):
+  // [tokens, hidden]. `progress(layer_done)` is called after each layer.
+  void Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* hook,
+               std::vector<float>* final_hidden, const std::function<void(int)>& progress = {});
+
+  // logits = hidden . W_lm^T for `rows` rows of final hidden states:
+  // hidden [rows, hidden_size] -> logits [rows, vocab_size].
+  void Logits(const float* hidden, int64_t rows, float* logits);
+
+  // The layer's k_proj bias, [num_kv_heads * head_dim] (empty without bias).
+  std::vector<float> KBias(int layer) const;
+
+ private:
+  Model() = default;
+  struct Scratch;
+
+  ModelConfig config_;
+  TensorStore store_;
+  std::unique_ptr<Scratch> scratch_;
+  std::vector<float> lm_head_;  // Widened lazily when the stored dtype is not F32.
+};
+
+}  // namespace kvq

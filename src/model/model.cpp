@@ -1,0 +1,344 @@
+#include "kvq/model/model.h"
+
+#include <cblas.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kvq/common/error.h"
+#include "kvq/common/vmath.h"
+#include "kvq/model/attention.h"
+
+namespace kvq {
+namespace {
+
+// Where one layer's weights sit in the float32 arena. q, k and v rows are
+// stacked into one [(nh + 2 nkv) * hd, H] matrix and gate/up into one
+// [2 I, H] matrix, so each is a single GEMM.
+struct LayerLayout {
+  size_t input_norm, qkv, qkv_bias, q_norm, k_norm, o, o_bias, post_norm, gate_up, gate_up_bias,
+      down, down_bias, total;
+};
+
+LayerLayout MakeLayout(const ModelConfig& c) {
+  const size_t H = static_cast<size_t>(c.hidden_size);
+  const size_t D = static_cast<size_t>(c.head_dim);
+  const size_t qkv_rows = static_cast<size_t>(c.num_heads + 2 * c.num_kv_heads) * D;
+  const size_t attn_width = static_cast<size_t>(c.num_heads) * D;
+  const size_t I = static_cast<size_t>(c.intermediate_size);
+  LayerLayout l{};
+  size_t at = 0;
+  auto take = [&at](size_t n) {
+    const size_t begin = at;
+    at += (n + 15) & ~size_t{15};  // 64-byte aligned sub-blocks.
+    return begin;
+  };
+  l.input_norm = take(H);
+  l.qkv = take(qkv_rows * H);
+  l.qkv_bias = take(c.qkv_bias ? qkv_rows : 0);
+  l.q_norm = take(c.qk_norm ? D : 0);
+  l.k_norm = take(c.qk_norm ? D : 0);
+  l.o = take(H * attn_width);
+  l.o_bias = take(c.o_bias ? H : 0);
+  l.post_norm = take(H);
+  l.gate_up = take(2 * I * H);
+  l.gate_up_bias = take(c.mlp_bias ? 2 * I : 0);
+  l.down = take(H * I);
+  l.down_bias = take(c.mlp_bias ? H : 0);
+  l.total = at;
+  return l;
+}
+
+std::string LayerName(int layer, const char* suffix) {
+  return fmt::format("model.layers.{}.{}", layer, suffix);
+}
+
+const TensorView& Checked(const TensorStore& store, const std::string& name,
+                          std::vector<int64_t> shape) {
+  const TensorView& t = store.Get(name);
+  if (t.shape != shape) {
+    ThrowInput("{}: tensor '{}' has shape {}, config.json implies [{}]", store.dir().string(), name,
+               t.ShapeString(), fmt::join(shape, ", "));
+  }
+  if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) {
+    ThrowInput("{}: tensor '{}' has dtype {}; weights must be F32, F16 or BF16",
+               store.dir().string(), name, DTypeName(t.dtype));
+  }
+  return t;
+}
+
+// Widens a tensor into dst in parallel slices.
+void Widen(const TensorView& t, float* dst) {
+  const int64_t n = t.numel();
+  constexpr int64_t kSlice = 1 << 16;
+  const int64_t slices = (n + kSlice - 1) / kSlice;
+#pragma omp parallel for schedule(static)
+  for (int64_t s = 0; s < slices; ++s) {
+    const int64_t begin = s * kSlice;
+    t.ToFloat(dst + begin, begin, std::min(kSlice, n - begin));
+  }
+}
+
+// out[t] = weight * x[t] / sqrt(mean(x[t]^2) + eps), rows of width n.
+void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t n, int64_t stride,
+             double eps, float* out, int64_t out_stride) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = x + r * stride;
+    double sum = 0;
+    for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(row[i]) * row[i];
+    const auto variance = static_cast<float>(sum / static_cast<double>(n));
+    const float inv_rms = 1.0f / std::sqrt(variance + static_cast<float>(eps));
+    float* dst = out + r * out_stride;
+    for (int64_t i = 0; i < n; ++i) dst[i] = weight[i] * (row[i] * inv_rms);
+  }
+}
+
+// y[rows, out] (+)= x[rows, in] . W[out, in]^T
+void Linear(const float* x, int64_t rows, int64_t in, int64_t lda, const float* w, int64_t out,
+            float* y, int64_t ldy, bool accumulate) {
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
+              static_cast<blasint>(out), static_cast<blasint>(in), 1.0f, x,
+              static_cast<blasint>(lda), w, static_cast<blasint>(in), accumulate ? 1.0f : 0.0f, y,
+              static_cast<blasint>(ldy));
+}
+
+void AddBias(float* y, const float* bias, int64_t rows, int64_t n, int64_t stride) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < rows; ++r) {
+    float* row = y + r * stride;
+    for (int64_t i = 0; i < n; ++i) row[i] += bias[i];
+  }
+}
+
+}  // namespace
+
+struct Model::Scratch {
+  LayerLayout layout;
+  std::vector<float> weights;
+  int64_t tokens = 0;
+  std::vector<float> x, h, qkv, q, k, v, attn, gate_up;
+  std::unique_ptr<RopeTable> rope;
+  int64_t rope_positions = 0;
+
+  void Reserve(const ModelConfig& c, int64_t t) {
+    if (t <= tokens) return;
+    tokens = t;
+    const auto T = static_cast<size_t>(t);
+    const auto H = static_cast<size_t>(c.hidden_size);
+    const auto D = static_cast<size_t>(c.head_dim);
+    x.resize(T * H);
+    h.resize(T * H);
+    qkv.resize(T * static_cast<size_t>(c.num_heads + 2 * c.num_kv_heads) * D);
+    q.resize(T * static_cast<size_t>(c.num_heads) * D);
+    k.resize(T * static_cast<size_t>(c.num_kv_heads) * D);
+    v.resize(k.size());
+    attn.resize(q.size());
+    gate_up.resize(T * 2 * static_cast<size_t>(c.intermediate_size));
+  }
+};
+
+Model::Model(Model&&) noexcept = default;
+Model& Model::operator=(Model&&) noexcept = default;
+Model::~Model() = default;
+
+Model Model::Load(const std::filesystem::path& dir) {
+  if (!std::filesystem::is_directory(dir)) {
+    ThrowInput("{}: not a model folder (expected config.json and safetensors weights)",
+               dir.string());
+  }
+  Model model;
+  model.config_ = ModelConfig::Load(dir / "config.json");
+  model.store_ = TensorStore::Open(dir);
+  const ModelConfig& c = model.config_;
+  const int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
+  const int64_t nq = c.num_heads * D, nkv = c.num_kv_heads * D;
+  const TensorStore& s = model.store_;
+  Checked(s, "model.embed_tokens.weight", {c.vocab_size, H});
+  Checked(s, "model.norm.weight", {H});
+  if (!c.tie_word_embeddings) Checked(s, "lm_head.weight", {c.vocab_size, H});
+  for (int l = 0; l < c.num_layers; ++l) {
+    Checked(s, LayerName(l, "input_layernorm.weight"), {H});
+    Checked(s, LayerName(l, "self_attn.q_proj.weight"), {nq, H});
+    Checked(s, LayerName(l, "self_attn.k_proj.weight"), {nkv, H});
+    Checked(s, LayerName(l, "self_attn.v_proj.weight"), {nkv, H});
+    Checked(s, LayerName(l, "self_attn.o_proj.weight"), {H, nq});
+    if (c.qkv_bias) {
+      Checked(s, LayerName(l, "self_attn.q_proj.bias"), {nq});
+      Checked(s, LayerName(l, "self_attn.k_proj.bias"), {nkv});
+      Checked(s, LayerName(l, "self_attn.v_proj.bias"), {nkv});
+    }
+    if (c.o_bias) Checked(s, LayerName(l, "self_attn.o_proj.bias"), {H});
+    if (c.qk_norm) {
+      Checked(s, LayerName(l, "self_attn.q_norm.weight"), {D});
+      Checked(s, LayerName(l, "self_attn.k_norm.weight"), {D});
+    }
+    Checked(s, LayerName(l, "post_attention_layernorm.weight"), {H});
+    Checked(s, LayerName(l, "mlp.gate_proj.weight"), {I, H});
+    Checked(s, LayerName(l, "mlp.up_proj.weight"), {I, H});
+    Checked(s, LayerName(l, "mlp.down_proj.weight"), {H, I});
+    if (c.mlp_bias) {
+      Checked(s, LayerName(l, "mlp.gate_proj.bias"), {I});
+      Checked(s, LayerName(l, "mlp.up_proj.bias"), {I});
+      Checked(s, LayerName(l, "mlp.down_proj.bias"), {H});
+    }
+  }
+  model.scratch_ = std::make_unique<Scratch>();
+  model.scratch_->layout = MakeLayout(c);
+  return model;
+}
+
+std::vector<float> Model::KBias(int layer) const {
+  if (!config_.qkv_bias) return {};
+  const TensorView& t = store_.Get(LayerName(layer, "self_attn.k_proj.bias"));
+  std::vector<float> bias(static_cast<size_t>(t.numel()));
+  t.ToFloat(bias);
+  return bias;
+}
+
+void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* hook,
+                    std::vector<float>* final_hidden, const std::function<void(int)>& progress) {
+  const ModelConfig& c = config_;
+  const auto T = static_cast<int64_t>(ids.size());
+  KVQ_CHECK(T > 0 && chunk_len > 0 && T % chunk_len == 0);
+  const int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
+  const int64_t nq = c.num_heads * D, nkv = c.num_kv_heads * D, qkv_width = nq + 2 * nkv;
+  Scratch& s = *scratch_;
+  s.Reserve(c, T);
+  if (s.weights.empty()) s.weights.resize(s.layout.total);
+  if (s.rope_positions < chunk_len) {
+    s.rope = std::make_unique<RopeTable>(c.rope, c.head_dim, chunk_len);
+    s.rope_positions = chunk_len;
+  }
+
+  const TensorView& embed = store_.Get("model.embed_tokens.weight");
+  for (int64_t t = 0; t < T; ++t) {
+    if (ids[static_cast<size_t>(t)] < 0 || ids[static_cast<size_t>(t)] >= c.vocab_size) {
+      ThrowInput("token {} has id {}, outside the model's vocabulary [0, {})", t,
+                 ids[static_cast<size_t>(t)], c.vocab_size);
+    }
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < T; ++t) {
+    embed.ToFloat(s.x.data() + t * H, int64_t{ids[static_cast<size_t>(t)]} * H, H);
+  }
+
+  const LayerLayout& L = s.layout;
+  float* w = s.weights.data();
+  for (int layer = 0; layer < c.num_layers; ++layer) {
+    auto widen = [&](const char* name, size_t offset) {
+      Widen(store_.Get(LayerName(layer, name)), w + offset);
+    };
+    widen("input_layernorm.weight", L.input_norm);
+    widen("self_attn.q_proj.weight", L.qkv);
+    widen("self_attn.k_proj.weight", L.qkv + static_cast<size_t>(nq * H));
+    widen("self_attn.v_proj.weight", L.qkv + static_cast<size_t>((nq + nkv) * H));
+    if (c.qkv_bias) {
+      widen("self_attn.q_proj.bias", L.qkv_bias);
+      widen("self_attn.k_proj.bias", L.qkv_bias + static_cast<size_t>(nq));
+      widen("self_attn.v_proj.bias", L.qkv_bias + static_cast<size_t>(nq + nkv));
+    }
+    if (c.qk_norm) {
+      widen("self_attn.q_norm.weight", L.q_norm);
+      widen("self_attn.k_norm.weight", L.k_norm);
+    }
+    widen("self_attn.o_proj.weight", L.o);
+    if (c.o_bias) widen("self_attn.o_proj.bias", L.o_bias);
+    widen("post_attention_layernorm.weight", L.post_norm);
+    widen("mlp.gate_proj.weight", L.gate_up);
+    widen("mlp.up_proj.weight", L.gate_up + static_cast<size_t>(I * H));
+    widen("mlp.down_proj.weight", L.down);
+    if (c.mlp_bias) {
+      widen("mlp.gate_proj.bias", L.gate_up_bias);
+      widen("mlp.up_proj.bias", L.gate_up_bias + static_cast<size_t>(I));
+      widen("mlp.down_proj.bias", L.down_bias);
+    }
+
+    // Attention block.
+    RmsNorm(s.x.data(), w + L.input_norm, T, H, H, c.rms_norm_eps, s.h.data(), H);
+    Linear(s.h.data(), T, H, H, w + L.qkv, qkv_width, s.qkv.data(), qkv_width, false);
+    if (c.qkv_bias) AddBias(s.qkv.data(), w + L.qkv_bias, T, qkv_width, qkv_width);
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = s.qkv.data() + t * qkv_width;
+      std::memcpy(s.q.data() + t * nq, row, static_cast<size_t>(nq) * 4);
+      std::memcpy(s.k.data() + t * nkv, row + nq, static_cast<size_t>(nkv) * 4);
+      std::memcpy(s.v.data() + t * nkv, row + nq + nkv, static_cast<size_t>(nkv) * 4);
+    }
+    if (c.qk_norm) {
+      RmsNorm(s.q.data(), w + L.q_norm, T * c.num_heads, D, D, c.rms_norm_eps, s.q.data(), D);
+      RmsNorm(s.k.data(), w + L.k_norm, T * c.num_kv_heads, D, D, c.rms_norm_eps, s.k.data(), D);
+    }
+    const int64_t chunks = T / chunk_len;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int64_t chunk = 0; chunk < chunks; ++chunk) {
+      for (int head = 0; head < c.num_heads + c.num_kv_heads; ++head) {
+        float* base = head < c.num_heads
+                          ? s.q.data() + chunk * chunk_len * nq + head * D
+                          : s.k.data() + chunk * chunk_len * nkv + (head - c.num_heads) * D;
+        ApplyRope(*s.rope, base, chunk_len, head < c.num_heads ? nq : nkv, 0);
+      }
+    }
+    if (hook) {
+      LayerKV kv{layer,
+                 T,
+                 chunk_len,
+                 s.q.data(),
+                 s.k.data(),
+                 s.v.data(),
+                 c.qkv_bias ? w + L.qkv_bias + nq : nullptr};
+      hook->OnKV(kv);
+    }
+    const AttentionShape shape{c.num_heads, c.num_kv_heads,
+                               c.head_dim,  T,
+                               chunk_len,   1.0f / std::sqrt(static_cast<float>(D))};
+    CausalAttention(shape, {s.q.data(), D, nq}, {s.k.data(), D, nkv}, {s.v.data(), D, nkv},
+                    {s.attn.data(), D, nq});
+    Linear(s.attn.data(), T, nq, nq, w + L.o, H, s.x.data(), H, true);
+    if (c.o_bias) AddBias(s.x.data(), w + L.o_bias, T, H, H);
+
+    // MLP block: rows of gate_up are [gate (I) | up (I)]; the activation
+    // silu(gate) * up overwrites the gate half, which down_proj then reads
+    // with a row stride of 2 I.
+    RmsNorm(s.x.data(), w + L.post_norm, T, H, H, c.rms_norm_eps, s.h.data(), H);
+    Linear(s.h.data(), T, H, H, w + L.gate_up, 2 * I, s.gate_up.data(), 2 * I, false);
+    if (c.mlp_bias) AddBias(s.gate_up.data(), w + L.gate_up_bias, T, 2 * I, 2 * I);
+#pragma omp parallel for schedule(static)
+    for (int64_t t = 0; t < T; ++t) {
+      float* row = s.gate_up.data() + t * 2 * I;
+      for (int64_t i = 0; i < I; ++i) row[i] = Silu(row[i]) * row[I + i];
+    }
+    Linear(s.gate_up.data(), T, I, 2 * I, w + L.down, H, s.x.data(), H, true);
+    if (c.mlp_bias) AddBias(s.x.data(), w + L.down_bias, T, H, H);
+
+    if (hook) hook->OnOutputs({layer, T, s.attn.data(), s.x.data()});
+    if (progress) progress(layer + 1);
+  }
+
+  if (final_hidden) {
+    std::vector<float> norm(static_cast<size_t>(H));
+    store_.Get("model.norm.weight").ToFloat(norm);
+    final_hidden->resize(static_cast<size_t>(T * H));
+    RmsNorm(s.x.data(), norm.data(), T, H, H, c.rms_norm_eps, final_hidden->data(), H);
+  }
+}
+
+void Model::Logits(const float* hidden, int64_t rows, float* logits) {
+  const ModelConfig& c = config_;
+  const TensorView& head =
+      store_.Get(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
+  const float* w = nullptr;
+  if (head.dtype == DType::kF32) {
+    w = reinterpret_cast<const float*>(head.data);
+  } else {
+    if (lm_head_.empty()) {
+      lm_head_.resize(static_cast<size_t>(head.numel()));
+      Widen(head, lm_head_.data());
+    }
+    w = lm_head_.data();
+  }
+  Linear(hidden, rows, c.hidden_size, c.hidden_size, w, c.vocab_size, logits, c.vocab_size, false);
+}
+
+}  // namespace kvq
