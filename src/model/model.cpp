@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kvq/common/blas.h"
 #include "kvq/common/error.h"
 #include "kvq/common/vmath.h"
 #include "kvq/model/attention.h"
@@ -148,6 +149,7 @@ Model Model::Load(const std::filesystem::path& dir) {
     ThrowInput("{}: not a model folder (expected config.json and safetensors weights)",
                dir.string());
   }
+  EnsureBlasKernel();
   Model model;
   model.config_ = ModelConfig::Load(dir / "config.json");
   model.store_ = TensorStore::Open(dir);

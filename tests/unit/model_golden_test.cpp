@@ -97,8 +97,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenModel,
                                            "qwen2-tiny/sharded-f32", "llama-tiny/plain-f16",
                                            "llama-tiny/llama3-rope-bf16",
                                            "qwen3-tiny/tied-bf16-headdim"),
-                         [](const auto& info) {
-                           std::string name = info.param;
+                         [](const auto& param_info) {
+                           std::string name = param_info.param;
                            std::replace_if(
                                name.begin(), name.end(), [](char ch) { return !std::isalnum(ch); },
                                '_');

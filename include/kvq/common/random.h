@@ -1,0 +1,38 @@
+#pragma once
+// kvq's own deterministic random numbers: splitmix64, and normals by
+// Box-Muller, so results are identical across compilers and standard
+// libraries (std::normal_distribution is not).
+#include <cmath>
+#include <cstdint>
+#include <numbers>
+
+namespace kvq {
+
+class SplitMix64 {
+ public:
+  explicit SplitMix64(uint64_t seed) : state_(seed) {}
+
+  uint64_t Next() {
+    state_ += 0x9E3779B97F4A7C15ull;
+    uint64_t z = state_;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+
+  // Uniform in [0, 1) with 53 random bits.
+  double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
+  double Uniform(double low, double high) { return low + (high - low) * Uniform(); }
+
+  // Standard normal; one Box-Muller draw per call (the cosine branch).
+  double Normal() {
+    const double u1 = 1.0 - Uniform();  // (0, 1]
+    const double u2 = Uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  }
+
+ private:
+  uint64_t state_;
+};
+
+}  // namespace kvq

@@ -1,0 +1,65 @@
+// `kvq capture`: run a model over tokens and dump post-RoPE Q, K and V.
+#include <chrono>
+#include <cstdio>
+
+#include "command.h"
+#include "kvq/capture/capture.h"
+#include "kvq/common/error.h"
+#include "model_arg.h"
+#include "progress.h"
+
+namespace kvq::cli {
+namespace {
+
+struct Options {
+  std::string model, input_ids, out, dtype = "f16";
+  int64_t tokens = 0, chunk_len = 0;
+};
+
+void Run(const Options& o) {
+  std::vector<int32_t> ids = ReadInputIdsJson(o.input_ids);
+  if (o.tokens > 0) {
+    if (static_cast<int64_t>(ids.size()) < o.tokens) {
+      ThrowInput("--input-ids {} holds {} tokens, fewer than --tokens {}", o.input_ids, ids.size(),
+                 o.tokens);
+    }
+    ids.resize(static_cast<size_t>(o.tokens));
+  }
+  Model model = Model::Load(ResolveModelArg(o.model));
+  CaptureOptions options;
+  options.chunk_len = o.chunk_len;
+  options.dtype = o.dtype == "f32" ? DType::kF32 : DType::kF16;
+  options.model_name = o.model;
+  options.corpus = "input_ids:" + o.input_ids;
+  const int layers = model.config().num_layers;
+  Progress progress("capture", layers, "layers", static_cast<double>(ids.size()) / layers, "tok");
+  options.progress = [&](int done) { progress.Update(done); };
+  const auto start = std::chrono::steady_clock::now();
+  Capture(model, ids, options, o.out);
+  progress.Finish();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  std::fprintf(stderr, "capture: %zu tokens, %d layers -> %s (%.2f s, %.0f tok/s)\n", ids.size(),
+               layers, o.out.c_str(), seconds, static_cast<double>(ids.size()) / seconds);
+}
+
+Runner Setup(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  app.add_option("--model", o->model, "Hugging Face model folder")->required();
+  app.add_option("--input-ids", o->input_ids, "JSON file {\"input_ids\": [...]}")->required();
+  app.add_option("--tokens", o->tokens, "Use the first N tokens (default: all)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--chunk-len", o->chunk_len,
+                 "Split the stream into independent prompts of L tokens (default: one prompt)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--dtype", o->dtype, "Storage of Q, K, V in the dump")
+      ->check(CLI::IsMember({"f16", "f32"}));
+  app.add_option("--out", o->out, "Output .safetensors dump")->required();
+  return [o] { Run(*o); };
+}
+
+KVQ_COMMAND("capture", "Run a model over tokens and dump post-RoPE Q, K, V per layer and head",
+            Setup);
+
+}  // namespace
+}  // namespace kvq::cli

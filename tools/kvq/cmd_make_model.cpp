@@ -1,0 +1,41 @@
+// `kvq make-model`: a random-weight model folder of a real geometry.
+#include <cstdio>
+
+#include <fmt/format.h>
+
+#include "command.h"
+#include "kvq/model/random_model.h"
+
+namespace kvq::cli {
+namespace {
+
+struct Options {
+  std::string preset, dtype = "bf16", out;
+  uint64_t seed = 0;
+};
+
+Runner Setup(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  std::string presets;
+  for (const auto& p : ModelPresets())
+    presets += fmt::format("\n  {:<14} {}", p.name, p.description);
+  app.add_option("--preset", o->preset, "Geometry:" + presets)->required();
+  app.add_option("--seed", o->seed, "Random seed");
+  app.add_option("--dtype", o->dtype, "Weight storage")
+      ->check(CLI::IsMember({"bf16", "f16", "f32"}));
+  app.add_option("--out", o->out, "Output folder")->required();
+  return [o] {
+    const ModelPreset& preset = FindModelPreset(o->preset);
+    const DType dtype = o->dtype == "f32"   ? DType::kF32
+                        : o->dtype == "f16" ? DType::kF16
+                                            : DType::kBF16;
+    WriteRandomModel(preset.config, o->seed, dtype, o->out);
+    std::fprintf(stderr, "make-model: %s (%s) -> %s\n", preset.name, o->dtype.c_str(),
+                 o->out.c_str());
+  };
+}
+
+KVQ_COMMAND("make-model", "Write a random-weight model folder with a real model's geometry", Setup);
+
+}  // namespace
+}  // namespace kvq::cli
