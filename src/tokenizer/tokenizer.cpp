@@ -71,11 +71,6 @@ constexpr std::string_view kGpt2Pattern =
 // are rare and would only fill the cache.
 constexpr size_t kMaxCachedPiece = 256;
 
-struct AddedToken {
-  std::string content;
-  int32_t id = 0;
-};
-
 // Finds added tokens in raw text: the leftmost match, and among matches that
 // start there the longest (Hugging Face uses Aho-Corasick, LeftmostLongest).
 class AddedTokenMatcher {
@@ -220,10 +215,10 @@ class EncodeState {
         utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
                      static_cast<utf8proc_ssize_t>(text.size()), &out,
                      static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    // Owned until the call ends: the piece cache holds views into it.
+    normalized_.emplace_back(out);
     if (n < 0) ThrowRuntime("NFC normalization failed: {}", utf8proc_errmsg(n));
-    normalized_.emplace_back(reinterpret_cast<char*>(out), static_cast<size_t>(n));
-    std::free(out);
-    return normalized_.back();
+    return {reinterpret_cast<const char*>(out), static_cast<size_t>(n)};
   }
 
   void Split(size_t level, std::string_view text, std::vector<int32_t>& ids) {
@@ -278,7 +273,10 @@ class EncodeState {
 
   const Tokenizer::Impl& impl_;
   std::vector<std::unique_ptr<PieceRegex::Matcher>> matchers_;
-  std::vector<std::string> normalized_;
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<utf8proc_uint8_t, Free>> normalized_;
   std::unordered_map<std::string_view, std::pair<uint32_t, uint32_t>> cache_;
   std::vector<int32_t> cached_ids_;
   std::vector<int32_t> symbols_;
@@ -495,7 +493,9 @@ void Tokenizer::Impl::LoadAddedTokens(const Reader& reader, const json& root) {
     // token on the raw text, which is the same thing only without a
     // normalizer.
     if (nfc) reader.ExpectBool(entry, path, "normalized", false);
-    AddedToken token{content->get<std::string>(), static_cast<int32_t>(id->get<int64_t>())};
+    const auto special = entry.find("special");
+    AddedToken token{content->get<std::string>(), static_cast<int32_t>(id->get<int64_t>()),
+                     special != entry.end() && special->is_boolean() && special->get<bool>()};
     if (utf8::FindInvalid(token.content) != utf8::kValid) {
       reader.Fail("{}.content is not valid UTF-8", path);
     }
@@ -614,6 +614,8 @@ std::optional<int32_t> Tokenizer::TokenId(std::string_view text) const {
   if (it == impl_->bytes_to_id.end()) return std::nullopt;
   return it->second;
 }
+
+std::span<const AddedToken> Tokenizer::added_tokens() const { return impl_->added; }
 
 const std::filesystem::path& Tokenizer::path() const { return impl_->source; }
 

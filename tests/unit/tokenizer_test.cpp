@@ -83,6 +83,18 @@ TEST(TokenizerTest, FixtureCasesGiveReferenceIds) {
   }
 }
 
+// Edge cases the fixture does not cover (Unicode whitespace, NFC, added
+// tokens next to each other, long words, random strings), with ids from the
+// same reference; provenance in tests/data/tokenizer/README.md.
+TEST(TokenizerTest, ExtraCasesGiveReferenceIds) {
+  const auto cases = ReadCases(DataDir() / "tokenizer/extra_cases.jsonl");
+  ASSERT_EQ(cases.size(), 459u);
+  for (const Case& c : cases) {
+    EXPECT_EQ(Qwen().Encode(c.text), c.ids) << Printable(c.text);
+    EXPECT_EQ(Qwen().Decode(c.ids), Nfc(c.text)) << Printable(c.text);
+  }
+}
+
 TEST(TokenizerTest, LoadsFolderOrFile) {
   EXPECT_EQ(Qwen().vocab_size(), 151665);
   EXPECT_EQ(Qwen().path(), RepoDataDir() / "tokenizer/qwen2.5/tokenizer.json");

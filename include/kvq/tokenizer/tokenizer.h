@@ -20,6 +20,14 @@
 
 namespace kvq {
 
+// A token matched in the raw text before anything else (tokenizer.json's
+// added_tokens): <|endoftext|>, <|im_start|>, ...
+struct AddedToken {
+  std::string content;
+  int32_t id = 0;
+  bool special = false;
+};
+
 class Tokenizer {
  public:
   // Reads `file_or_model_dir` (a tokenizer.json, or a folder that holds one).
@@ -51,6 +59,8 @@ class Tokenizer {
   // The id of an added token or a vocabulary entry given as text (added
   // tokens by content; vocabulary entries by the bytes they stand for).
   std::optional<int32_t> TokenId(std::string_view text) const;
+  // The added tokens, in file order.
+  std::span<const AddedToken> added_tokens() const;
   // Where the tokenizer was read from ("" for FromJson).
   const std::filesystem::path& path() const;
 
