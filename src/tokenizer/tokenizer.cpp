@@ -1,0 +1,622 @@
+#include "kvq/tokenizer/tokenizer.h"
+
+#include <utf8proc.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+#include <cstdlib>
+#include <cstring>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "kvq/common/error.h"
+#include "kvq/common/io.h"
+#include "tokenizer/bpe.h"
+#include "tokenizer/regex.h"
+#include "tokenizer/utf8.h"
+
+namespace kvq {
+namespace {
+
+using nlohmann::json;
+
+// GPT-2's byte-level alphabet (bytes_to_unicode): the printable bytes
+// '!'..'~', U+00A1..U+00AC and U+00AE..U+00FF stand for themselves; the other
+// 68 bytes map in order to U+0100..U+0143. Vocabulary entries are written in
+// this alphabet; kvq keeps them as the raw bytes they stand for.
+struct ByteAlphabet {
+  std::array<uint32_t, 256> byte_to_cp{};
+  std::array<int16_t, 0x144> cp_to_byte{};
+
+  ByteAlphabet() {
+    cp_to_byte.fill(-1);
+    uint32_t next = 256;
+    for (uint32_t b = 0; b < 256; ++b) {
+      const bool printable =
+          (b >= 0x21 && b <= 0x7E) || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      byte_to_cp[b] = printable ? b : next++;
+      cp_to_byte[byte_to_cp[b]] = static_cast<int16_t>(b);
+    }
+  }
+
+  // The bytes a vocabulary entry stands for; false when it uses a character
+  // outside the alphabet (such an entry can never come out of the
+  // pre-tokenizer).
+  bool ToBytes(std::string_view token, std::string& bytes) const {
+    bytes.clear();
+    for (size_t i = 0; i < token.size();) {
+      const size_t length = utf8::SequenceLength(token, i);
+      if (length == 0) return false;
+      const uint32_t cp = utf8::DecodeAt(token, i, length);
+      if (cp >= cp_to_byte.size() || cp_to_byte[cp] < 0) return false;
+      bytes.push_back(static_cast<char>(cp_to_byte[cp]));
+      i += length;
+    }
+    return true;
+  }
+};
+
+const ByteAlphabet& Alphabet() {
+  static const ByteAlphabet alphabet;
+  return alphabet;
+}
+
+// The pattern ByteLevel applies itself when use_regex is true (GPT-2's).
+constexpr std::string_view kGpt2Pattern =
+    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
+
+// Pieces up to this many bytes are remembered per Encode call; longer ones
+// are rare and would only fill the cache.
+constexpr size_t kMaxCachedPiece = 256;
+
+// Finds added tokens in raw text: the leftmost match, and among matches that
+// start there the longest (Hugging Face uses Aho-Corasick, LeftmostLongest).
+class AddedTokenMatcher {
+ public:
+  void Build(const std::vector<AddedToken>& tokens) {
+    tokens_ = &tokens;
+    for (auto& list : by_first_byte_) list.clear();
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      if (tokens[i].content.empty()) continue;
+      by_first_byte_[static_cast<uint8_t>(tokens[i].content[0])].push_back(i);
+    }
+    for (auto& list : by_first_byte_) {
+      std::stable_sort(list.begin(), list.end(), [&](size_t a, size_t b) {
+        return tokens[a].content.size() > tokens[b].content.size();
+      });
+    }
+  }
+
+  // First match at or after `from`: sets `at` and returns the token, or
+  // returns nullptr when there is none.
+  const AddedToken* Find(std::string_view text, size_t from, size_t& at) const {
+    for (size_t i = from; i < text.size(); ++i) {
+      const auto& candidates = by_first_byte_[static_cast<uint8_t>(text[i])];
+      for (size_t index : candidates) {
+        const std::string& content = (*tokens_)[index].content;
+        if (text.size() - i >= content.size() &&
+            std::memcmp(text.data() + i, content.data(), content.size()) == 0) {
+          at = i;
+          return &(*tokens_)[index];
+        }
+      }
+    }
+    return nullptr;
+  }
+
+ private:
+  const std::vector<AddedToken>* tokens_ = nullptr;
+  std::array<std::vector<size_t>, 256> by_first_byte_;
+};
+
+// Field access with messages that name the file and the JSON path.
+class Reader {
+ public:
+  explicit Reader(std::string origin) : origin_(std::move(origin)) {}
+  const std::string& origin() const { return origin_; }
+
+  template <typename... Args>
+  [[noreturn]] void Fail(fmt::format_string<Args...> format, Args&&... args) const {
+    ThrowInput("{}: {}", origin_, fmt::format(format, std::forward<Args>(args)...));
+  }
+
+  [[noreturn]] void Refuse(const std::string& field, const std::string& value,
+                           std::string_view supported) const {
+    Fail("{} = {} is not supported by kvq (supported: {}); see docs/tokenizer.md", field, value,
+         supported);
+  }
+
+  // A boolean field that must equal `expected` when present.
+  void ExpectBool(const json& object, const std::string& path, const char* key,
+                  bool expected) const {
+    const auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return;
+    if (!it->is_boolean()) Fail("{}.{} must be a boolean", path, key);
+    if (it->get<bool>() != expected) {
+      Refuse(path + "." + key, it->dump(), expected ? "true" : "false");
+    }
+  }
+
+  // A string field that must be null, absent or empty.
+  void ExpectEmptyString(const json& object, const std::string& path, const char* key) const {
+    const auto it = object.find(key);
+    if (it == object.end() || it->is_null()) return;
+    if (!it->is_string() || !it->get_ref<const std::string&>().empty()) {
+      Refuse(path + "." + key, it->dump(), "null or \"\"");
+    }
+  }
+
+  std::string Type(const json& object, const std::string& path) const {
+    if (!object.is_object()) Fail("{} must be an object", path);
+    const auto it = object.find("type");
+    if (it == object.end() || !it->is_string()) Fail("{}.type is missing", path);
+    return it->get<std::string>();
+  }
+
+ private:
+  std::string origin_;
+};
+
+}  // namespace
+
+struct Tokenizer::Impl {
+  std::filesystem::path source;
+  bool nfc = false;
+  bool ignore_merges = false;
+  std::vector<PieceRegex> regexes;  // applied in order, each splitting the pieces of the last
+
+  // Token table indexed by id: the bytes each id decodes to.
+  std::vector<std::string> token_bytes;
+  std::vector<uint8_t> token_present;
+  std::array<int32_t, 256> byte_ids{};
+  bpe::MergeTable merges;
+  std::unordered_map<std::string, int32_t> bytes_to_id;  // byte-level vocabulary entries
+
+  std::vector<AddedToken> added;
+  AddedTokenMatcher added_matcher;
+
+  void LoadNormalizer(const Reader& reader, const json& root);
+  void LoadPreTokenizer(const Reader& reader, const json& root);
+  void LoadModel(const Reader& reader, const json& root);
+  void LoadAddedTokens(const Reader& reader, const json& root);
+};
+
+namespace {
+
+// Encoding state for one call: regex match data and the piece cache. Keys of
+// the cache are views into the text (or its normalized copies), which live
+// as long as the state.
+class EncodeState {
+ public:
+  explicit EncodeState(const Tokenizer::Impl& impl) : impl_(impl) {
+    matchers_.reserve(impl.regexes.size());
+    for (const auto& regex : impl.regexes)
+      matchers_.emplace_back(std::make_unique<PieceRegex::Matcher>(regex));
+  }
+
+  void EncodeSegment(std::string_view segment, std::vector<int32_t>& ids) {
+    if (impl_.nfc) segment = Normalize(segment);
+    Split(0, segment, ids);
+  }
+
+ private:
+  // NFC. Code points below U+0300 are all NFC-stable and none composes with
+  // another, so text whose bytes are all below 0xCC (the lead byte of
+  // U+0300) is already normalized.
+  std::string_view Normalize(std::string_view text) {
+    if (std::none_of(text.begin(), text.end(),
+                     [](char c) { return static_cast<uint8_t>(c) >= 0xCC; })) {
+      return text;
+    }
+    utf8proc_uint8_t* out = nullptr;
+    const utf8proc_ssize_t n =
+        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
+                     static_cast<utf8proc_ssize_t>(text.size()), &out,
+                     static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+    // Owned until the call ends: the piece cache holds views into it.
+    normalized_.emplace_back(out);
+    if (n < 0) ThrowRuntime("NFC normalization failed: {}", utf8proc_errmsg(n));
+    return {reinterpret_cast<const char*>(out), static_cast<size_t>(n)};
+  }
+
+  void Split(size_t level, std::string_view text, std::vector<int32_t>& ids) {
+    if (level == matchers_.size()) {
+      EncodePiece(text, ids);
+      return;
+    }
+    PieceRegex::Matcher& matcher = *matchers_[level];
+    size_t pos = 0;     // start of the text not yet emitted
+    size_t search = 0;  // where the next search starts
+    size_t begin = 0, end = 0;
+    while (search < text.size() && matcher.Find(text, search, begin, end)) {
+      if (end == begin) {
+        // Empty matches split nothing; step over one character.
+        const size_t length = utf8::SequenceLength(text, begin);
+        search = begin + std::max<size_t>(length, 1);
+        continue;
+      }
+      if (begin > pos) Split(level + 1, text.substr(pos, begin - pos), ids);
+      Split(level + 1, text.substr(begin, end - begin), ids);
+      pos = search = end;
+    }
+    if (pos < text.size()) Split(level + 1, text.substr(pos), ids);
+  }
+
+  void EncodePiece(std::string_view piece, std::vector<int32_t>& ids) {
+    const bool cacheable = piece.size() <= kMaxCachedPiece;
+    if (cacheable) {
+      const auto it = cache_.find(piece);
+      if (it != cache_.end()) {
+        ids.insert(ids.end(), cached_ids_.begin() + it->second.first,
+                   cached_ids_.begin() + it->second.first + it->second.second);
+        return;
+      }
+    }
+    symbols_.clear();
+    const auto whole =
+        impl_.ignore_merges ? impl_.bytes_to_id.find(std::string(piece)) : impl_.bytes_to_id.end();
+    if (whole != impl_.bytes_to_id.end()) {
+      symbols_.push_back(whole->second);
+    } else {
+      for (char c : piece) symbols_.push_back(impl_.byte_ids[static_cast<uint8_t>(c)]);
+      bpe::MergeSymbols(impl_.merges, symbols_);
+    }
+    ids.insert(ids.end(), symbols_.begin(), symbols_.end());
+    if (cacheable) {
+      cache_.emplace(piece, std::make_pair(static_cast<uint32_t>(cached_ids_.size()),
+                                           static_cast<uint32_t>(symbols_.size())));
+      cached_ids_.insert(cached_ids_.end(), symbols_.begin(), symbols_.end());
+    }
+  }
+
+  const Tokenizer::Impl& impl_;
+  std::vector<std::unique_ptr<PieceRegex::Matcher>> matchers_;
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<utf8proc_uint8_t, Free>> normalized_;
+  std::unordered_map<std::string_view, std::pair<uint32_t, uint32_t>> cache_;
+  std::vector<int32_t> cached_ids_;
+  std::vector<int32_t> symbols_;
+};
+
+}  // namespace
+
+void Tokenizer::Impl::LoadNormalizer(const Reader& reader, const json& root) {
+  const auto it = root.find("normalizer");
+  if (it == root.end() || it->is_null()) return;
+  const std::string type = reader.Type(*it, "normalizer");
+  if (type == "NFC") {
+    nfc = true;
+    return;
+  }
+  if (type == "Sequence") {
+    const auto list = it->find("normalizers");
+    if (list == it->end() || !list->is_array()) reader.Fail("normalizer.normalizers is missing");
+    for (size_t i = 0; i < list->size(); ++i) {
+      const std::string path = fmt::format("normalizer.normalizers[{}]", i);
+      const std::string inner = reader.Type((*list)[i], path);
+      if (inner != "NFC") reader.Refuse(path + ".type", '"' + inner + '"', "\"NFC\"");
+      nfc = true;
+    }
+    return;
+  }
+  reader.Refuse("normalizer.type", '"' + type + '"', "null, \"NFC\", a Sequence of NFC");
+}
+
+void Tokenizer::Impl::LoadPreTokenizer(const Reader& reader, const json& root) {
+  const auto it = root.find("pre_tokenizer");
+  if (it == root.end() || it->is_null()) {
+    reader.Refuse("pre_tokenizer", "null", "ByteLevel, or a Sequence of Split then ByteLevel");
+  }
+  std::vector<std::pair<std::string, const json*>> steps;  // (path, object)
+  const std::string type = reader.Type(*it, "pre_tokenizer");
+  if (type == "Sequence") {
+    const auto list = it->find("pretokenizers");
+    if (list == it->end() || !list->is_array()) {
+      reader.Fail("pre_tokenizer.pretokenizers is missing");
+    }
+    for (size_t i = 0; i < list->size(); ++i) {
+      steps.emplace_back(fmt::format("pre_tokenizer.pretokenizers[{}]", i), &(*list)[i]);
+    }
+  } else {
+    steps.emplace_back("pre_tokenizer", &*it);
+  }
+  bool byte_level = false;
+  for (const auto& [path, step] : steps) {
+    const std::string step_type = reader.Type(*step, path);
+    if (byte_level) {
+      reader.Refuse(path + ".type", '"' + step_type + '"', "nothing after ByteLevel");
+    }
+    if (step_type == "Split") {
+      const auto behavior = step->find("behavior");
+      if (behavior == step->end() || *behavior != "Isolated") {
+        reader.Refuse(path + ".behavior", behavior == step->end() ? "null" : behavior->dump(),
+                      "\"Isolated\"");
+      }
+      reader.ExpectBool(*step, path, "invert", false);
+      const auto pattern = step->find("pattern");
+      if (pattern == step->end() || !pattern->is_object())
+        reader.Fail("{}.pattern is missing", path);
+      if (const auto regex = pattern->find("Regex");
+          regex != pattern->end() && regex->is_string()) {
+        regexes.emplace_back(regex->get<std::string>(), reader.origin() + ": " + path + ".pattern");
+      } else if (const auto literal = pattern->find("String");
+                 literal != pattern->end() && literal->is_string()) {
+        std::string quoted;
+        // A literal pattern: PCRE2 takes any escaped ASCII punctuation as
+        // itself.
+        for (char c : literal->get<std::string>()) {
+          if (std::ispunct(static_cast<unsigned char>(c))) quoted += '\\';
+          quoted += c;
+        }
+        regexes.emplace_back(quoted, reader.origin() + ": " + path + ".pattern");
+      } else {
+        reader.Fail("{}.pattern must hold a \"Regex\" or a \"String\"", path);
+      }
+    } else if (step_type == "ByteLevel") {
+      reader.ExpectBool(*step, path, "add_prefix_space", false);
+      const auto use_regex = step->find("use_regex");
+      if (use_regex == step->end() || (use_regex->is_boolean() && use_regex->get<bool>())) {
+        regexes.emplace_back(kGpt2Pattern, reader.origin() + ": " + path + " (GPT-2 regex)");
+      }
+      byte_level = true;
+    } else {
+      reader.Refuse(path + ".type", '"' + step_type + '"', "\"Split\", \"ByteLevel\"");
+    }
+  }
+  if (!byte_level) {
+    reader.Refuse("pre_tokenizer", "without ByteLevel", "a ByteLevel step last");
+  }
+}
+
+void Tokenizer::Impl::LoadModel(const Reader& reader, const json& root) {
+  const auto it = root.find("model");
+  if (it == root.end() || !it->is_object()) reader.Fail("model is missing");
+  const json& model = *it;
+  if (const auto type = model.find("type"); type != model.end() && *type != "BPE") {
+    reader.Refuse("model.type", type->dump(), "\"BPE\"");
+  }
+  if (const auto dropout = model.find("dropout");
+      dropout != model.end() && !dropout->is_null() &&
+      !(dropout->is_number() && dropout->get<double>() == 0.0)) {
+    reader.Refuse("model.dropout", dropout->dump(), "null");
+  }
+  reader.ExpectEmptyString(model, "model", "continuing_subword_prefix");
+  reader.ExpectEmptyString(model, "model", "end_of_word_suffix");
+  reader.ExpectBool(model, "model", "byte_fallback", false);
+  if (const auto ignore = model.find("ignore_merges");
+      ignore != model.end() && ignore->is_boolean()) {
+    ignore_merges = ignore->get<bool>();
+  }
+
+  const auto vocab = model.find("vocab");
+  if (vocab == model.end() || !vocab->is_object()) reader.Fail("model.vocab must be an object");
+  std::unordered_map<std::string_view, int32_t> key_to_id;  // keys as written (byte-level alphabet)
+  key_to_id.reserve(vocab->size());
+  int32_t max_id = -1;
+  for (const auto& [key, value] : vocab->items()) {
+    if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
+        value.get<int64_t>() >= (int64_t{1} << 30)) {
+      reader.Fail("model.vocab[\"{}\"] must be a non-negative integer id", key);
+    }
+    const auto id = static_cast<int32_t>(value.get<int64_t>());
+    key_to_id.emplace(key, id);
+    max_id = std::max(max_id, id);
+  }
+  token_bytes.assign(static_cast<size_t>(max_id + 1), {});
+  token_present.assign(static_cast<size_t>(max_id + 1), 0);
+  bytes_to_id.reserve(key_to_id.size());
+  std::string bytes;
+  for (const auto& [key, id] : key_to_id) {
+    const auto slot = static_cast<size_t>(id);
+    if (token_present[slot]) reader.Fail("model.vocab: id {} is used twice", id);
+    token_present[slot] = 1;
+    if (Alphabet().ToBytes(key, bytes)) {
+      token_bytes[slot] = bytes;
+      bytes_to_id.emplace(bytes, id);
+    } else {
+      // Not in the byte-level alphabet: never produced by encoding; decoded
+      // as its own text, as the ByteLevel decoder does.
+      token_bytes[slot] = std::string(key);
+    }
+  }
+  for (int b = 0; b < 256; ++b) {
+    const auto found = bytes_to_id.find(std::string(1, static_cast<char>(b)));
+    if (found == bytes_to_id.end()) {
+      reader.Fail("model.vocab has no token for byte 0x{:02X}; byte-level BPE needs all 256", b);
+    }
+    byte_ids[static_cast<size_t>(b)] = found->second;
+  }
+
+  const auto list = model.find("merges");
+  if (list == model.end() || !list->is_array()) reader.Fail("model.merges must be an array");
+  merges.Reserve(list->size());
+  std::string joined;
+  for (size_t rank = 0; rank < list->size(); ++rank) {
+    const json& entry = (*list)[rank];
+    std::string_view left, right;
+    if (entry.is_string()) {
+      // Older files: "left right", exactly one space (tokens never hold a
+      // literal space: the byte-level alphabet writes it as U+0120).
+      const std::string& text = entry.get_ref<const std::string&>();
+      const size_t space = text.find(' ');
+      if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
+        reader.Fail("model.merges[{}] = {} is not two tokens separated by one space", rank,
+                    entry.dump());
+      }
+      left = std::string_view(text).substr(0, space);
+      right = std::string_view(text).substr(space + 1);
+    } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() &&
+               entry[1].is_string()) {
+      left = entry[0].get_ref<const std::string&>();
+      right = entry[1].get_ref<const std::string&>();
+    } else {
+      reader.Fail("model.merges[{}] = {} is neither \"a b\" nor [\"a\", \"b\"]", rank,
+                  entry.dump());
+    }
+    joined.assign(left);
+    joined.append(right);
+    const auto l = key_to_id.find(left), r = key_to_id.find(right), m = key_to_id.find(joined);
+    if (l == key_to_id.end() || r == key_to_id.end() || m == key_to_id.end()) {
+      reader.Fail("model.merges[{}] = {}: {} is not in model.vocab", rank, entry.dump(),
+                  l == key_to_id.end()   ? fmt::format("\"{}\"", left)
+                  : r == key_to_id.end() ? fmt::format("\"{}\"", right)
+                                         : fmt::format("the merged \"{}\"", joined));
+    }
+    merges.Insert(l->second, r->second,
+                  bpe::Merge{static_cast<int32_t>(rank), static_cast<int32_t>(m->second)});
+  }
+}
+
+void Tokenizer::Impl::LoadAddedTokens(const Reader& reader, const json& root) {
+  const auto it = root.find("added_tokens");
+  if (it == root.end() || it->is_null()) return;
+  if (!it->is_array()) reader.Fail("added_tokens must be an array");
+  for (size_t i = 0; i < it->size(); ++i) {
+    const json& entry = (*it)[i];
+    const std::string path = fmt::format("added_tokens[{}]", i);
+    if (!entry.is_object()) reader.Fail("{} must be an object", path);
+    const auto id = entry.find("id");
+    const auto content = entry.find("content");
+    if (id == entry.end() || !id->is_number_integer() || id->get<int64_t>() < 0 ||
+        id->get<int64_t>() >= (int64_t{1} << 30)) {
+      reader.Fail("{}.id must be a non-negative integer", path);
+    }
+    if (content == entry.end() || !content->is_string()) reader.Fail("{}.content is missing", path);
+    reader.ExpectBool(entry, path, "lstrip", false);
+    reader.ExpectBool(entry, path, "rstrip", false);
+    reader.ExpectBool(entry, path, "single_word", false);
+    // A normalized token is matched on normalized text; kvq matches every
+    // token on the raw text, which is the same thing only without a
+    // normalizer.
+    if (nfc) reader.ExpectBool(entry, path, "normalized", false);
+    const auto special = entry.find("special");
+    AddedToken token{content->get<std::string>(), static_cast<int32_t>(id->get<int64_t>()),
+                     special != entry.end() && special->is_boolean() && special->get<bool>()};
+    if (utf8::FindInvalid(token.content) != utf8::kValid) {
+      reader.Fail("{}.content is not valid UTF-8", path);
+    }
+    const auto slot = static_cast<size_t>(token.id);
+    if (slot >= token_bytes.size()) {
+      token_bytes.resize(slot + 1);
+      token_present.resize(slot + 1, 0);
+    }
+    token_bytes[slot] = token.content;  // added tokens decode to their content
+    token_present[slot] = 1;
+    added.push_back(std::move(token));
+  }
+  added_matcher.Build(added);
+}
+
+Tokenizer::Tokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Tokenizer::Tokenizer(Tokenizer&&) noexcept = default;
+Tokenizer& Tokenizer::operator=(Tokenizer&&) noexcept = default;
+Tokenizer::~Tokenizer() = default;
+
+Tokenizer Tokenizer::Load(const std::filesystem::path& file_or_model_dir) {
+  std::filesystem::path file = file_or_model_dir;
+  if (std::filesystem::is_directory(file)) {
+    file /= "tokenizer.json";
+    if (!std::filesystem::exists(file)) {
+      ThrowInput("{}: no tokenizer.json in this folder (kvq reads Hugging Face tokenizer.json)",
+                 file_or_model_dir.string());
+    }
+  }
+  const MappedFile mapped = MappedFile::Open(file);
+  Tokenizer tokenizer = FromJson(
+      std::string_view(reinterpret_cast<const char*>(mapped.data()), mapped.size()), file.string());
+  tokenizer.impl_->source = file;
+  return tokenizer;
+}
+
+Tokenizer Tokenizer::FromJson(std::string_view text, const std::string& origin) {
+  const Reader reader(origin);
+  json root;
+  try {
+    root = json::parse(text.begin(), text.end());
+  } catch (const json::parse_error& e) {
+    reader.Fail("not valid JSON: {}", e.what());
+  }
+  if (!root.is_object()) reader.Fail("not a tokenizer.json (the top level is not an object)");
+  for (const char* key : {"truncation", "padding"}) {
+    if (const auto it = root.find(key); it != root.end() && !it->is_null()) {
+      reader.Refuse(key, it->dump().substr(0, 80), "null");
+    }
+  }
+  auto impl = std::make_unique<Impl>();
+  impl->LoadNormalizer(reader, root);
+  impl->LoadPreTokenizer(reader, root);
+  impl->LoadModel(reader, root);
+  impl->LoadAddedTokens(reader, root);
+  // The post-processor only adds special tokens (add_special_tokens=true),
+  // which kvq never does, so any post-processor is accepted and unused.
+  const auto decoder = root.find("decoder");
+  if (decoder == root.end() || decoder->is_null()) {
+    reader.Refuse("decoder", "null", "ByteLevel");
+  }
+  if (const std::string type = reader.Type(*decoder, "decoder"); type != "ByteLevel") {
+    reader.Refuse("decoder.type", '"' + type + '"', "\"ByteLevel\"");
+  }
+  return Tokenizer(std::move(impl));
+}
+
+std::vector<int32_t> Tokenizer::Encode(std::string_view text) const {
+  std::vector<int32_t> ids;
+  ids.reserve(text.size() / 3 + 16);
+  EncodeAppend(text, ids);
+  return ids;
+}
+
+void Tokenizer::EncodeAppend(std::string_view text, std::vector<int32_t>& ids) const {
+  if (const size_t bad = utf8::FindInvalid(text); bad != utf8::kValid) {
+    ThrowInput("text is not valid UTF-8: byte 0x{:02X} at byte offset {}",
+               static_cast<uint8_t>(text[bad]), bad);
+  }
+  EncodeState state(*impl_);
+  size_t pos = 0;
+  while (pos < text.size()) {
+    size_t at = text.size();
+    const AddedToken* token = impl_->added_matcher.Find(text, pos, at);
+    if (at > pos) state.EncodeSegment(text.substr(pos, at - pos), ids);
+    if (token == nullptr) break;
+    ids.push_back(token->id);
+    pos = at + token->content.size();
+  }
+}
+
+std::string Tokenizer::Decode(std::span<const int32_t> ids) const {
+  std::string bytes;
+  for (const int32_t id : ids) {
+    if (id < 0 || static_cast<size_t>(id) >= impl_->token_bytes.size() ||
+        !impl_->token_present[static_cast<size_t>(id)]) {
+      ThrowInput("token id {} is not in the vocabulary of {} (ids 0..{})", id,
+                 impl_->source.empty() ? std::string("the tokenizer") : impl_->source.string(),
+                 vocab_size() - 1);
+    }
+    bytes += impl_->token_bytes[static_cast<size_t>(id)];
+  }
+  std::string text;
+  text.reserve(bytes.size());
+  utf8::AppendLossy(text, bytes);
+  return text;
+}
+
+int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->token_bytes.size()); }
+
+std::optional<int32_t> Tokenizer::TokenId(std::string_view text) const {
+  for (const AddedToken& token : impl_->added) {
+    if (token.content == text) return token.id;
+  }
+  const auto it = impl_->bytes_to_id.find(std::string(text));
+  if (it == impl_->bytes_to_id.end()) return std::nullopt;
+  return it->second;
+}
+
+std::span<const AddedToken> Tokenizer::added_tokens() const { return impl_->added; }
+
+const std::filesystem::path& Tokenizer::path() const { return impl_->source; }
+
+}  // namespace kvq
