@@ -12,6 +12,7 @@ Repositories (files from the fixtures under --data):
                     shards from qwen2-tiny/sharded-f32 (no tokenizer.json)
   kvq-test/gated    same files as kvq-test/tiny; needs "Authorization: Bearer
                     <--token>": 401 without a token, 403 with another one
+  kvq-test/no-weights  config.json only
 Revisions: "main" and "v1.0" name each repository's one commit; the 40-hex
 commit itself works too.
 
@@ -70,7 +71,8 @@ def load_repos(data_dir):
     }
     repos = {}
     for repo, files in (("kvq-test/tiny", tiny_files), ("kvq-test/sharded", sharded_files),
-                        ("kvq-test/gated", tiny_files)):
+                        ("kvq-test/gated", tiny_files),
+                        ("kvq-test/no-weights", {"config.json": tiny_files["config.json"]})):
         repos[repo] = {"commit": hashlib.sha1(repo.encode()).hexdigest(), "files": files}
     return repos
 
