@@ -195,7 +195,12 @@ class Repository {
       if (!Exists(ref) || Trim(ReadTextFile(ref)) != commit) WriteTextFileAtomic(ref, commit);
     }
     const fs::path snapshot = dir_ / "snapshots" / commit;
-    Fetch(commit, kConfig, &config);
+    // Fetch config.json from the commit just resolved, not from a branch that may move.
+    FileMetadata pinned = config;
+    if (pinned.download_url == ResolveUrl(id_.revision, kConfig)) {
+      pinned.download_url = ResolveUrl(commit, kConfig);
+    }
+    Fetch(commit, kConfig, &pinned);
     for (const char* name : kOptionalFiles) Fetch(commit, name, nullptr);
     if (!Fetch(commit, kWeights, nullptr)) {
       if (!Fetch(commit, kIndex, nullptr)) {
@@ -475,6 +480,7 @@ class Repository {
       const auto now = std::chrono::steady_clock::now();
       if (now - last_report < std::chrono::milliseconds(100)) return;
       last_report = now;
+      report.resumed_from = start;
       report.downloaded = start + received;
       if (report.total == 0 && expected > 0) report.total = start + expected;
       report.seconds = std::chrono::duration<double>(now - started).count();
@@ -499,6 +505,7 @@ class Repository {
     }
     if (progress_ && transfer.result.transport_ok && transfer.write_errno == 0 &&
         transfer.result.status < 300) {
+      report.resumed_from = start;
       report.downloaded = start + transfer.received;
       if (report.total == 0) report.total = report.downloaded;
       report.seconds =
