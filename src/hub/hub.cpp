@@ -375,7 +375,9 @@ class Repository {
     incomplete += ".incomplete";
 
     for (int attempt = 0;; ++attempt) {
-      uint64_t offset = Exists(incomplete) ? fs::file_size(incomplete) : 0;
+      std::error_code no_size;  // no partial file yet (or not a regular one): start at 0
+      uint64_t offset = fs::file_size(incomplete, no_size);
+      if (no_size) offset = 0;
       if (metadata.size > 0 && offset > metadata.size) {
         fs::resize_file(incomplete, 0);
         offset = 0;

@@ -337,6 +337,29 @@ TEST_F(HubTest, CorruptBlobIsRejectedAndDeleted) {
             ReadBytes(TinyFixture() / "model.safetensors"));
 }
 
+// A full disk: the partial file is a link to /dev/full, where every write
+// fails with ENOSPC.
+TEST_F(HubTest, DiskFullSaysSo) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  HubServer server(log());
+  ASSERT_TRUE(server.started());
+  fs::create_directories(TinyDir() / "blobs");
+  fs::create_symlink("/dev/full",
+                     TinyDir() / "blobs" / (std::string(kTinyWeightsSha) + ".incomplete"));
+  try {
+    ResolveModel("kvq-test/tiny", Options(server.endpoint()));
+    FAIL() << "no error";
+  } catch (const RuntimeError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("disk full while downloading model.safetensors of kvq-test/tiny"),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find("HF_HUB_CACHE"), std::string::npos) << message;
+  }
+  EXPECT_FALSE(fs::exists(TinyDir() / "blobs" / kTinyWeightsSha));
+  EXPECT_FALSE(fs::exists(TinyDir() / "snapshots" / kTinyCommit / "model.safetensors"));
+}
+
 TEST_F(HubTest, GatedModelNeedsTheToken) {
   HubServer server(log());
   ASSERT_TRUE(server.started());
