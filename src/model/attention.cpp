@@ -129,6 +129,34 @@ void ValueKernelAnyWidth(int vecs, const float* pt, int num_keys, const float* v
   }
 }
 
+// Online-softmax update for one block of scores. st: [nk, kTileQ] scores,
+// replaced by exp(score - new max); m, l, alpha: [kTileQ] running max, running
+// sum, and the factor exp(old max - new max) the caller applies to O. The
+// restrict pointers let GCC vectorise the loops over queries without alias
+// checks.
+void SoftmaxBlock(float* __restrict st, int nk, float* __restrict m, float* __restrict l,
+                  float* __restrict alpha) {
+  float block_max[kTileQ];
+  for (int i = 0; i < kTileQ; ++i) block_max[i] = m[i];
+  for (int j = 0; j < nk; ++j) {
+    const float* row = st + static_cast<int64_t>(j) * kTileQ;
+    for (int i = 0; i < kTileQ; ++i) block_max[i] = row[i] > block_max[i] ? row[i] : block_max[i];
+  }
+  for (int i = 0; i < kTileQ; ++i) {
+    alpha[i] = FastExp(m[i] - block_max[i]);
+    m[i] = block_max[i];
+  }
+  float block_sum[kTileQ] = {};
+  for (int j = 0; j < nk; ++j) {
+    float* row = st + static_cast<int64_t>(j) * kTileQ;
+    for (int i = 0; i < kTileQ; ++i) {
+      row[i] = FastExp(row[i] - m[i]);
+      block_sum[i] += row[i];
+    }
+  }
+  for (int i = 0; i < kTileQ; ++i) l[i] = l[i] * alpha[i] + block_sum[i];
+}
+
 // A float buffer aligned to a cache line that only ever grows.
 class ScratchBuffer {
  public:
@@ -236,26 +264,7 @@ void AttendTile(const AttentionShape& shape, const HeadsView& q, const HeadsView
         for (int64_t i = 0; i < hidden; ++i) row[i] = -std::numeric_limits<float>::infinity();
       }
     }
-    // Online softmax over this block, vectorised across queries.
-    float block_max[kTileQ];
-    std::copy(s.m, s.m + kTileQ, block_max);
-    for (int j = 0; j < nk; ++j) {
-      const float* row = s.st + static_cast<int64_t>(j) * kTileQ;
-      for (int i = 0; i < kTileQ; ++i) block_max[i] = std::max(block_max[i], row[i]);
-    }
-    for (int i = 0; i < kTileQ; ++i) {
-      s.alpha[i] = FastExp(s.m[i] - block_max[i]);
-      s.m[i] = block_max[i];
-    }
-    float block_sum[kTileQ] = {};
-    for (int j = 0; j < nk; ++j) {
-      float* row = s.st + static_cast<int64_t>(j) * kTileQ;
-      for (int i = 0; i < kTileQ; ++i) {
-        row[i] = FastExp(row[i] - s.m[i]);
-        block_sum[i] += row[i];
-      }
-    }
-    for (int i = 0; i < kTileQ; ++i) s.l[i] = s.l[i] * s.alpha[i] + block_sum[i];
+    SoftmaxBlock(s.st, nk, s.m, s.l, s.alpha);
     if (j0 != c0) {
       for (int i = 0; i < kTileQ; ++i) {
         float* orow = s.o + static_cast<int64_t>(i) * padded_dim;
