@@ -1,0 +1,233 @@
+#include "kvq/quant/quantize.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "kvq/capture/dump.h"
+#include "kvq/common/error.h"
+#include "kvq/common/half.h"
+
+namespace kvq {
+namespace {
+
+// Tokens [begin, end) of a prompt that the format quantizes (the rest are
+// sink / recent tokens, kept fp16).
+struct Span {
+  int64_t begin, end;
+};
+
+Span QuantizedTokens(const FormatSpec& f, int64_t prompt_begin, int64_t prompt_end) {
+  const int64_t begin = std::min(prompt_end, prompt_begin + f.sink);
+  const int64_t end = std::max(begin, prompt_end - f.recent);
+  return {begin, end};
+}
+
+bool HasTransform(const FormatSpec& f, const HeadContext& ctx) {
+  return f.hadamard || f.pre_rope || (f.bias_aware && ctx.k_bias != nullptr);
+}
+
+// Rows [first, first + rows) of one prompt into / out of the working basis,
+// in place on buf [rows, head_dim]; `position` is the first row's position.
+void ToWorkingBasis(const FormatSpec& f, const HeadContext& ctx, float* buf, int64_t rows,
+                    int head_dim, int64_t position) {
+  if (f.bias_aware && ctx.k_bias != nullptr) {
+    KVQ_CHECK(ctx.rope != nullptr);
+    std::vector<float> rb(static_cast<size_t>(head_dim));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(ctx.k_bias, head_dim, rb.data());
+      ApplyRope(*ctx.rope, rb.data(), 1, head_dim, position + r);
+      for (int c = 0; c < head_dim; ++c) buf[r * head_dim + c] -= rb[static_cast<size_t>(c)];
+    }
+  }
+  if (f.pre_rope) {
+    KVQ_CHECK(ctx.rope != nullptr);
+    ApplyRope(*ctx.rope, buf, rows, head_dim, position, /*inverse=*/true);
+  }
+  if (f.hadamard) HadamardRows(buf, rows, head_dim);
+}
+
+void FromWorkingBasis(const FormatSpec& f, const HeadContext& ctx, float* buf, int64_t rows,
+                      int head_dim, int64_t position) {
+  if (f.hadamard) HadamardRows(buf, rows, head_dim);
+  if (f.pre_rope) ApplyRope(*ctx.rope, buf, rows, head_dim, position);
+  if (f.bias_aware && ctx.k_bias != nullptr) {
+    std::vector<float> rb(static_cast<size_t>(head_dim));
+    for (int64_t r = 0; r < rows; ++r) {
+      std::copy_n(ctx.k_bias, head_dim, rb.data());
+      ApplyRope(*ctx.rope, rb.data(), 1, head_dim, position + r);
+      for (int c = 0; c < head_dim; ++c) buf[r * head_dim + c] += rb[static_cast<size_t>(c)];
+    }
+  }
+}
+
+// Calls fn(prompt_begin, prompt_end) for each prompt of a block.
+template <typename Fn>
+void ForEachPrompt(int64_t tokens, int64_t chunk_len, Fn&& fn) {
+  const int64_t len = chunk_len > 0 ? chunk_len : tokens;
+  for (int64_t b = 0; b < tokens; b += len) fn(b, std::min(tokens, b + len));
+}
+
+bool AllFinite(const float* x, int64_t n) {
+  // x * 0 is NaN exactly for NaN and +-Inf; lanes keep it vectorisable.
+  float lane[16] = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    for (int j = 0; j < 16; ++j) lane[j] += x[i + j] * 0.0f;
+  }
+  float tail = 0;
+  for (; i < n; ++i) tail += x[i] * 0.0f;
+  for (float v : lane) tail += v;
+  return tail == 0.0f;
+}
+
+}  // namespace
+
+HeadStats CalibrateHead(const FormatSpec& f, const HeadContext& ctx, const float* x, int64_t tokens,
+                        int head_dim) {
+  HeadStats stats;
+  if (f.kind == FormatKind::kInt && f.granularity == Granularity::kChannel) {
+    // Start with empty channels so that Merge keeps their size.
+    stats.channel_min.assign(static_cast<size_t>(head_dim), 0.0f);
+    stats.channel_max.assign(static_cast<size_t>(head_dim), 0.0f);
+  }
+  const bool transform = HasTransform(f, ctx);
+  std::vector<float> buf;
+  ForEachPrompt(tokens, ctx.chunk_len, [&](int64_t b, int64_t e) {
+    const Span q = QuantizedTokens(f, b, e);
+    const int64_t rows = q.end - q.begin;
+    if (rows == 0) return;
+    const float* src = x + q.begin * head_dim;
+    if (transform) {
+      buf.assign(src, src + rows * head_dim);
+      ToWorkingBasis(f, ctx, buf.data(), rows, head_dim, q.begin - b);
+      src = buf.data();
+    }
+    AccumulateStats(f, src, rows, head_dim, stats);
+  });
+  return stats;
+}
+
+void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, float* y,
+                  int64_t tokens, int head_dim, const HeadStats* stats) {
+  const int64_t n = tokens * head_dim;
+  if (!AllFinite(x, n)) ThrowInput("non-finite value in the block to quantize");
+  if (f.IsPassthrough() && f.sink == 0 && f.recent == 0) {
+    // fp16 without modifiers: rounding to fp16 (exact for fp16 dumps).
+    for (int64_t i = 0; i < n; ++i) y[i] = RoundToHalf(x[i]);
+    return;
+  }
+  HeadStats own;
+  if (stats == nullptr && f.NeedsStats()) {
+    own = CalibrateHead(f, ctx, x, tokens, head_dim);
+    stats = &own;
+  }
+  static const HeadStats kEmpty;
+  const HeadStats& s = stats != nullptr ? *stats : kEmpty;
+  const FormatTraits& traits = Traits(f.kind);
+  const QdqFn kernel = ctx.use_reference || traits.fast == nullptr ? traits.reference : traits.fast;
+  const bool transform = HasTransform(f, ctx);
+  ForEachPrompt(tokens, ctx.chunk_len, [&](int64_t b, int64_t e) {
+    const Span q = QuantizedTokens(f, b, e);
+    for (int64_t t = b; t < e; ++t) {
+      if (t >= q.begin && t < q.end) continue;
+      for (int c = 0; c < head_dim; ++c) y[t * head_dim + c] = RoundToHalf(x[t * head_dim + c]);
+    }
+    const int64_t rows = q.end - q.begin;
+    if (rows == 0) return;
+    const float* src = x + q.begin * head_dim;
+    float* dst = y + q.begin * head_dim;
+    if (transform) {
+      if (dst != src) std::copy_n(src, rows * head_dim, dst);
+      ToWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
+      kernel(f, s, dst, dst, rows, head_dim);
+      FromWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
+    } else {
+      kernel(f, s, src, dst, rows, head_dim);
+    }
+  });
+}
+
+LayerContext LayerContext::ForDump(const DumpInfo& info, std::vector<float> k_bias) {
+  LayerContext ctx;
+  ctx.num_kv_heads = info.num_kv_heads;
+  ctx.head_dim = info.head_dim;
+  ctx.chunk_len = info.chunk_len;
+  ctx.rope = std::make_shared<const RopeTable>(info.rope, info.head_dim, info.chunk_len);
+  ctx.k_bias = std::move(k_bias);
+  return ctx;
+}
+
+namespace {
+
+HeadContext ForHead(const LayerContext& ctx, KvTensor tensor, int head) {
+  HeadContext h;
+  h.chunk_len = ctx.chunk_len;
+  h.rope = ctx.rope.get();
+  if (tensor == KvTensor::kK && !ctx.k_bias.empty()) {
+    KVQ_CHECK(ctx.k_bias.size() == static_cast<size_t>(ctx.num_kv_heads) * ctx.head_dim);
+    h.k_bias = ctx.k_bias.data() + static_cast<size_t>(head) * ctx.head_dim;
+  }
+  return h;
+}
+
+void CheckModifiers(const FormatSpec& f, const LayerContext& ctx, KvTensor tensor) {
+  if ((f.pre_rope || (f.bias_aware && !ctx.k_bias.empty())) && ctx.rope == nullptr) {
+    ThrowInput("format '{}' needs the RoPE table (LayerContext::rope)", f.Name());
+  }
+  if (tensor == KvTensor::kV && (f.pre_rope || f.bias_aware)) {
+    ThrowInput("format '{}': +prerope and +bias apply to K only", f.Name());
+  }
+}
+
+}  // namespace
+
+LayerStats CalibrateLayer(const Strategy& strategy, KvTensor tensor, int layer,
+                          const LayerContext& ctx, std::span<const float> x) {
+  const int64_t per_head = static_cast<int64_t>(x.size()) / ctx.num_kv_heads;
+  KVQ_CHECK(per_head * ctx.num_kv_heads == static_cast<int64_t>(x.size()) &&
+            per_head % ctx.head_dim == 0);
+  const int64_t tokens = per_head / ctx.head_dim;
+  LayerStats stats(static_cast<size_t>(ctx.num_kv_heads));
+  for (int h = 0; h < ctx.num_kv_heads; ++h) {
+    const FormatSpec& f = strategy.Format(tensor, layer, h);
+    CheckModifiers(f, ctx, tensor);
+    stats[static_cast<size_t>(h)] =
+        CalibrateHead(f, ForHead(ctx, tensor, h), x.data() + h * per_head, tokens, ctx.head_dim);
+  }
+  return stats;
+}
+
+void QuantizeLayer(const Strategy& strategy, KvTensor tensor, int layer, const LayerContext& ctx,
+                   std::span<const float> x, std::span<float> out, const LayerStats* stats) {
+  KVQ_CHECK(x.size() == out.size() && ctx.num_kv_heads > 0 && ctx.head_dim > 0);
+  const int64_t per_head = static_cast<int64_t>(x.size()) / ctx.num_kv_heads;
+  KVQ_CHECK(per_head * ctx.num_kv_heads == static_cast<int64_t>(x.size()) &&
+            per_head % ctx.head_dim == 0);
+  KVQ_CHECK(stats == nullptr || stats->size() == static_cast<size_t>(ctx.num_kv_heads));
+  const int64_t tokens = per_head / ctx.head_dim;
+  for (int h = 0; h < ctx.num_kv_heads; ++h) {
+    const FormatSpec& f = strategy.Format(tensor, layer, h);
+    CheckModifiers(f, ctx, tensor);
+    f.CheckHeadDim(ctx.head_dim);
+  }
+  std::vector<std::string> errors(static_cast<size_t>(ctx.num_kv_heads));
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < ctx.num_kv_heads; ++h) {
+    try {
+      QuantizeHead(strategy.Format(tensor, layer, h), ForHead(ctx, tensor, h),
+                   x.data() + h * per_head, out.data() + h * per_head, tokens, ctx.head_dim,
+                   stats != nullptr ? &(*stats)[static_cast<size_t>(h)] : nullptr);
+    } catch (const std::exception& e) {
+      errors[static_cast<size_t>(h)] = e.what();
+    }
+  }
+  for (int h = 0; h < ctx.num_kv_heads; ++h) {
+    if (!errors[static_cast<size_t>(h)].empty()) {
+      ThrowInput("layer {} {} head {}: {}", layer, KvTensorName(tensor), h,
+                 errors[static_cast<size_t>(h)]);
+    }
+  }
+}
+
+}  // namespace kvq
