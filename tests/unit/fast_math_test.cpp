@@ -1,0 +1,56 @@
+// FastExp against std::exp: max ULP over a dense sweep of its domain, and its
+// documented edges.
+#include "kvq/common/fast_math.h"
+
+#include <gtest/gtest.h>
+
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+namespace kvq {
+namespace {
+
+int64_t UlpDistance(float a, float b) {
+  // Both positive here: the bit patterns are ordered like the values.
+  return std::abs(static_cast<int64_t>(std::bit_cast<int32_t>(a)) -
+                  static_cast<int64_t>(std::bit_cast<int32_t>(b)));
+}
+
+TEST(FastExpTest, MaxUlpOverDomain) {
+  // Every 2^-12-spaced point of [kFastExpMin, kFastExpMax] plus a sweep of
+  // small arguments where exp is near 1.
+  std::vector<float> xs;
+  for (double x = kFastExpMin; x <= kFastExpMax; x += 1.0 / 4096)
+    xs.push_back(static_cast<float>(x));
+  for (double x = -1e-3; x <= 1e-3; x += 1e-7) xs.push_back(static_cast<float>(x));
+  std::vector<float> got(xs.size());
+  for (size_t i = 0; i < xs.size(); ++i) got[i] = FastExp(xs[i]);  // The vectorised form.
+  int64_t worst = 0;
+  float worst_x = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const float want = static_cast<float>(std::exp(static_cast<double>(xs[i])));
+    const int64_t ulp = UlpDistance(got[i], want);
+    if (ulp > worst) {
+      worst = ulp;
+      worst_x = xs[i];
+    }
+  }
+  EXPECT_LE(worst, 2) << "at x = " << worst_x;
+}
+
+TEST(FastExpTest, Edges) {
+  EXPECT_EQ(FastExp(0.0f), 1.0f);
+  EXPECT_EQ(FastExp(-std::numeric_limits<float>::infinity()), 0.0f);
+  EXPECT_EQ(FastExp(std::nextafter(kFastExpMin, -1000.0f)), 0.0f);
+  EXPECT_EQ(FastExp(-1000.0f), 0.0f);
+  EXPECT_GT(FastExp(kFastExpMin), 0.0f);
+  EXPECT_TRUE(std::isnormal(FastExp(kFastExpMin)));
+  EXPECT_EQ(FastExp(1000.0f), FastExp(kFastExpMax));
+  EXPECT_TRUE(std::isfinite(FastExp(std::numeric_limits<float>::infinity())));
+}
+
+}  // namespace
+}  // namespace kvq
