@@ -8,7 +8,7 @@
 
 #include "kvq/common/blas.h"
 #include "kvq/common/error.h"
-#include "kvq/common/vmath.h"
+#include "kvq/common/fast_math.h"
 #include "kvq/model/attention.h"
 
 namespace kvq {

@@ -52,5 +52,18 @@ TEST(FastExpTest, Edges) {
   EXPECT_TRUE(std::isfinite(FastExp(std::numeric_limits<float>::infinity())));
 }
 
+TEST(SiluTest, MatchesDoubleReference) {
+  // Relative error within 4e-7 (a few ULP: one FastExp, one add, one divide).
+  for (double x = -80.0; x <= 80.0; x += 1.0 / 512) {
+    const auto xf = static_cast<float>(x);
+    const double want = xf / (1.0 + std::exp(-static_cast<double>(xf)));
+    const float got = Silu(xf);
+    EXPECT_LE(std::abs(got - want), 4e-7 * std::abs(want) + 1e-38) << "x = " << xf;
+  }
+  EXPECT_EQ(Silu(0.0f), 0.0f);
+  EXPECT_EQ(Silu(200.0f), 200.0f);
+  EXPECT_LE(std::abs(Silu(-200.0f)), 1e-30f);
+}
+
 }  // namespace
 }  // namespace kvq

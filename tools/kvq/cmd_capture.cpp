@@ -12,7 +12,8 @@ namespace kvq::cli {
 namespace {
 
 struct Options {
-  std::string model, input_ids, out, dtype = "f16";
+  ModelArg model;
+  std::string input_ids, out, dtype = "f16";
   int64_t tokens = 0, chunk_len = 0;
 };
 
@@ -25,11 +26,11 @@ void Run(const Options& o) {
     }
     ids.resize(static_cast<size_t>(o.tokens));
   }
-  Model model = Model::Load(ResolveModelArg(o.model));
+  Model model = Model::Load(o.model.Resolve());
   CaptureOptions options;
   options.chunk_len = o.chunk_len;
   options.dtype = o.dtype == "f32" ? DType::kF32 : DType::kF16;
-  options.model_name = o.model;
+  options.model_name = o.model.model;
   options.corpus = "input_ids:" + o.input_ids;
   const int layers = model.config().num_layers;
   Progress progress("capture", layers, "layers", static_cast<double>(ids.size()) / layers, "tok");
@@ -45,7 +46,7 @@ void Run(const Options& o) {
 
 Runner Setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
-  app.add_option("--model", o->model, "Hugging Face model folder")->required();
+  AddModelOptions(app, o->model);
   app.add_option("--input-ids", o->input_ids, "JSON file {\"input_ids\": [...]}")->required();
   app.add_option("--tokens", o->tokens, "Use the first N tokens (default: all)")
       ->check(CLI::PositiveNumber);

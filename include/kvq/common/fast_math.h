@@ -57,4 +57,9 @@ inline float FastExp(float x) {
   return x < kFastExpMin ? 0.0f : scaled;
 }
 
+// SiLU(x) = x * sigmoid(x) = x / (1 + exp(-x)). For x < -86, exp(-x)
+// saturates at exp(88) and the result is a correctly signed value below
+// 1e-36 in magnitude, where the exact one would be even smaller.
+inline float Silu(float x) { return x / (1.0f + FastExp(-x)); }
+
 }  // namespace kvq
