@@ -1,0 +1,268 @@
+#include "kvq/metrics/perplexity.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+
+#include "kvq/common/error.h"
+#include "kvq/common/fast_math.h"
+#include "kvq/quant/quantize.h"
+
+namespace kvq {
+namespace {
+
+// Token-major [tokens, heads * dim] <-> head-major [heads, tokens, dim].
+void ToHeadMajor(const float* x, int64_t tokens, int heads, int dim, float* out) {
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < heads; ++h)
+    for (int64_t t = 0; t < tokens; ++t)
+      std::copy_n(x + (t * heads + h) * dim, dim, out + (h * tokens + t) * dim);
+}
+
+void ToTokenMajor(const float* x, int64_t tokens, int heads, int dim, float* out) {
+#pragma omp parallel for schedule(static)
+  for (int64_t t = 0; t < tokens; ++t)
+    for (int h = 0; h < heads; ++h)
+      std::copy_n(x + (h * tokens + t) * dim, dim, out + (t * heads + h) * dim);
+}
+
+bool NeedsCalibration(const Strategy& strategy, const ModelConfig& c) {
+  for (KvTensor tensor : {KvTensor::kK, KvTensor::kV})
+    for (int l = 0; l < c.num_layers; ++l)
+      for (int h = 0; h < c.num_kv_heads; ++h)
+        if (strategy.Format(tensor, l, h).NeedsStats()) return true;
+  return false;
+}
+
+LayerContext MakeContext(const ModelConfig& c, int64_t chunk_len, const float* k_bias,
+                         std::shared_ptr<const RopeTable> rope) {
+  LayerContext ctx;
+  ctx.num_kv_heads = c.num_kv_heads;
+  ctx.head_dim = c.head_dim;
+  ctx.chunk_len = chunk_len;
+  ctx.rope = std::move(rope);
+  if (k_bias) ctx.k_bias.assign(k_bias, k_bias + c.num_kv_heads * c.head_dim);
+  return ctx;
+}
+
+// Baseline pass: records, for every strategy that needs it, the statistics
+// of each (tensor, layer, kv head) over the whole stream.
+class CalibrationHook : public LayerHook {
+ public:
+  CalibrationHook(const ModelConfig& c, const std::vector<const Strategy*>& strategies,
+                  std::shared_ptr<const RopeTable> rope)
+      : c_(c), strategies_(strategies), rope_(std::move(rope)), stats_(strategies.size()) {}
+
+  void OnKV(LayerKV& kv) override {
+    const LayerContext ctx = MakeContext(c_, kv.chunk_len, kv.k_bias, rope_);
+    buffer_.resize(static_cast<size_t>(kv.tokens * c_.num_kv_heads * c_.head_dim));
+    for (KvTensor tensor : {KvTensor::kK, KvTensor::kV}) {
+      ToHeadMajor(tensor == KvTensor::kK ? kv.k : kv.v, kv.tokens, c_.num_kv_heads, c_.head_dim,
+                  buffer_.data());
+      for (size_t s = 0; s < strategies_.size(); ++s) {
+        auto& per_layer = stats_[s][static_cast<int>(tensor)];
+        per_layer.push_back(CalibrateLayer(*strategies_[s], tensor, kv.layer, ctx, buffer_));
+      }
+    }
+  }
+
+  // [strategy][tensor][layer]
+  std::vector<std::array<std::vector<LayerStats>, 2>>& stats() { return stats_; }
+
+ private:
+  const ModelConfig& c_;
+  std::vector<const Strategy*> strategies_;
+  std::shared_ptr<const RopeTable> rope_;
+  std::vector<std::array<std::vector<LayerStats>, 2>> stats_;
+  std::vector<float> buffer_;
+};
+
+class QuantizeHook : public LayerHook {
+ public:
+  QuantizeHook(const ModelConfig& c, const Strategy& strategy,
+               const std::array<std::vector<LayerStats>, 2>* stats,
+               std::shared_ptr<const RopeTable> rope)
+      : c_(c), strategy_(strategy), stats_(stats), rope_(std::move(rope)) {}
+
+  void OnKV(LayerKV& kv) override {
+    const LayerContext ctx = MakeContext(c_, kv.chunk_len, kv.k_bias, rope_);
+    buffer_.resize(static_cast<size_t>(kv.tokens * c_.num_kv_heads * c_.head_dim));
+    for (KvTensor tensor : {KvTensor::kK, KvTensor::kV}) {
+      float* x = tensor == KvTensor::kK ? kv.k : kv.v;
+      ToHeadMajor(x, kv.tokens, c_.num_kv_heads, c_.head_dim, buffer_.data());
+      const LayerStats* stats =
+          stats_ ? &(*stats_)[static_cast<int>(tensor)][static_cast<size_t>(kv.layer)] : nullptr;
+      QuantizeLayer(strategy_, tensor, kv.layer, ctx, buffer_, buffer_, stats);
+      ToTokenMajor(buffer_.data(), kv.tokens, c_.num_kv_heads, c_.head_dim, x);
+    }
+  }
+
+ private:
+  const ModelConfig& c_;
+  const Strategy& strategy_;
+  const std::array<std::vector<LayerStats>, 2>* stats_;
+  std::shared_ptr<const RopeTable> rope_;
+  std::vector<float> buffer_;
+};
+
+struct LogSoftmax {
+  double max = 0, log_sum = 0;  // log p(v) = logit(v) - max - log_sum
+  int64_t argmax = 0;
+};
+
+LogSoftmax Normalizer(const float* logits, int64_t vocab) {
+  LogSoftmax n;
+  float max = logits[0];
+  for (int64_t v = 1; v < vocab; ++v) {
+    if (logits[v] > max) {
+      max = logits[v];
+      n.argmax = v;
+    }
+  }
+  // Partial sums of 16 float lanes, then double: vectorises and stays accurate
+  // (every term is in (0, 1]).
+  constexpr int kLanes = 16;
+  float lanes[kLanes] = {};
+  int64_t v = 0;
+  for (; v + kLanes <= vocab; v += kLanes)
+    for (int i = 0; i < kLanes; ++i) lanes[i] += FastExp(logits[v + i] - max);
+  double sum = 0;
+  for (float lane : lanes) sum += lane;
+  for (; v < vocab; ++v) sum += FastExp(logits[v] - max);
+  n.max = max;
+  n.log_sum = std::log(sum);
+  return n;
+}
+
+}  // namespace
+
+void PredictionStats::Merge(const PredictionStats& other) {
+  predictions += other.predictions;
+  nll_sum += other.nll_sum;
+  kl_sum += other.kl_sum;
+  kl_max = std::max(kl_max, other.kl_max);
+  top1_agree += other.top1_agree;
+}
+
+double PredictionStats::ppl() const { return std::exp(nll()); }
+
+TokenComparison CompareNextToken(const float* base, const float* quant, int64_t vocab,
+                                 int32_t target) {
+  KVQ_CHECK(target >= 0 && target < vocab);
+  const LogSoftmax nb = Normalizer(base, vocab);
+  const LogSoftmax nq = Normalizer(quant, vocab);
+  TokenComparison r;
+  r.base_nll = -(base[target] - nb.max - nb.log_sum);
+  r.nll = -(quant[target] - nq.max - nq.log_sum);
+  r.top1_agree = nb.argmax == nq.argmax;
+  // KL = sum_v p(v) (lp(v) - lq(v)), lp - lq = (b - q) - (shift_b - shift_q).
+  const double shift = (nb.max + nb.log_sum) - (nq.max + nq.log_sum);
+  const auto base_shift = static_cast<float>(nb.max + nb.log_sum);
+  double kl = 0;
+  for (int64_t v = 0; v < vocab; ++v) {
+    const float p = FastExp(base[v] - base_shift);
+    kl += static_cast<double>(p) * ((static_cast<double>(base[v]) - quant[v]) - shift);
+  }
+  r.kl = std::max(0.0, kl);
+  return r;
+}
+
+PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, int64_t chunk_len,
+                                    const std::vector<Strategy>& strategies,
+                                    const std::function<void(const PerplexityProgress&)>& progress) {
+  const ModelConfig& c = model.config();
+  const auto tokens = static_cast<int64_t>(ids.size());
+  if (chunk_len <= 0) chunk_len = tokens;
+  if (tokens == 0 || tokens % chunk_len != 0) {
+    ThrowInput("--chunk-len {} does not divide the {} tokens", chunk_len, tokens);
+  }
+  if (chunk_len < 2) ThrowInput("--chunk-len must be at least 2 to predict a next token");
+  const KvGeometry geometry{c.num_layers, c.num_kv_heads, c.head_dim};
+  for (const Strategy& s : strategies) s.Validate(geometry);
+
+  auto rope = std::make_shared<const RopeTable>(c.rope, c.head_dim, chunk_len);
+  auto report_layers = [&](const std::string& phase) {
+    return [&progress, phase, &c](int done) {
+      if (progress) progress({phase, done, c.num_layers});
+    };
+  };
+
+  // Baseline, with calibration for the strategies that need it.
+  std::vector<const Strategy*> to_calibrate;
+  std::vector<int> calibration_index(strategies.size(), -1);
+  for (size_t s = 0; s < strategies.size(); ++s) {
+    if (NeedsCalibration(strategies[s], c)) {
+      calibration_index[s] = static_cast<int>(to_calibrate.size());
+      to_calibrate.push_back(&strategies[s]);
+    }
+  }
+  CalibrationHook calibration(c, to_calibrate, rope);
+  std::vector<float> base_hidden;
+  model.Forward(ids, chunk_len, to_calibrate.empty() ? nullptr : &calibration, &base_hidden,
+                report_layers("baseline"));
+
+  std::vector<std::vector<float>> hidden(strategies.size());
+  for (size_t s = 0; s < strategies.size(); ++s) {
+    const auto* stats = calibration_index[s] >= 0
+                            ? &calibration.stats()[static_cast<size_t>(calibration_index[s])]
+                            : nullptr;
+    QuantizeHook hook(c, strategies[s], stats, rope);
+    model.Forward(ids, chunk_len, &hook, &hidden[s], report_layers(strategies[s].name));
+  }
+
+  // Logits in blocks of rows; each block's baseline logits serve every strategy.
+  PerplexityReport report;
+  report.tokens = tokens;
+  report.chunk_len = chunk_len;
+  const int64_t prompts = tokens / chunk_len;
+  report.baseline_prompts.resize(static_cast<size_t>(prompts));
+  report.strategies.resize(strategies.size());
+  for (size_t s = 0; s < strategies.size(); ++s) {
+    report.strategies[s].strategy = strategies[s].name;
+    report.strategies[s].calibrated = calibration_index[s] >= 0;
+    report.strategies[s].prompts.resize(static_cast<size_t>(prompts));
+  }
+  const int64_t V = c.vocab_size, H = c.hidden_size;
+  constexpr int64_t kBlock = 64;
+  std::vector<float> base_logits(static_cast<size_t>(kBlock * V)), logits(base_logits.size());
+  const int64_t blocks = (tokens + kBlock - 1) / kBlock;
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t first = b * kBlock, rows = std::min(kBlock, tokens - first);
+    model.Logits(base_hidden.data() + first * H, rows, base_logits.data());
+    for (size_t s = 0; s <= strategies.size(); ++s) {
+      // s == strategies.size(): the baseline against itself (its own NLL).
+      const bool is_baseline = s == strategies.size();
+      if (!is_baseline) model.Logits(hidden[s].data() + first * H, rows, logits.data());
+      const float* quant = is_baseline ? base_logits.data() : logits.data();
+      std::vector<PredictionStats> per_prompt(static_cast<size_t>(prompts));
+#pragma omp parallel
+      {
+        std::vector<PredictionStats> local(static_cast<size_t>(prompts));
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+          const int64_t t = first + r;
+          if ((t + 1) % chunk_len == 0) continue;  // The last token of a prompt predicts nothing.
+          const TokenComparison cmp =
+              CompareNextToken(base_logits.data() + r * V, quant + r * V, V, ids[static_cast<size_t>(t + 1)]);
+          PredictionStats& p = local[static_cast<size_t>(t / chunk_len)];
+          ++p.predictions;
+          p.nll_sum += cmp.nll;
+          p.kl_sum += is_baseline ? 0 : cmp.kl;
+          p.kl_max = std::max(p.kl_max, is_baseline ? 0 : cmp.kl);
+          p.top1_agree += cmp.top1_agree ? 1 : 0;
+        }
+#pragma omp critical
+        for (int64_t p = 0; p < prompts; ++p) per_prompt[static_cast<size_t>(p)].Merge(local[static_cast<size_t>(p)]);
+      }
+      auto& target = is_baseline ? report.baseline_prompts : report.strategies[s].prompts;
+      for (int64_t p = 0; p < prompts; ++p) target[static_cast<size_t>(p)].Merge(per_prompt[static_cast<size_t>(p)]);
+    }
+    if (progress) progress({"logits", static_cast<int>(b + 1), static_cast<int>(blocks)});
+  }
+  for (const auto& p : report.baseline_prompts) report.baseline.Merge(p);
+  for (auto& s : report.strategies)
+    for (const auto& p : s.prompts) s.total.Merge(p);
+  return report;
+}
+
+}  // namespace kvq
