@@ -45,13 +45,13 @@ namespace {
 typedef float V16 __attribute__((vector_size(64)));
 constexpr int kLanes = 16;
 
-constexpr int kTileQ = 96;                   // Query rows per work item.
+constexpr int kTileQ = 64;                   // Query rows per work item.
 constexpr int kQueryVecs = kTileQ / kLanes;  // Query vectors per score row.
 constexpr int kBlockK = 64;                  // Keys per online-softmax block.
 constexpr int kScoreRows = 4;                // Keys per ScoreKernel call.
-constexpr int kValueRows = 6;                // Queries per ValueKernel call.
+constexpr int kValueRows = 6;                // Queries per ValueKernel call (4 for the rest).
 constexpr int kValueVecs = 4;                // Max head_dim vectors per ValueKernel call.
-static_assert(kTileQ % kLanes == 0 && kTileQ % kValueRows == 0);
+static_assert(kTileQ % kLanes == 0 && kTileQ % kValueRows == 4);
 static_assert(kBlockK % kScoreRows == 0);
 // Accumulators plus operands fit the 32 vector registers.
 static_assert(kScoreRows * kQueryVecs + kScoreRows + 1 <= 32);
@@ -73,59 +73,80 @@ inline V16 Fma(V16 a, V16 b, V16 c) {
 }
 
 // st[r * kTileQ + i] = sum_d krows[r][d] * qt[d * kTileQ + i] for r <
-// kScoreRows and all kTileQ queries. krows: kScoreRows pointers to head_dim
-// floats; qt: [head_dim, kTileQ], the scaled query tile transposed.
+// kScoreRows and the kVecs * 16 queries from qt's first column. krows:
+// kScoreRows pointers to head_dim floats; qt: [head_dim, kTileQ], the scaled
+// query tile transposed (offset to the first query computed).
+template <int kVecs>
 void ScoreKernel(const float* const* krows, const float* qt, int head_dim, float* st) {
-  V16 acc[kScoreRows][kQueryVecs] = {};
+  V16 acc[kScoreRows][kVecs] = {};
   for (int d = 0; d < head_dim; ++d) {
     V16 kb[kScoreRows];
     for (int r = 0; r < kScoreRows; ++r) kb[r] = Splat(krows[r][d]);
     const float* qrow = qt + static_cast<int64_t>(d) * kTileQ;
-    for (int c = 0; c < kQueryVecs; ++c) {
+    for (int c = 0; c < kVecs; ++c) {
       const V16 qv = Load(qrow + c * kLanes);
       for (int r = 0; r < kScoreRows; ++r) acc[r][c] = Fma(kb[r], qv, acc[r][c]);
     }
   }
   for (int r = 0; r < kScoreRows; ++r) {
-    for (int c = 0; c < kQueryVecs; ++c) Store(st + r * kTileQ + c * kLanes, acc[r][c]);
+    for (int c = 0; c < kVecs; ++c) Store(st + r * kTileQ + c * kLanes, acc[r][c]);
+  }
+}
+
+// Query vectors [first_vec, kQueryVecs) only: the earlier ones are all
+// hidden from these keys by the causal mask.
+void ScoreKernelFrom(int first_vec, const float* const* krows, const float* qt, int head_dim,
+                     float* st) {
+  static_assert(kQueryVecs == 4);
+  const int offset = first_vec * kLanes;
+  switch (kQueryVecs - first_vec) {
+    case 1:
+      return ScoreKernel<1>(krows, qt + offset, head_dim, st + offset);
+    case 2:
+      return ScoreKernel<2>(krows, qt + offset, head_dim, st + offset);
+    case 3:
+      return ScoreKernel<3>(krows, qt + offset, head_dim, st + offset);
+    default:
+      return ScoreKernel<4>(krows, qt, head_dim, st);
   }
 }
 
 // o[r * o_stride + :16 * kVecs] += sum_{j < num_keys} pt[j * kTileQ + r] *
-// v[j * v_stride + :16 * kVecs] for r < kValueRows. pt: P^T at this call's
+// v[j * v_stride + :16 * kVecs] for r < kRows. pt: P^T at this call's
 // first query column; v: num_keys rows of at least 16 * kVecs floats.
-template <int kVecs>
+template <int kRows, int kVecs>
 void ValueKernel(const float* pt, int num_keys, const float* v, int64_t v_stride, float* o,
                  int64_t o_stride) {
-  V16 acc[kValueRows][kVecs];
-  for (int r = 0; r < kValueRows; ++r) {
+  V16 acc[kRows][kVecs];
+  for (int r = 0; r < kRows; ++r) {
     for (int c = 0; c < kVecs; ++c) acc[r][c] = Load(o + r * o_stride + c * kLanes);
   }
   for (int j = 0; j < num_keys; ++j) {
     V16 vv[kVecs];
     for (int c = 0; c < kVecs; ++c) vv[c] = Load(v + j * v_stride + c * kLanes);
     const float* prow = pt + static_cast<int64_t>(j) * kTileQ;
-    for (int r = 0; r < kValueRows; ++r) {
+    for (int r = 0; r < kRows; ++r) {
       const V16 p = Splat(prow[r]);
       for (int c = 0; c < kVecs; ++c) acc[r][c] = Fma(p, vv[c], acc[r][c]);
     }
   }
-  for (int r = 0; r < kValueRows; ++r) {
+  for (int r = 0; r < kRows; ++r) {
     for (int c = 0; c < kVecs; ++c) Store(o + r * o_stride + c * kLanes, acc[r][c]);
   }
 }
 
+template <int kRows>
 void ValueKernelAnyWidth(int vecs, const float* pt, int num_keys, const float* v, int64_t v_stride,
                          float* o, int64_t o_stride) {
   switch (vecs) {
     case 1:
-      return ValueKernel<1>(pt, num_keys, v, v_stride, o, o_stride);
+      return ValueKernel<kRows, 1>(pt, num_keys, v, v_stride, o, o_stride);
     case 2:
-      return ValueKernel<2>(pt, num_keys, v, v_stride, o, o_stride);
+      return ValueKernel<kRows, 2>(pt, num_keys, v, v_stride, o, o_stride);
     case 3:
-      return ValueKernel<3>(pt, num_keys, v, v_stride, o, o_stride);
+      return ValueKernel<kRows, 3>(pt, num_keys, v, v_stride, o, o_stride);
     default:
-      return ValueKernel<kValueVecs>(pt, num_keys, v, v_stride, o, o_stride);
+      return ValueKernel<kRows, kValueVecs>(pt, num_keys, v, v_stride, o, o_stride);
   }
 }
 
@@ -254,7 +275,10 @@ void AttendTile(const AttentionShape& shape, const HeadsView& q, const HeadsView
       for (int r = 0; r < kScoreRows; ++r) {
         krows[r] = j + r < nk ? kh + (j0 + j + r) * k.token_stride : s.zeros;
       }
-      ScoreKernel(krows, s.qt, head_dim, s.st + static_cast<int64_t>(j) * kTileQ);
+      // Queries t0 + i < j0 + j cannot see any key of this group.
+      const int first_vec =
+          static_cast<int>(std::clamp<int64_t>((j0 + j - t0) / kLanes, 0, kQueryVecs - 1));
+      ScoreKernelFrom(first_vec, krows, s.qt, head_dim, s.st + static_cast<int64_t>(j) * kTileQ);
     }
     // Causal mask: key j0 + j is hidden from queries t0 + i < j0 + j.
     if (j0 + nk - 1 > t0) {
@@ -283,16 +307,22 @@ void AttendTile(const AttentionShape& shape, const HeadsView& q, const HeadsView
       vrows = s.vpack;
       v_stride = padded_dim;
     }
-    for (int i0 = 0; i0 < nq; i0 += kValueRows) {
+    for (int i0 = 0; i0 < nq;) {
+      const int rows = i0 + kValueRows <= kTileQ ? kValueRows : 4;
       // Keys after the group's last query carry probability 0: skip them.
-      const int64_t visible = t0 + i0 + kValueRows - j0;
+      const int64_t visible = t0 + i0 + rows - j0;
       const int keys = static_cast<int>(std::min<int64_t>(nk, visible));
-      if (keys <= 0) continue;
-      for (int d0 = 0; d0 < padded_dim; d0 += kValueVecs * kLanes) {
+      for (int d0 = 0; keys > 0 && d0 < padded_dim; d0 += kValueVecs * kLanes) {
         const int vecs = std::min(kValueVecs, (padded_dim - d0) / kLanes);
-        ValueKernelAnyWidth(vecs, s.st + i0, keys, vrows + d0, v_stride,
-                            s.o + static_cast<int64_t>(i0) * padded_dim + d0, padded_dim);
+        float* o = s.o + static_cast<int64_t>(i0) * padded_dim + d0;
+        if (rows == kValueRows) {
+          ValueKernelAnyWidth<kValueRows>(vecs, s.st + i0, keys, vrows + d0, v_stride, o,
+                                          padded_dim);
+        } else {
+          ValueKernelAnyWidth<4>(vecs, s.st + i0, keys, vrows + d0, v_stride, o, padded_dim);
+        }
       }
+      i0 += rows;
     }
   }
 

@@ -296,6 +296,11 @@ TEST_F(FidelityDumpTest, CliLayerSelectionAndErrors) {
   EXPECT_NE(r.output.find("--layers: layer 5 does not exist"), std::string::npos) << r.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "bad.csv"));
 
+  r = test::RunKvq("attn --kv " + Path().string() + " --strategy fp16 --csv " +
+                   (dir / "no" / "such" / "dir.csv").string());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("--csv: "), std::string::npos) << r.output;
+
   r = test::RunKvq("attn --kv " + Path().string() + " --strategy fp16 --layers x");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("--layers: 'x'"), std::string::npos) << r.output;

@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <fmt/format.h>
@@ -104,8 +105,14 @@ void Run(const Options& o) {
   // Open the outputs first: a bad path fails before the work, and nothing
   // appears at either path unless the run completes.
   std::optional<AtomicFile> csv, json;
-  if (!o.csv.empty()) csv.emplace(o.csv);
-  if (!o.json.empty()) json.emplace(o.json);
+  for (auto [flag, path, file] : {std::tuple{"--csv", &o.csv, &csv}, {"--json", &o.json, &json}}) {
+    if (path->empty()) continue;
+    try {
+      file->emplace(*path);
+    } catch (const RuntimeError& e) {
+      ThrowInput("{}: {}", flag, e.what());
+    }
+  }
 
   std::vector<std::vector<LayerFidelity>> results(strategies.size());
   LayerReference ref;

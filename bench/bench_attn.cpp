@@ -1,0 +1,179 @@
+// Full-model attention validation of one strategy (strat1) on a
+// Qwen2.5-0.5B-shaped synthetic dump (24 layers, 14 heads on 2 kv heads,
+// head_dim 64, 4096 tokens), in the reference's two protocols: 8 prompts of
+// 512 tokens and one prompt of 4096. Each run streams the dump layer by
+// layer exactly as `kvq attn` does (read, original attention, quantize K/V,
+// quantized attention, metrics).
+//
+// Useful FLOPs count the causal work only: per head and per (query, key <=
+// query) pair, 2 matmuls x 2 * head_dim, for the original and the quantized
+// side (x2), over all layers.
+//
+// Reference (../shared/notes/performance.md, same machine kind, 1 x 4096):
+// PyTorch 1.13 best config 22.6 s (64 GFLOP/s useful); kvq target <= 10 s,
+// stretch 5 s; OpenBLAS sgemm peak 384 GFLOP/s (2 threads), so half of it is
+// 192 GFLOP/s.
+#include <benchmark/benchmark.h>
+
+#include <sys/resource.h>
+#include <unistd.h>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <string>
+
+#include "kvq/capture/dump.h"
+#include "kvq/metrics/attention_fidelity.h"
+#include "kvq/model/attention.h"
+#include "kvq/quant/strategy.h"
+#include "kvq/quant/synthetic.h"
+
+namespace {
+
+constexpr double kPytorchSeconds4096 = 22.6;
+constexpr double kTargetSeconds = 10.0;
+constexpr double kSgemmGflops = 384.0;
+
+kvq::SyntheticDumpOptions Options(int64_t chunk_len) {
+  kvq::SyntheticDumpOptions o;  // Defaults: Qwen2.5-0.5B geometry, 4096 tokens.
+  o.chunk_len = chunk_len;
+  return o;
+}
+
+double UsefulFlops(const kvq::SyntheticDumpOptions& o) {
+  const double c = static_cast<double>(o.chunk_len);
+  const double pairs = static_cast<double>(o.tokens / o.chunk_len) * c * (c + 1) / 2;
+  return pairs * o.num_heads * 4.0 * o.head_dim * o.num_layers * 2;
+}
+
+// One synthetic dump per protocol, written once to the temp folder and
+// removed at exit.
+class TempDumps {
+ public:
+  ~TempDumps() {
+    for (auto& [chunk, path] : paths_) std::filesystem::remove(path);
+  }
+  const std::filesystem::path& Get(int64_t chunk_len) {
+    auto it = paths_.find(chunk_len);
+    if (it != paths_.end()) return it->second;
+    const auto path =
+        std::filesystem::temp_directory_path() / ("kvq-bench-attn-" + std::to_string(::getpid()) +
+                                                  "-" + std::to_string(chunk_len) + ".safetensors");
+    kvq::WriteSyntheticDump(path, Options(chunk_len));
+    return paths_[chunk_len] = path;
+  }
+
+ private:
+  std::map<int64_t, std::filesystem::path> paths_;
+};
+
+TempDumps& Dumps() {
+  static TempDumps dumps;
+  return dumps;
+}
+
+// CPU seconds of the whole process (all threads): on a shared machine the
+// wall time also counts other jobs, while flops / cpu_seconds * cores
+// projects the wall time this code would reach alone.
+double ProcessCpuSeconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
+}
+
+void SetFlopCounters(benchmark::State& state, double flops, double seconds, double cpu_seconds) {
+  state.counters["cpu_s"] = cpu_seconds;
+  state.counters["GFLOP/cpu_s"] = flops / cpu_seconds / 1e9;
+  state.counters["seconds"] = seconds;
+  state.counters["GFLOP/s"] = flops / seconds / 1e9;
+  state.counters["sgemm_half_ratio"] = flops / seconds / 1e9 / (kSgemmGflops / 2);
+}
+
+// The whole `kvq attn --strategy strat1` pipeline over all 24 layers.
+void BM_FullValidation(benchmark::State& state) {
+  const int64_t chunk_len = state.range(0);
+  const auto& path = Dumps().Get(chunk_len);
+  const kvq::Strategy strategy = kvq::Strategy::Parse("strat1");
+  double worst_cos = 1;
+  double seconds = 0, cpu_seconds = 0;
+  for (auto _ : state) {
+    const double cpu_start = ProcessCpuSeconds();
+    const auto start = std::chrono::steady_clock::now();
+    const kvq::KvDump dump = kvq::KvDump::Open(path);
+    kvq::LayerReference ref;
+    kvq::FidelityWorkspace workspace;
+    for (int layer = 0; layer < dump.info().num_layers; ++layer) {
+      ref.Load(dump, layer);
+      const kvq::LayerFidelity f = kvq::EvaluateLayer(ref, strategy, workspace);
+      worst_cos = std::min(worst_cos, f.all.cos());
+    }
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    cpu_seconds = ProcessCpuSeconds() - cpu_start;
+  }
+  const double flops = UsefulFlops(Options(chunk_len));
+  SetFlopCounters(state, flops, seconds, cpu_seconds);
+  state.counters["worst_layer_cos"] = worst_cos;
+  state.SetLabel(chunk_len == 4096
+                     ? "ref: PyTorch best 22.6 s (64 GFLOP/s); target <= 10 s, stretch 5 s"
+                     : "8 x 512 protocol");
+}
+
+// The attention kernel alone: 48 layer-calls (24 layers x original and
+// quantized) on one layer's data held in memory.
+void BM_AttentionKernel(benchmark::State& state) {
+  const int64_t chunk_len = state.range(0);
+  const kvq::SyntheticDumpOptions o = Options(chunk_len);
+  const kvq::KvDump dump = kvq::KvDump::Open(Dumps().Get(chunk_len));
+  kvq::LayerReference ref;
+  ref.Load(dump, 5);
+  std::vector<float> out(ref.out.size());
+  const int64_t per_head = o.tokens * o.head_dim;
+  double seconds = 0, cpu_seconds = 0;
+  for (auto _ : state) {
+    const double cpu_start = ProcessCpuSeconds();
+    const auto start = std::chrono::steady_clock::now();
+    for (int call = 0; call < 2 * o.num_layers; ++call) {
+      kvq::CausalAttention(
+          ref.shape, {ref.q.data(), per_head, o.head_dim}, {ref.k.data(), per_head, o.head_dim},
+          {ref.v.data(), per_head, o.head_dim}, {out.data(), per_head, o.head_dim});
+    }
+    seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    cpu_seconds = ProcessCpuSeconds() - cpu_start;
+    benchmark::DoNotOptimize(out.data());
+  }
+  SetFlopCounters(state, UsefulFlops(o), seconds, cpu_seconds);
+}
+
+BENCHMARK(BM_FullValidation)
+    ->ArgName("chunk")
+    ->Arg(512)
+    ->Arg(4096)
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime();
+BENCHMARK(BM_AttentionKernel)
+    ->ArgName("chunk")
+    ->Arg(512)
+    ->Arg(4096)
+    ->Iterations(1)
+    ->Unit(benchmark::kSecond)
+    ->UseRealTime();
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::printf(
+      "Attention validation, strat1, 24 layers x 14 heads x 4096 tokens, original + quantized.\n"
+      "Reference (performance.md, 1 x 4096): PyTorch best config %.1f s (64 GFLOP/s useful);\n"
+      "target <= %.0f s, stretch 5 s; >= half of sgemm %.0f GFLOP/s = %.0f GFLOP/s\n"
+      "(sgemm_half_ratio >= 1). Speed-up vs PyTorch = %.1f s / seconds.\n\n",
+      kPytorchSeconds4096, kTargetSeconds, kSgemmGflops, kSgemmGflops / 2, kPytorchSeconds4096);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
