@@ -1,10 +1,9 @@
 #include "tokenizer/bpe.h"
 
 #include <algorithm>
+#include <array>
 #include <limits>
 #include <queue>
-
-#include "kvq/common/error.h"
 
 namespace kvq::bpe {
 namespace {
@@ -52,22 +51,40 @@ void MergeTable::Insert(int32_t left, int32_t right, Merge merge) {
 }
 
 void MergeByScan(const MergeTable& merges, std::vector<int32_t>& symbols) {
-  while (symbols.size() > 1) {
-    int32_t best_rank = std::numeric_limits<int32_t>::max();
-    size_t best_pos = 0;
-    int32_t best_merged = -1;
-    for (size_t i = 0; i + 1 < symbols.size(); ++i) {
-      const Merge* merge = merges.Find(symbols[i], symbols[i + 1]);
-      if (merge != nullptr && merge->rank < best_rank) {  // strict: leftmost wins ties
-        best_rank = merge->rank;
-        best_pos = i;
-        best_merged = merge->merged;
-      }
-    }
-    if (best_merged < 0) return;
-    symbols[best_pos] = best_merged;
-    symbols.erase(symbols.begin() + static_cast<std::ptrdiff_t>(best_pos) + 1);
+  size_t n = symbols.size();
+  if (n < 2) return;
+  // pair[i] holds the merge of (symbols[i], symbols[i+1]), rank INT32_MAX
+  // when there is none; after a merge only the two pairs that touch the new
+  // symbol are looked up again.
+  constexpr int32_t kNone = std::numeric_limits<int32_t>::max();
+  std::array<Merge, kScanMaxSymbols> local;
+  std::vector<Merge> heap_pairs;
+  Merge* pair = local.data();
+  if (n > local.size()) {
+    heap_pairs.resize(n);
+    pair = heap_pairs.data();
   }
+  const auto lookup = [&](size_t i) {
+    const Merge* merge = merges.Find(symbols[i], symbols[i + 1]);
+    pair[i] = merge != nullptr ? *merge : Merge{kNone, -1};
+  };
+  for (size_t i = 0; i + 1 < n; ++i) lookup(i);
+  while (n > 1) {
+    size_t best = 0;
+    for (size_t i = 1; i + 1 < n; ++i) {
+      if (pair[i].rank < pair[best].rank) best = i;  // strict: leftmost wins ties
+    }
+    if (pair[best].rank == kNone) break;
+    symbols[best] = pair[best].merged;
+    for (size_t i = best + 1; i + 1 < n; ++i) {
+      symbols[i] = symbols[i + 1];
+      pair[i] = pair[i + 1];
+    }
+    --n;
+    if (best + 1 < n) lookup(best);
+    if (best > 0) lookup(best - 1);
+  }
+  symbols.resize(n);
 }
 
 void MergeByHeap(const MergeTable& merges, std::vector<int32_t>& symbols) {

@@ -1,12 +1,11 @@
 #include "kvq/tokenizer/tokenizer.h"
 
-#include <utf8proc.h>
-
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -14,6 +13,7 @@
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/normalize.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
 
@@ -185,6 +185,83 @@ struct Tokenizer::Impl {
 
 namespace {
 
+// Piece -> ids for one Encode call: open addressing keyed by views into the
+// text, each slot keeping the full hash so that probes rarely touch the
+// text. Real text repeats its words: most pieces are found here.
+class PieceCache {
+ public:
+  struct Entry {
+    uint32_t offset;  // into ids()
+    uint32_t count;
+  };
+
+  PieceCache() : slots_(1 << 12), mask_(slots_.size() - 1) {}
+
+  static uint64_t Hash(std::string_view piece) {
+    uint64_t h = 0xCBF29CE484222325ULL ^ piece.size();  // FNV-1a, 8 bytes at a time
+    size_t i = 0;
+    for (; i + 8 <= piece.size(); i += 8) {
+      uint64_t word;
+      std::memcpy(&word, piece.data() + i, 8);
+      h = (h ^ word) * 0x100000001B3ULL;
+      h ^= h >> 29;
+    }
+    for (; i < piece.size(); ++i) h = (h ^ static_cast<uint8_t>(piece[i])) * 0x100000001B3ULL;
+    h ^= h >> 32;
+    return h * 0x9E3779B97F4A7C15ULL;
+  }
+
+  const Entry* Find(std::string_view piece, uint64_t hash) const {
+    for (size_t i = hash & mask_;; i = (i + 1) & mask_) {
+      const Slot& slot = slots_[i];
+      if (slot.data == nullptr) return nullptr;
+      if (slot.hash == hash && slot.size == piece.size() &&
+          std::memcmp(slot.data, piece.data(), piece.size()) == 0) {
+        return &slot.entry;
+      }
+    }
+  }
+
+  // `piece` must outlive the cache; it is not already present.
+  void Insert(std::string_view piece, uint64_t hash, std::span<const int32_t> piece_ids) {
+    if ((count_ + 1) * 2 > slots_.size()) Grow();
+    Place(Slot{piece.data(), hash, static_cast<uint32_t>(piece.size()),
+               Entry{static_cast<uint32_t>(ids_.size()), static_cast<uint32_t>(piece_ids.size())}});
+    ids_.insert(ids_.end(), piece_ids.begin(), piece_ids.end());
+    ++count_;
+  }
+
+  const std::vector<int32_t>& ids() const { return ids_; }
+
+ private:
+  struct Slot {
+    const char* data = nullptr;
+    uint64_t hash = 0;
+    uint32_t size = 0;
+    Entry entry{};
+  };
+
+  void Place(const Slot& slot) {
+    size_t i = slot.hash & mask_;
+    while (slots_[i].data != nullptr) i = (i + 1) & mask_;
+    slots_[i] = slot;
+  }
+
+  void Grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    mask_ = slots_.size() - 1;
+    for (const Slot& slot : old) {
+      if (slot.data != nullptr) Place(slot);
+    }
+  }
+
+  std::vector<Slot> slots_;
+  size_t mask_;
+  size_t count_ = 0;
+  std::vector<int32_t> ids_;
+};
+
 // Encoding state for one call: regex match data and the piece cache. Keys of
 // the cache are views into the text (or its normalized copies), which live
 // as long as the state.
@@ -202,23 +279,11 @@ class EncodeState {
   }
 
  private:
-  // NFC. Code points below U+0300 are all NFC-stable and none composes with
-  // another, so text whose bytes are all below 0xCC (the lead byte of
-  // U+0300) is already normalized.
   std::string_view Normalize(std::string_view text) {
-    if (std::none_of(text.begin(), text.end(),
-                     [](char c) { return static_cast<uint8_t>(c) >= 0xCC; })) {
-      return text;
-    }
-    utf8proc_uint8_t* out = nullptr;
-    const utf8proc_ssize_t n =
-        utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data()),
-                     static_cast<utf8proc_ssize_t>(text.size()), &out,
-                     static_cast<utf8proc_option_t>(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
-    // Owned until the call ends: the piece cache holds views into it.
-    normalized_.emplace_back(out);
-    if (n < 0) ThrowRuntime("NFC normalization failed: {}", utf8proc_errmsg(n));
-    return {reinterpret_cast<const char*>(out), static_cast<size_t>(n)};
+    // Owned until the call ends: the piece cache holds views into it (a
+    // deque never moves its elements).
+    std::string& storage = normalized_.emplace_back();
+    return Nfc(text, storage);
   }
 
   void Split(size_t level, std::string_view text, std::vector<int32_t>& ids) {
@@ -246,11 +311,12 @@ class EncodeState {
 
   void EncodePiece(std::string_view piece, std::vector<int32_t>& ids) {
     const bool cacheable = piece.size() <= kMaxCachedPiece;
+    uint64_t hash = 0;
     if (cacheable) {
-      const auto it = cache_.find(piece);
-      if (it != cache_.end()) {
-        ids.insert(ids.end(), cached_ids_.begin() + it->second.first,
-                   cached_ids_.begin() + it->second.first + it->second.second);
+      hash = PieceCache::Hash(piece);
+      if (const PieceCache::Entry* entry = cache_.Find(piece, hash)) {
+        const int32_t* first = cache_.ids().data() + entry->offset;
+        ids.insert(ids.end(), first, first + entry->count);
         return;
       }
     }
@@ -264,21 +330,13 @@ class EncodeState {
       bpe::MergeSymbols(impl_.merges, symbols_);
     }
     ids.insert(ids.end(), symbols_.begin(), symbols_.end());
-    if (cacheable) {
-      cache_.emplace(piece, std::make_pair(static_cast<uint32_t>(cached_ids_.size()),
-                                           static_cast<uint32_t>(symbols_.size())));
-      cached_ids_.insert(cached_ids_.end(), symbols_.begin(), symbols_.end());
-    }
+    if (cacheable) cache_.Insert(piece, hash, symbols_);
   }
 
   const Tokenizer::Impl& impl_;
   std::vector<std::unique_ptr<PieceRegex::Matcher>> matchers_;
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::vector<std::unique_ptr<utf8proc_uint8_t, Free>> normalized_;
-  std::unordered_map<std::string_view, std::pair<uint32_t, uint32_t>> cache_;
-  std::vector<int32_t> cached_ids_;
+  std::deque<std::string> normalized_;
+  PieceCache cache_;
   std::vector<int32_t> symbols_;
 };
 

@@ -109,6 +109,17 @@ TEST(CorpusTest, WholeCorporaMatchReference) {
             "d65717f8eee14130a85d683e755505377439d298a41a66361ada7d750a95addb");
 }
 
+TEST(CorpusTest, RawWikitextFileAsPlainText) {
+  // A path is read as it is (llama.cpp's convention for wiki.test.raw):
+  // 299,078 ids, whole or in pieces.
+  const std::string raw = (RepoDataDir() / "wikitext-2-raw-v1/wiki.test.raw").string();
+  const std::string expected = "8557ef42be22a592e5f1704026fedbedc937b484e52f517add9f478adc0de20f";
+  EXPECT_EQ(IdsSha256Hex(Qwen().Encode(ReadTextFile(raw))), expected);
+  EXPECT_EQ(IdsSha256Hex(CorpusTokens(Qwen(), raw, 299'078)), expected);
+  EXPECT_EQ(IdsSha256Hex(CorpusTokens(Qwen(), raw, 4096)),
+            "9c3c32f0d6b71060b2826639e574e53a3a746046426d1ae0bfb7c5f3f3be9026");
+}
+
 TEST(CorpusTest, PiecewiseWikitextEqualsPrefixOfWholeEncoding) {
   const std::vector<int32_t> whole = Qwen().Encode(CorpusText("wikitext"));
   ASSERT_EQ(whole.size(), 299'078u);

@@ -17,6 +17,7 @@
 #include "kvq/common/io.h"
 #include "test_util.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/normalize.h"
 #include "tokenizer/regex.h"
 #include "tokenizer/utf8.h"
 
@@ -201,6 +202,25 @@ TEST(TokenizerTest, FuzzRandomUnicodeRoundTrips) {
     const auto ids = Qwen().Encode(text);
     for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < Qwen().vocab_size());
     ASSERT_EQ(Qwen().Decode(ids), Nfc(text)) << Printable(text);
+  }
+}
+
+TEST(TokenizerTest, StretchwiseNfcEqualsWholeTextNfc) {
+  // Text dense in what NFC changes: combining marks (reordered, composed),
+  // Hangul jamo, singletons, CJK ideographs next to marks, ASCII bases.
+  const std::vector<uint32_t> pool = {'a',    'e',    'A',    ' ',    0x0301, 0x0308, 0x0323,
+                                      0x0328, 0x0345, 0x1100, 0x1161, 0x11A8, 0xAC00, 0x212B,
+                                      0x2126, 0x4E00, 0x9FFF, 0x3099, 0x304B, 0x30AB, 0x0F73,
+                                      0xF900, 0x00E9, 0x1E9B, 0x05B0, 0x0591, 0x0CD5, 0x0CBF};
+  SplitMix64 rng{5};
+  std::string storage;
+  for (int iteration = 0; iteration < 5000; ++iteration) {
+    std::string text;
+    const uint32_t length = 1 + rng.Below(24);
+    for (uint32_t i = 0; i < length; ++i) {
+      utf8::Append(text, pool[rng.Below(static_cast<uint32_t>(pool.size()))]);
+    }
+    ASSERT_EQ(std::string(kvq::Nfc(text, storage)), Nfc(text)) << Printable(text);
   }
 }
 
