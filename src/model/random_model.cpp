@@ -65,18 +65,17 @@ ModelConfig Qwen3(int hidden, int layers, int heads, int kv_heads, int head_dim,
   return c;
 }
 
-constexpr int kQwenVocab = 151936;
 
 }  // namespace
 
 const std::vector<ModelPreset>& ModelPresets() {
   static const std::vector<ModelPreset> presets = {
-      {"qwen2.5-0.5b", "Qwen2.5-0.5B geometry", Qwen2(896, 24, 14, 2, 4864, kQwenVocab, 1e6, true)},
+      {"qwen2.5-0.5b", "Qwen2.5-0.5B geometry", Qwen2(896, 24, 14, 2, 4864, kQwenVocabSize, 1e6, true)},
       {"tiny", "2-layer Qwen2 with the Qwen vocabulary (runs real text in seconds)",
-       Qwen2(64, 2, 4, 2, 128, kQwenVocab, 1e6, true)},
-      {"qwen3-0.6b", "Qwen3-0.6B geometry", Qwen3(1024, 28, 16, 8, 128, 3072, kQwenVocab)},
+       Qwen2(64, 2, 4, 2, 128, kQwenVocabSize, 1e6, true)},
+      {"qwen3-0.6b", "Qwen3-0.6B geometry", Qwen3(1024, 28, 16, 8, 128, 3072, kQwenVocabSize)},
       {"tiny-qwen3", "2-layer Qwen3 with the Qwen vocabulary",
-       Qwen3(64, 2, 4, 2, 32, 128, kQwenVocab)},
+       Qwen3(64, 2, 4, 2, 32, 128, kQwenVocabSize)},
       {"llama-3.2-1b", "Llama-3.2-1B geometry (llama3 RoPE scaling)", Llama32()},
       {"smollm2-360m", "SmolLM2-360M geometry",
        Llama(960, 32, 15, 5, 64, 2560, 49152, 100000.0, 1e-5)},

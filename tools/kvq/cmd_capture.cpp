@@ -7,31 +7,26 @@
 #include "kvq/common/error.h"
 #include "model_arg.h"
 #include "progress.h"
+#include "token_source.h"
 
 namespace kvq::cli {
 namespace {
 
 struct Options {
   ModelArg model;
-  std::string input_ids, out, dtype = "f16";
-  int64_t tokens = 0, chunk_len = 0;
+  TokenSource source;
+  std::string out, dtype = "f16";
 };
 
 void Run(const Options& o) {
-  std::vector<int32_t> ids = ReadInputIdsJson(o.input_ids);
-  if (o.tokens > 0) {
-    if (static_cast<int64_t>(ids.size()) < o.tokens) {
-      ThrowInput("--input-ids {} holds {} tokens, fewer than --tokens {}", o.input_ids, ids.size(),
-                 o.tokens);
-    }
-    ids.resize(static_cast<size_t>(o.tokens));
-  }
-  Model model = Model::Load(o.model.Resolve());
+  const auto dir = o.model.Resolve();
+  const std::vector<int32_t> ids = o.source.Load(dir);
+  Model model = Model::Load(dir);
   CaptureOptions options;
-  options.chunk_len = o.chunk_len;
+  options.chunk_len = o.source.chunk_len;
   options.dtype = o.dtype == "f32" ? DType::kF32 : DType::kF16;
   options.model_name = o.model.model;
-  options.corpus = "input_ids:" + o.input_ids;
+  options.corpus = o.source.Describe();
   const int layers = model.config().num_layers;
   Progress progress("capture", layers, "layers", static_cast<double>(ids.size()) / layers, "tok");
   options.progress = [&](int done) { progress.Update(done); };
@@ -47,12 +42,7 @@ void Run(const Options& o) {
 Runner Setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
   AddModelOptions(app, o->model);
-  app.add_option("--input-ids", o->input_ids, "JSON file {\"input_ids\": [...]}")->required();
-  app.add_option("--tokens", o->tokens, "Use the first N tokens (default: all)")
-      ->check(CLI::PositiveNumber);
-  app.add_option("--chunk-len", o->chunk_len,
-                 "Split the stream into independent prompts of L tokens (default: one prompt)")
-      ->check(CLI::PositiveNumber);
+  o->source.AddOptions(app);
   app.add_option("--dtype", o->dtype, "Storage of Q, K, V in the dump")
       ->check(CLI::IsMember({"f16", "f32"}));
   app.add_option("--out", o->out, "Output .safetensors dump")->required();

@@ -5,6 +5,7 @@
 
 #include "command.h"
 #include "kvq/model/random_model.h"
+#include "kvq/tokenizer/corpus.h"
 
 namespace kvq::cli {
 namespace {
@@ -30,6 +31,13 @@ Runner Setup(CLI::App& app) {
                         : o->dtype == "f16" ? DType::kF16
                                             : DType::kBF16;
     WriteRandomModel(preset.config, o->seed, dtype, o->out);
+    // Qwen-vocabulary models get the shipped Qwen2.5 tokenizer, which makes
+    // the folder complete: it runs on real text.
+    if (preset.config.vocab_size == kQwenVocabSize) {
+      const auto tokenizer = DataDir() / "tokenizer/qwen2.5/tokenizer.json";
+      std::filesystem::copy_file(tokenizer, std::filesystem::path(o->out) / "tokenizer.json",
+                                 std::filesystem::copy_options::overwrite_existing);
+    }
     std::fprintf(stderr, "make-model: %s (%s) -> %s\n", preset.name, o->dtype.c_str(),
                  o->out.c_str());
   };

@@ -12,6 +12,10 @@
 
 namespace kvq {
 
+// The vocabulary size of Qwen2, Qwen2.5 and Qwen3 checkpoints (the tokenizer
+// has 151,665 entries; the embedding is padded).
+inline constexpr int kQwenVocabSize = 151936;
+
 struct ModelPreset {
   const char* name;
   const char* description;

@@ -1,0 +1,51 @@
+#include "token_source.h"
+
+#include "kvq/capture/capture.h"
+#include "kvq/common/error.h"
+#include "kvq/tokenizer/corpus.h"
+#include "kvq/tokenizer/tokenizer.h"
+
+namespace kvq::cli {
+
+void TokenSource::AddOptions(CLI::App& app, int64_t default_chunk_len) {
+  chunk_len = default_chunk_len;
+  auto* ids = app.add_option("--input-ids", input_ids, "JSON file {\"input_ids\": [...]}");
+  auto* text = app.add_option("--corpus", corpus,
+                              "wikitext, c4 (shipped), or a text / JSON-lines (.gz) file");
+  ids->excludes(text);
+  app.add_option("--tokenizer", tokenizer,
+                 "tokenizer.json or its folder (default: the model folder's)");
+  app.add_option("--tokens", tokens, "Tokens to use (default: all input ids, or 4096 of a corpus)")
+      ->check(CLI::PositiveNumber);
+  auto* chunk = app.add_option("--chunk-len", chunk_len,
+                               "Split the stream into independent prompts of L tokens");
+  chunk->check(CLI::PositiveNumber);
+  if (default_chunk_len > 0) chunk->capture_default_str();
+}
+
+std::vector<int32_t> TokenSource::Load(const std::filesystem::path& model_dir) const {
+  if (input_ids.empty() == corpus.empty()) ThrowInput("give exactly one of --input-ids and --corpus");
+  if (!input_ids.empty()) {
+    std::vector<int32_t> ids = ReadInputIdsJson(input_ids);
+    if (tokens > 0) {
+      if (static_cast<int64_t>(ids.size()) < tokens) {
+        ThrowInput("--input-ids {} holds {} tokens, fewer than --tokens {}", input_ids, ids.size(),
+                   tokens);
+      }
+      ids.resize(static_cast<size_t>(tokens));
+    }
+    return ids;
+  }
+  const std::filesystem::path tokenizer_path = tokenizer.empty() ? model_dir : std::filesystem::path(tokenizer);
+  if (tokenizer.empty() && !std::filesystem::exists(model_dir / "tokenizer.json")) {
+    ThrowInput("{}: no tokenizer.json; pass --tokenizer FILE", model_dir.string());
+  }
+  const Tokenizer tok = Tokenizer::Load(tokenizer_path);
+  return CorpusTokens(tok, corpus, tokens > 0 ? tokens : 4096);
+}
+
+std::string TokenSource::Describe() const {
+  return input_ids.empty() ? "corpus:" + corpus : "input_ids:" + input_ids;
+}
+
+}  // namespace kvq::cli

@@ -1,0 +1,25 @@
+#pragma once
+// Where a command's tokens come from: --input-ids FILE.json, or --corpus
+// NAME|PATH tokenized with the model's tokenizer.json (or --tokenizer), cut to
+// --tokens; --chunk-len splits the stream into independent prompts.
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace kvq::cli {
+
+struct TokenSource {
+  std::string input_ids, corpus, tokenizer;
+  int64_t tokens = 0;     // 0: all of --input-ids, or 4096 of a corpus.
+  int64_t chunk_len = 0;  // 0: one prompt.
+
+  // Declares the flags. `default_chunk_len` is shown as the default.
+  void AddOptions(CLI::App& app, int64_t default_chunk_len = 0);
+  std::vector<int32_t> Load(const std::filesystem::path& model_dir) const;
+  // "corpus:wikitext" or "input_ids:FILE", for metadata.
+  std::string Describe() const;
+};
+
+}  // namespace kvq::cli
