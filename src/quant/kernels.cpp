@@ -615,6 +615,10 @@ uint8_t Fp8EncodeRef(float value, Fp8Type type) {
   const uint8_t sign = std::signbit(value) ? 0x80 : 0x00;
   const double a = std::fabs(static_cast<double>(value));
   int best = 0;
+  if (a >= Fp8Max(type)) {  // Saturation (also where |a - v| would lose the difference).
+    while (Fp8Decode(static_cast<uint8_t>(best), type) != Fp8Max(type)) ++best;
+    return static_cast<uint8_t>(sign | best);
+  }
   double best_err = std::numeric_limits<double>::infinity();
   for (int code = 0; code < 128; ++code) {
     const float v = Fp8Decode(static_cast<uint8_t>(code), type);
