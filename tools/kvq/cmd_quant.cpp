@@ -107,18 +107,21 @@ void PrintSummary(const std::vector<ErrorRow>& rows, const Strategy& s, const Du
   const double k = count[0] ? nmse[0] / count[0] : 0, v = count[1] ? nmse[1] / count[1] : 0;
   std::sort(k_rows.begin(), k_rows.end(),
             [](const ErrorRow* a, const ErrorRow* b) { return a->error.sse > b->error.sse; });
+  // The smallest set of K heads carrying 80% of the K SSE (largest first).
   std::string top;
   double covered = 0;
-  for (const ErrorRow* r : k_rows) {
-    if (k_sse <= 0 || covered >= 0.8 * k_sse) break;
-    covered += r->error.sse;
-    top += fmt::format(" ({},{})", r->layer, r->head);
+  size_t taken = 0;
+  while (taken < k_rows.size() && k_sse > 0 && covered < 0.8 * k_sse) {
+    covered += k_rows[taken]->error.sse;
+    if (taken < 8) top += fmt::format(" ({},{})", k_rows[taken]->layer, k_rows[taken]->head);
+    ++taken;
   }
+  if (taken > 8) top += fmt::format(" +{} more", taken - 8);
+  top = fmt::format("{}/{} heads{}", taken, k_rows.size(), top);
   std::printf("%s\n", fmt::format("summary {}: {:.1f} bytes/token (+{:.0f} B per sequence), mean "
-                                  "NMSE K {:.3e} V {:.3e} (K/V {}), K error 80%:{}",
+                                  "NMSE K {:.3e} V {:.3e} (K/V {}), 80% of K error in {}",
                                   s.name, cost.per_token, cost.per_sequence, k, v,
-                                  v > 0 ? fmt::format("{:.1f}", k / v) : std::string("-"),
-                                  top.empty() ? std::string(" none") : top)
+                                  v > 0 ? fmt::format("{:.1f}", k / v) : std::string("-"), top)
                           .c_str());
 }
 
