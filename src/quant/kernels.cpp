@@ -6,48 +6,47 @@
 #include <cstring>
 #include <limits>
 
+#if defined(__F16C__)
+#include <immintrin.h>
+#endif
+
+#include "common/simd.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
 
 namespace kvq {
 namespace {
 
-constexpr int kLanes = 16;
-
 // ---------------------------------------------------------------------------
 // Statistics.
 
 float AbsMax(const float* x, int64_t n) {
-  // Lanes keep the loop vectorisable; max is order-independent.
-  float lane[kLanes] = {};
+  simd::F8 lane = {};
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) lane[j] = std::max(lane[j], std::fabs(x[i + j]));
-  }
+  for (; i + 8 <= n; i += 8) lane = simd::Max(lane, simd::Abs(simd::LoadF8(x + i)));
   float m = 0;
   for (; i < n; ++i) m = std::max(m, std::fabs(x[i]));
-  for (float v : lane) m = std::max(m, v);
+  for (int j = 0; j < 8; ++j) m = std::max(m, lane[j]);
   return m;
 }
 
 void MinMax(const float* x, int64_t n, float& lo, float& hi) {
-  float lane_lo[kLanes], lane_hi[kLanes];
-  std::fill_n(lane_lo, kLanes, std::numeric_limits<float>::infinity());
-  std::fill_n(lane_hi, kLanes, -std::numeric_limits<float>::infinity());
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  simd::F8 lane_lo = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
+  simd::F8 lane_hi = -lane_lo;
   int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes) {
-    for (int j = 0; j < kLanes; ++j) {
-      lane_lo[j] = std::min(lane_lo[j], x[i + j]);
-      lane_hi[j] = std::max(lane_hi[j], x[i + j]);
-    }
+  for (; i + 8 <= n; i += 8) {
+    const simd::F8 v = simd::LoadF8(x + i);
+    lane_lo = simd::Min(lane_lo, v);
+    lane_hi = simd::Max(lane_hi, v);
   }
+  lo = kInf;
+  hi = -kInf;
   for (; i < n; ++i) {
-    lane_lo[0] = std::min(lane_lo[0], x[i]);
-    lane_hi[0] = std::max(lane_hi[0], x[i]);
+    lo = std::min(lo, x[i]);
+    hi = std::max(hi, x[i]);
   }
-  lo = lane_lo[0];
-  hi = lane_hi[0];
-  for (int j = 1; j < kLanes; ++j) {
+  for (int j = 0; j < 8; ++j) {
     lo = std::min(lo, lane_lo[j]);
     hi = std::max(hi, lane_hi[j]);
   }
@@ -278,6 +277,20 @@ void Fp16Reference(const FormatSpec&, const HeadStats&, const float* x, float* y
   for (int64_t i = 0; i < rows * d; ++i) y[i] = RoundToHalf(x[i]);
 }
 
+// F16C converts with round-to-nearest-even like FloatToHalf, subnormals and
+// overflow to infinity included.
+void Fp16Fast(const FormatSpec&, const HeadStats&, const float* x, float* y, int64_t rows, int d) {
+  const int64_t n = rows * d;
+  int64_t i = 0;
+#if defined(__F16C__)
+  for (; i + 8 <= n; i += 8) {
+    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
+    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
+  }
+#endif
+  for (; i < n; ++i) y[i] = RoundToHalf(x[i]);
+}
+
 void Bf16Reference(const FormatSpec&, const HeadStats&, const float* x, float* y, int64_t rows,
                    int d) {
   for (int64_t i = 0; i < rows * d; ++i) y[i] = RoundToBf16(x[i]);
@@ -498,7 +511,7 @@ void GgmlReference(const FormatSpec& f, const HeadStats&, const float* x, float*
 }
 
 constexpr FormatTraits kTable[] = {
-    {FormatKind::kFp16, "fp16", Fp16Reference, nullptr},
+    {FormatKind::kFp16, "fp16", Fp16Reference, Fp16Fast},
     {FormatKind::kBf16, "bf16", Bf16Reference, nullptr},
     {FormatKind::kInt, "int", IntReference, IntFast},
     {FormatKind::kFp8E4M3, "fp8 e4m3", Fp8Reference, Fp8Fast},
@@ -602,6 +615,10 @@ uint8_t Fp8EncodeRef(float value, Fp8Type type) {
   const uint8_t sign = std::signbit(value) ? 0x80 : 0x00;
   const double a = std::fabs(static_cast<double>(value));
   int best = 0;
+  if (a >= Fp8Max(type)) {  // Saturation (also where |a - v| would lose the difference).
+    while (Fp8Decode(static_cast<uint8_t>(best), type) != Fp8Max(type)) ++best;
+    return static_cast<uint8_t>(sign | best);
+  }
   double best_err = std::numeric_limits<double>::infinity();
   for (int code = 0; code < 128; ++code) {
     const float v = Fp8Decode(static_cast<uint8_t>(code), type);

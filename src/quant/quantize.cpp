@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "common/simd.h"
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
@@ -69,15 +70,13 @@ void ForEachPrompt(int64_t tokens, int64_t chunk_len, Fn&& fn) {
 }
 
 bool AllFinite(const float* x, int64_t n) {
-  // x * 0 is NaN exactly for NaN and +-Inf; lanes keep it vectorisable.
-  float lane[16] = {};
+  // x * 0 is NaN exactly for NaN and +-Inf.
+  simd::F8 lane = {};
   int64_t i = 0;
-  for (; i + 16 <= n; i += 16) {
-    for (int j = 0; j < 16; ++j) lane[j] += x[i + j] * 0.0f;
-  }
+  for (; i + 8 <= n; i += 8) lane += simd::LoadF8(x + i) * 0.0f;
   float tail = 0;
   for (; i < n; ++i) tail += x[i] * 0.0f;
-  for (float v : lane) tail += v;
+  for (int j = 0; j < 8; ++j) tail += lane[j];
   return tail == 0.0f;
 }
 
@@ -112,11 +111,6 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
                   int64_t tokens, int head_dim, const HeadStats* stats) {
   const int64_t n = tokens * head_dim;
   if (!AllFinite(x, n)) ThrowInput("non-finite value in the block to quantize");
-  if (f.IsPassthrough() && f.sink == 0 && f.recent == 0) {
-    // fp16 without modifiers: rounding to fp16 (exact for fp16 dumps).
-    for (int64_t i = 0; i < n; ++i) y[i] = RoundToHalf(x[i]);
-    return;
-  }
   HeadStats own;
   if (stats == nullptr && f.NeedsStats()) {
     own = CalibrateHead(f, ctx, x, tokens, head_dim);
@@ -148,12 +142,15 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
   });
 }
 
-LayerContext LayerContext::ForDump(const DumpInfo& info, std::vector<float> k_bias) {
+LayerContext LayerContext::ForDump(const DumpInfo& info, std::vector<float> k_bias,
+                                   std::shared_ptr<const RopeTable> rope) {
   LayerContext ctx;
   ctx.num_kv_heads = info.num_kv_heads;
   ctx.head_dim = info.head_dim;
   ctx.chunk_len = info.chunk_len;
-  ctx.rope = std::make_shared<const RopeTable>(info.rope, info.head_dim, info.chunk_len);
+  ctx.rope = rope != nullptr
+                 ? std::move(rope)
+                 : std::make_shared<const RopeTable>(info.rope, info.head_dim, info.chunk_len);
   ctx.k_bias = std::move(k_bias);
   return ctx;
 }

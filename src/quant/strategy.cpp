@@ -269,12 +269,16 @@ std::vector<Strategy> ParseStrategyList(std::string_view text) {
   std::vector<Strategy> out;
   for (std::string_view group : Split(text, ';')) {
     std::vector<std::string> specs;
+    bool assignments = false;  // The spec being built started with k=, v= or kv=.
     for (std::string_view piece : Split(group, ',')) {
-      if (piece.find('=') != std::string_view::npos && !specs.empty()) {
+      const bool assignment = piece.find('=') != std::string_view::npos;
+      const bool selector = assignment && piece.find('[') < piece.find('=');
+      if (!specs.empty() && (selector || (assignment && assignments))) {
         specs.back() += ",";
         specs.back() += piece;
       } else {
         specs.emplace_back(piece);
+        assignments = assignment;
       }
     }
     for (const auto& spec : specs) out.push_back(Strategy::Parse(spec));

@@ -106,12 +106,17 @@ TEST(QuantStrategy, SpecOverridesAndLists) {
   EXPECT_EQ(s.Format(KvTensor::kV, 3, 1).Name(), "int8:token");
   EXPECT_EQ(s.preset_number, 0);
 
-  const auto list = ParseStrategyList("1,2,strat3,k=int8:channel,v=int4:g32:token;int8:token");
-  ASSERT_EQ(list.size(), 4u);
+  const auto list =
+      ParseStrategyList("1,2,strat3,k[0-2.*]=fp16,k=int8:channel,v=int4:g32:token;int8:token");
+  ASSERT_EQ(list.size(), 5u);
   EXPECT_EQ(list[0].preset_number, 1);
-  EXPECT_EQ(list[2].name, "strat3,k=int8:channel,v=int4:g32:token");
-  EXPECT_EQ(list[2].Format(KvTensor::kK, 0, 0).Name(), "int8:channel");
-  EXPECT_EQ(list[3].Format(KvTensor::kV, 5, 0).Name(), "int8:token");
+  EXPECT_EQ(list[2].name, "strat3,k[0-2.*]=fp16");
+  EXPECT_EQ(list[2].Format(KvTensor::kK, 8, 1).Name(), "int8:tensor");
+  EXPECT_EQ(list[2].Format(KvTensor::kK, 1, 0).Name(), "fp16");
+  EXPECT_EQ(list[3].name, "k=int8:channel,v=int4:g32:token");
+  EXPECT_EQ(list[4].Format(KvTensor::kV, 5, 0).Name(), "int8:token");
+  EXPECT_EQ(Strategy::Parse("strat3,v=int4:g32:dim").Format(KvTensor::kV, 0, 0).Name(),
+            "int4:g32:dim");
   EXPECT_EQ(ParseStrategyList("k=int8:channel,v=int4:g32:token").size(), 1u);
 }
 

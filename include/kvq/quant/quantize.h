@@ -60,8 +60,11 @@ struct LayerContext {
   std::vector<float> k_bias;              // [num_kv_heads, head_dim]; empty: no bias.
 
   // For a dump: geometry, chunk_len and the RoPE table from its info; the
-  // k bias of the layer from KvDump::ReadKBias (may be empty).
-  static LayerContext ForDump(const DumpInfo& info, std::vector<float> k_bias = {});
+  // k bias of the layer from KvDump::ReadKBias (may be empty). The table is
+  // the same for every layer: pass the first context's `rope` to the others
+  // to build it once (it costs chunk_len * head_dim sin/cos).
+  static LayerContext ForDump(const DumpInfo& info, std::vector<float> k_bias = {},
+                              std::shared_ptr<const RopeTable> rope = nullptr);
 };
 
 // [num_kv_heads]

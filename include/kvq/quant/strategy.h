@@ -64,9 +64,12 @@ struct Strategy {
   ByteCost Cost(const KvGeometry& geometry, int64_t prompt_len) const;
 };
 
-// A --strategy list: split at ';' and at commas; a comma piece that holds '='
-// continues the strategy before it, any other piece starts a new one. So
-// "1,2,3" is three strategies and "strat1,k[0.*]=fp16" one.
+// A --strategy list: split at ';' and at commas. A selector item (k[L.H]=...)
+// extends the strategy before it; a plain k=/v=/kv= item extends it only if
+// that strategy also started with one; anything else starts a new strategy.
+// So "1,2,k=int8:channel,v=int4:g32:token" is three strategies and
+// "strat1,k[0.*]=fp16" one. Strategy::Parse itself takes one whole spec
+// ("strat3,v=int4:g32:dim" = strat3 with V replaced).
 std::vector<Strategy> ParseStrategyList(std::string_view text);
 
 // The plan file of a strategy: JSON with the geometry and, for "k" and "v",

@@ -1,0 +1,48 @@
+#pragma once
+// Tensor error of a quantize-dequantize round trip, accumulated in double:
+//   SSE = sum (x - y)^2, MSE = SSE / n, NMSE = SSE / sum x^2 (= MSE / mean x^2),
+//   SQNR = 10 log10(sum x^2 / SSE) dB (+inf when SSE = 0).
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kvq/capture/dump.h"
+#include "kvq/quant/strategy.h"
+
+namespace kvq {
+
+struct TensorError {
+  int64_t count = 0;
+  double max_abs = 0;  // max |x| of the original
+  double sse = 0;
+  double sum_sq = 0;  // sum x^2
+
+  // x: original, y: round trip, n values each.
+  void Add(const float* x, const float* y, int64_t n);
+  void Merge(const TensorError& other);
+  double mse() const { return count > 0 ? sse / static_cast<double>(count) : 0.0; }
+  double nmse() const;     // 0 when x is all zero and y == x; +inf when only x is zero.
+  double sqnr_db() const;  // +inf when SSE == 0.
+};
+
+// One row of `kvq quant`: one (strategy, tensor, layer, kv head).
+struct ErrorRow {
+  std::string strategy;
+  KvTensor tensor = KvTensor::kK;
+  int layer = 0;
+  int head = 0;
+  std::string format;  // Canonical FormatSpec name.
+  int64_t tokens = 0;
+  int head_dim = 0;
+  double bytes_per_token = 0;  // Of this head (FormatCost over the dump's chunk_len).
+  TensorError error;
+};
+
+// Quantizes every K and V head of the dump with the strategy (scales from
+// the whole dump block of each head, as the reference system does) and
+// measures the error. Rows ordered by layer, then K before V, then head.
+// Parallel over heads (OpenMP); results do not depend on the thread count.
+// Throws InputError naming layer and head for a non-finite value.
+std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy);
+
+}  // namespace kvq
