@@ -26,7 +26,7 @@ struct Rng {
 };
 
 // Outlier amplitude of a (layer, head) listed in outlier_heads.
-double OutlierAmplitude(int layer) { return layer == 0 ? 95.0 : (layer == 8 ? 30.0 : 40.0); }
+double OutlierAmplitude(int layer) { return layer == 0 ? 125.0 : (layer == 8 ? 30.0 : 40.0); }
 
 }  // namespace
 
