@@ -146,8 +146,11 @@ void BlockMinMax(__m512 lo, __m512 hi, float& min, float& max) {
 }
 
 template <bool kAsym, bool kTrunc, class Source, class Out>
-void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out& out,
+void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out& sink,
              int64_t tokens, int d, int64_t chunk_len) {
+  // A local copy keeps the accumulators in registers (the caller's Sink
+  // lives in memory); written back at the end.
+  Out out = sink;
   const int levels = kAsym ? (1 << f.bits) - 1 : (1 << (f.bits - 1)) - 1;
   const __m512 top = _mm512_set1_ps(static_cast<float>(levels));
   const int64_t n = tokens * d;
@@ -219,7 +222,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
       }
       uniform(0, n,
               kAsym ? MakeParams<true>(min, max, levels) : MakeParams<false>(-amax, amax, levels));
-      return;
+      break;
     }
     case Granularity::kChannel:
       if (stats != nullptr) {
@@ -233,7 +236,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
         set(c, MakeParams<kAsym>(lo[static_cast<size_t>(c)], hi[static_cast<size_t>(c)], levels));
       }
       rows(0, tokens);
-      return;
+      break;
     case Granularity::kToken:
     case Granularity::kGroupDim: {
       const int g = f.granularity == Granularity::kToken ? d : f.group;
@@ -267,7 +270,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
         }
         if (g != d) rows(t, t + 1);
       }
-      return;
+      break;
     }
     case Granularity::kGroupToken: {
       const int64_t len = chunk_len > 0 ? chunk_len : tokens;
@@ -283,25 +286,33 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
           rows(t0, t1);
         }
       }
-      return;
+      break;
     }
   }
+  sink = out;
 }
 
 // ---------------------------------------------------------------------------
 // fp16 and fp8 (kernels.cpp's Fp16Fast / RoundMiniFloat, vectorised).
 
 template <class Source, class Out>
-void Fp16Head(const Source& in, Out& out, int64_t n) {
+void Fp16Head(const Source& in, Out& sink, int64_t n) {
+  // A local copy keeps the accumulators in registers (the caller's Sink
+  // lives in memory); written back at the end.
+  Out out = sink;
   for (int64_t i = 0; i < n; i += 16) {
     const __m512 x = in.Load(i);
     out.Put(i, x,
             _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
   }
+  sink = out;
 }
 
 template <class Source, class Out>
-void Fp8Head(const FormatSpec& f, const HeadStats* stats, const Source& in, Out& out, int64_t n) {
+void Fp8Head(const FormatSpec& f, const HeadStats* stats, const Source& in, Out& sink, int64_t n) {
+  // A local copy keeps the accumulators in registers (the caller's Sink
+  // lives in memory); written back at the end.
+  Out out = sink;
   const bool e4m3 = f.kind == FormatKind::kFp8E4M3;
   const int man_bits = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
   const float fmax = e4m3 ? 448.0f : 57344.0f;
@@ -340,6 +351,7 @@ void Fp8Head(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
     r = _mm512_or_ps(r, _mm512_and_ps(v, sign));
     out.Put(i, x, _mm512_mul_ps(r, vs));
   }
+  sink = out;
 }
 
 // ---------------------------------------------------------------------------
@@ -367,7 +379,10 @@ int FirstEqual(__m512 v0, __m512 v1, float value) {
 }
 
 template <class Source, class Out>
-void GgmlHead(FormatKind kind, const Source& in, Out& out, int64_t n) {
+void GgmlHead(FormatKind kind, const Source& in, Out& sink, int64_t n) {
+  // A local copy keeps the accumulators in registers (the caller's Sink
+  // lives in memory); written back at the end.
+  Out out = sink;
   const __m512 zero = _mm512_setzero_ps();
   for (int64_t i = 0; i < n; i += 32) {
     const __m512 v0 = in.Load(i), v1 = in.Load(i + 16);
@@ -440,6 +455,7 @@ void GgmlHead(FormatKind kind, const Source& in, Out& out, int64_t n) {
     out.Put(i, v0, y0);
     out.Put(i + 16, v1, y1);
   }
+  sink = out;
 }
 
 // ---------------------------------------------------------------------------
