@@ -122,15 +122,16 @@ LogSoftmax Normalizer(const float* logits, int64_t vocab) {
       n.argmax = v;
     }
   }
-  // Partial sums of 16 float lanes, then double: vectorises and stays accurate
-  // (every term is in (0, 1]).
-  constexpr int kLanes = 16;
-  float lanes[kLanes] = {};
+  // exp in float (vectorised), sums in 8 double lanes: log_sum feeds the KL
+  // through the difference of two normalisers, which must not carry the
+  // ~1e-5 error of a float sum over 150k terms.
+  constexpr int kLanes = 8;
+  double lanes[kLanes] = {};
   int64_t v = 0;
   for (; v + kLanes <= vocab; v += kLanes)
     for (int i = 0; i < kLanes; ++i) lanes[i] += FastExp(logits[v + i] - max);
   double sum = 0;
-  for (float lane : lanes) sum += lane;
+  for (double lane : lanes) sum += lane;
   for (; v < vocab; ++v) sum += FastExp(logits[v] - max);
   n.max = max;
   n.log_sum = std::log(sum);
@@ -186,9 +187,10 @@ TokenComparison CompareNextToken(const float* base, const float* quant, int64_t 
           nb.argmax == nq.argmax};
 }
 
-PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, int64_t chunk_len,
-                                    const std::vector<Strategy>& strategies,
-                                    const std::function<void(const PerplexityProgress&)>& progress) {
+PerplexityReport EvaluatePerplexity(
+    Model& model, std::span<const int32_t> ids, int64_t chunk_len,
+    const std::vector<Strategy>& strategies,
+    const std::function<void(const PerplexityProgress&)>& progress) {
   const ModelConfig& c = model.config();
   const auto tokens = static_cast<int64_t>(ids.size());
   if (chunk_len <= 0) chunk_len = tokens;
@@ -247,7 +249,9 @@ PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, 
       probs(base_logits.size());
   std::vector<LogSoftmax> base_norm(kBlock);
   const int64_t blocks = (tokens + kBlock - 1) / kBlock;
-  auto predicts = [&](int64_t t) { return (t + 1) % chunk_len != 0; };  // A prompt's last token does not.
+  auto predicts = [&](int64_t t) {
+    return (t + 1) % chunk_len != 0;
+  };  // A prompt's last token does not.
   auto next = [&](int64_t t) { return ids[static_cast<size_t>(t + 1)]; };
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = b * kBlock, rows = std::min(kBlock, tokens - first);
@@ -306,10 +310,13 @@ namespace kvq {
 namespace {
 
 nlohmann::ordered_json FiguresJson(const PredictionStats& s, const PredictionStats& base) {
-  return {{"nll", s.nll()},         {"ppl", s.ppl()},
+  return {{"nll", s.nll()},
+          {"ppl", s.ppl()},
           {"delta_ppl", s.ppl() - base.ppl()},
-          {"kl_mean", s.kl_mean()}, {"kl_max", s.kl_max},
-          {"top1_agree", s.top1()}, {"predictions", s.predictions}};
+          {"kl_mean", s.kl_mean()},
+          {"kl_max", s.kl_max},
+          {"top1_agree", s.top1()},
+          {"predictions", s.predictions}};
 }
 
 void CsvRows(std::string& out, const std::string& name, const PredictionStats& total,

@@ -30,8 +30,8 @@ void Run(const Options& o) {
   int pass = 0;
   std::string last_phase;
   const auto start = std::chrono::steady_clock::now();
-  const PerplexityReport report =
-      EvaluatePerplexity(model, ids, o.source.chunk_len, strategies, [&](const PerplexityProgress& p) {
+  const PerplexityReport report = EvaluatePerplexity(
+      model, ids, o.source.chunk_len, strategies, [&](const PerplexityProgress& p) {
         if (p.phase == "logits") return;
         if (p.phase != last_phase) {
           last_phase = p.phase;
@@ -58,8 +58,9 @@ void Run(const Options& o) {
                 s.total.kl_mean(), s.total.kl_max, s.total.top1(), s.calibrated ? " *" : "");
   }
   if (any_calibrated) {
-    std::printf("* sequence-global scales (int8:tensor, channel, fp8, nvfp4) calibrated on the "
-                "baseline pass over the same text\n");
+    std::printf(
+        "* sequence-global scales (int8:tensor, channel, fp8, nvfp4) calibrated on the "
+        "baseline pass over the same text\n");
   }
   std::fprintf(stderr, "ppl: %d forward passes over %zu tokens in %.1f s\n", passes, ids.size(),
                seconds);
@@ -71,14 +72,16 @@ Runner Setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
   AddModelOptions(app, o->model);
   o->source.AddOptions(app);
-  app.add_option("--strategy", o->strategies, "Strategies, e.g. strat1,strat3 or k=int8:channel,v=int4:g32:token")
+  app.add_option("--strategy", o->strategies,
+                 "Strategies, e.g. strat1,strat3 or k=int8:channel,v=int4:g32:token")
       ->required();
   app.add_option("--json", o->json, "Write the report as JSON");
   app.add_option("--csv", o->csv, "Write one row per (strategy, prompt) as CSV");
   return [o] { Run(*o); };
 }
 
-KVQ_COMMAND("ppl", "Perplexity and KL of the model with a quantized KV cache vs the unquantized run",
+KVQ_COMMAND("ppl",
+            "Perplexity and KL of the model with a quantized KV cache vs the unquantized run",
             Setup);
 
 }  // namespace

@@ -75,9 +75,10 @@ struct PerplexityProgress {
 
 // Runs the baseline once, then each strategy; logits are streamed in blocks
 // of rows (never [tokens, vocab] at once).
-PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, int64_t chunk_len,
-                                    const std::vector<Strategy>& strategies,
-                                    const std::function<void(const PerplexityProgress&)>& progress = {});
+PerplexityReport EvaluatePerplexity(
+    Model& model, std::span<const int32_t> ids, int64_t chunk_len,
+    const std::vector<Strategy>& strategies,
+    const std::function<void(const PerplexityProgress&)>& progress = {});
 
 }  // namespace kvq
 
