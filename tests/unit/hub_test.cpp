@@ -3,6 +3,7 @@
 // every test passes its endpoint and cache explicitly, and the server exits on
 // its own after 60 s, which bounds every test in time.
 #include "kvq/hub/hub.h"
+#include "kvq/capture/dump.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -543,6 +544,44 @@ TEST_F(HubTest, KvqDownloadEndToEnd) {
   EXPECT_NE(missing.output.find("kvq: error: --model kvq-test/nope: no such model"),
             std::string::npos)
       << missing.output;
+}
+
+TEST_F(HubTest, CaptureByHubIdEndToEnd) {
+  HubServer server(log());
+  ASSERT_TRUE(server.started());
+  const ScopedEnv cache_env("HF_HUB_CACHE", cache().string());
+  const ScopedEnv endpoint("HF_ENDPOINT", server.endpoint());
+  const ScopedEnv token("HF_TOKEN", std::nullopt);
+  const ScopedEnv legacy_token("HUGGING_FACE_HUB_TOKEN", std::nullopt);
+  const ScopedEnv token_path("HF_TOKEN_PATH", (scratch_ / "no-token").string());
+  const ScopedEnv offline("HF_HUB_OFFLINE", std::nullopt);
+
+  const fs::path out = scratch_ / "dump.safetensors";
+  const std::string args = "capture --model kvq-test/sharded --dtype f32 --input-ids " +
+                           (ShardedFixture() / "input_ids.json").string() + " --out " +
+                           out.string();
+  const auto result = test::RunKvq(args);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const KvDump dump = KvDump::Open(out);
+  EXPECT_EQ(dump.info().model, "kvq-test/sharded");
+  EXPECT_EQ(dump.info().num_layers, 2);
+  // The same dump as from the fixture folder itself.
+  const fs::path local = scratch_ / "local.safetensors";
+  ASSERT_EQ(
+      test::RunKvq("capture --model " + ShardedFixture().string() + " --dtype f32 --input-ids " +
+                   (ShardedFixture() / "input_ids.json").string() + " --out " + local.string())
+          .exit_code,
+      0);
+  const KvDump reference = KvDump::Open(local);
+  std::vector<float> a(2 * 3 * 600 * 16), b(a.size());
+  dump.ReadQ(1, std::span<float>(a.data(), 6 * 600 * 16));
+  reference.ReadQ(1, std::span<float>(b.data(), 6 * 600 * 16));
+  EXPECT_EQ(a, b);
+  // A second run is served from the cache, offline.
+  const size_t requests = server.Requests().size();
+  const auto again = test::RunKvq(args + " --offline");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(server.Requests().size(), requests);
 }
 
 }  // namespace
