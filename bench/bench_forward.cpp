@@ -88,11 +88,12 @@ void Capture(benchmark::State& state, const std::string& preset, int64_t chunk_l
   const double tok_per_s = static_cast<double>(kTokens) / seconds;
   state.counters["tok_per_s"] = tok_per_s;
   state.counters["peak_rss_GiB"] = PeakRssGiB();
-  std::printf("capture %-13s %2lld x %4lld: %6.2f s, %6.0f tok/s, peak RSS %.2f GiB  "
-              "(reference, Qwen2.5-0.5B shape: llama.cpp BF16 %.0f tok/s, PyTorch best %.0f tok/s)\n",
-              preset.c_str(), static_cast<long long>(kTokens / chunk_len),
-              static_cast<long long>(chunk_len), seconds, tok_per_s, PeakRssGiB(),
-              kLlamaCppBf16TokPerS, kPytorchTokPerS);
+  std::printf(
+      "capture %-13s %2lld x %4lld: %6.2f s, %6.0f tok/s, peak RSS %.2f GiB  "
+      "(reference, Qwen2.5-0.5B shape: llama.cpp BF16 %.0f tok/s, PyTorch best %.0f tok/s)\n",
+      preset.c_str(), static_cast<long long>(kTokens / chunk_len),
+      static_cast<long long>(chunk_len), seconds, tok_per_s, PeakRssGiB(), kLlamaCppBf16TokPerS,
+      kPytorchTokPerS);
 }
 
 void Perplexity(benchmark::State& state, const std::string& preset) {
@@ -109,9 +110,10 @@ void Perplexity(benchmark::State& state, const std::string& preset) {
   const auto capture = CaptureSeconds().find(preset);
   const double ratio = capture == CaptureSeconds().end() ? 0 : seconds / capture->second;
   state.counters["x_capture"] = ratio;
-  std::printf("ppl     %-13s  8 x  512, strat1: %6.2f s = %.2fx the 8 x 512 capture "
-              "(target <= 2.2x), peak RSS %.2f GiB\n",
-              preset.c_str(), seconds, ratio, PeakRssGiB());
+  std::printf(
+      "ppl     %-13s  8 x  512, strat1: %6.2f s = %.2fx the 8 x 512 capture "
+      "(target <= 2.2x), peak RSS %.2f GiB\n",
+      preset.c_str(), seconds, ratio, PeakRssGiB());
 }
 
 }  // namespace
@@ -128,8 +130,9 @@ int main(int argc, char** argv) {
   std::printf("OpenBLAS kernel: %s\n", kvq::BlasKernelName().c_str());
   for (const auto& preset : presets) {
     for (int64_t chunk : {int64_t{512}, kTokens}) {
-      benchmark::RegisterBenchmark(("capture/" + preset + "/" + std::to_string(chunk)).c_str(),
-                                   [preset, chunk](benchmark::State& s) { Capture(s, preset, chunk); })
+      benchmark::RegisterBenchmark(
+          ("capture/" + preset + "/" + std::to_string(chunk)).c_str(),
+          [preset, chunk](benchmark::State& s) { Capture(s, preset, chunk); })
           ->Iterations(1)
           ->UseManualTime()
           ->Unit(benchmark::kSecond);
