@@ -152,6 +152,23 @@ class ScopedEnv {
   std::optional<std::string> old_;
 };
 
+// The environment a kvq child process reads: this test's cache and server,
+// no token, online.
+class CliHubEnvironment {
+ public:
+  CliHubEnvironment(const fs::path& cache_dir, const std::string& endpoint,
+                    const fs::path& no_token)
+      : cache_("HF_HUB_CACHE", cache_dir.string()),
+        endpoint_("HF_ENDPOINT", endpoint),
+        token_("HF_TOKEN", std::nullopt),
+        legacy_token_("HUGGING_FACE_HUB_TOKEN", std::nullopt),
+        token_path_("HF_TOKEN_PATH", no_token.string()),
+        offline_("HF_HUB_OFFLINE", std::nullopt) {}
+
+ private:
+  ScopedEnv cache_, endpoint_, token_, legacy_token_, token_path_, offline_;
+};
+
 template <typename Fn>
 std::string ErrorOf(Fn&& fn) {
   try {
@@ -515,12 +532,7 @@ TEST(HubEnvironment, CacheDirFollowsTheHuggingFaceVariables) {
 TEST_F(HubTest, KvqDownloadEndToEnd) {
   HubServer server(log());
   ASSERT_TRUE(server.started());
-  const ScopedEnv cache_env("HF_HUB_CACHE", cache().string());
-  const ScopedEnv endpoint("HF_ENDPOINT", server.endpoint());
-  const ScopedEnv token("HF_TOKEN", std::nullopt);
-  const ScopedEnv legacy_token("HUGGING_FACE_HUB_TOKEN", std::nullopt);
-  const ScopedEnv token_path("HF_TOKEN_PATH", (scratch_ / "no-token").string());
-  const ScopedEnv offline("HF_HUB_OFFLINE", std::nullopt);
+  const CliHubEnvironment env(cache(), server.endpoint(), scratch_ / "no-token");
 
   const auto not_cached = test::RunKvq("download --model kvq-test/sharded --offline");
   EXPECT_EQ(not_cached.exit_code, 1) << not_cached.output;
@@ -549,12 +561,7 @@ TEST_F(HubTest, KvqDownloadEndToEnd) {
 TEST_F(HubTest, CaptureByHubIdEndToEnd) {
   HubServer server(log());
   ASSERT_TRUE(server.started());
-  const ScopedEnv cache_env("HF_HUB_CACHE", cache().string());
-  const ScopedEnv endpoint("HF_ENDPOINT", server.endpoint());
-  const ScopedEnv token("HF_TOKEN", std::nullopt);
-  const ScopedEnv legacy_token("HUGGING_FACE_HUB_TOKEN", std::nullopt);
-  const ScopedEnv token_path("HF_TOKEN_PATH", (scratch_ / "no-token").string());
-  const ScopedEnv offline("HF_HUB_OFFLINE", std::nullopt);
+  const CliHubEnvironment env(cache(), server.endpoint(), scratch_ / "no-token");
 
   const fs::path out = scratch_ / "dump.safetensors";
   const std::string args = "capture --model kvq-test/sharded --dtype f32 --input-ids " +
