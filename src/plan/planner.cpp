@@ -3,10 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <limits>
 #include <utility>
 
 #include <fmt/format.h>
+#include <omp.h>
 #include <nlohmann/json.hpp>
 
 #include "kvq/capture/dump.h"
@@ -257,7 +259,7 @@ double MaxPlanBytes(std::span<const FormatSpec> k_formats, std::span<const Forma
   return ExtremePlanBytes(k_formats, v_formats, geometry, prompt_len, true);
 }
 
-void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, FidelityWorkspace& workspace) {
+void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspace& workspace) {
   const AttentionShape& shape = ref.shape;
   const KvGeometry& g = table.geometry;
   KVQ_CHECK(shape.num_kv_heads == g.num_kv_heads && shape.head_dim == g.head_dim);
@@ -278,53 +280,85 @@ void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, FidelityWork
   }
   const double layer_vectors =
       static_cast<double>(shape.num_heads) * static_cast<double>(shape.tokens);
-  std::vector<float> y(static_cast<size_t>(per_head));
+
+  // The layer's units, in table order, with room for their candidates.
+  const size_t first = table.units.size();
+  struct Task {
+    size_t unit;
+    int candidate;
+  };
+  std::vector<Task> tasks;
   for (KvTensor t : kTensors) {
-    const auto& formats = table.formats(t);
-    const std::vector<float>& x_all = t == KvTensor::kK ? ref.k : ref.v;
     for (int h = 0; h < g.num_kv_heads; ++h) {
-      UnitMeasure unit;
+      UnitMeasure& unit = table.units.emplace_back();
       unit.tensor = t;
       unit.layer = ref.layer;
       unit.head = h;
-      const float* x = x_all.data() + h * per_head;
-      HeadContext hc;
-      hc.chunk_len = ref.context.chunk_len;
-      hc.rope = ref.context.rope.get();
-      if (t == KvTensor::kK && !ref.context.k_bias.empty()) {
-        hc.k_bias = ref.context.k_bias.data() + static_cast<size_t>(h) * g.head_dim;
+      unit.candidates.resize(table.formats(t).size());
+      for (size_t i = 0; i < unit.candidates.size(); ++i) {
+        tasks.push_back({table.units.size() - 1, static_cast<int>(i)});
       }
+    }
+  }
+  std::vector<std::string> errors(tasks.size());
+  const auto evaluate = [&](const Task& task, UnitWorkspace::Slot& slot) {
+    UnitMeasure& unit = table.units[task.unit];
+    const FormatSpec& f = table.Format(task.unit, task.candidate);
+    const int h = unit.head;
+    const bool is_k = unit.tensor == KvTensor::kK;
+    const float* x = (is_k ? ref.k : ref.v).data() + h * per_head;
+    HeadContext hc;
+    hc.chunk_len = ref.context.chunk_len;
+    hc.rope = ref.context.rope.get();
+    if (is_k && !ref.context.k_bias.empty()) {
+      hc.k_bias = ref.context.k_bias.data() + static_cast<size_t>(h) * g.head_dim;
+    }
+    slot.y.resize(static_cast<size_t>(per_head));
+    QuantizeHead(f, hc, x, slot.y.data(), shape.tokens, shape.head_dim);
+    CandidateMeasure& m = unit.candidates[static_cast<size_t>(task.candidate)];
+    m.bytes_per_token = FormatCost(f, g.head_dim, table.chunk_len).per_token;
+    if (std::memcmp(slot.y.data(), x, slot.y.size() * sizeof(float)) == 0) {
+      m.group = unchanged[static_cast<size_t>(h)];
+    } else {
       const std::span<const float> k_orig(ref.k.data() + h * per_head,
                                           static_cast<size_t>(per_head));
       const std::span<const float> v_orig(ref.v.data() + h * per_head,
                                           static_cast<size_t>(per_head));
-      for (const FormatSpec& f : formats) {
-        CandidateMeasure m;
-        m.bytes_per_token = FormatCost(f, g.head_dim, table.chunk_len).per_token;
-        try {
-          QuantizeHead(f, hc, x, y.data(), shape.tokens, shape.head_dim);
-        } catch (const InputError& e) {
-          ThrowInput("layer {} {} head {}: {}", ref.layer, KvTensorName(t), h, e.what());
-        }
-        if (std::memcmp(y.data(), x, y.size() * sizeof(float)) == 0) {
-          m.group = unchanged[static_cast<size_t>(h)];
-        } else {
-          for (const FidelityStats& s :
-               EvaluateKvHead(ref, h, t == KvTensor::kK ? std::span<const float>(y) : k_orig,
-                              t == KvTensor::kV ? std::span<const float>(y) : v_orig, workspace)) {
-            m.group.Merge(s);
-          }
-        }
-        m.deficit = (static_cast<double>(m.group.vectors) - m.group.sum_cos) / layer_vectors;
-        if (layer_sq_ref > 0) {
-          m.nmse = m.group.sum_sq_err / layer_sq_ref;
-        } else {
-          m.nmse = m.group.sum_sq_err == 0 ? 0.0 : std::numeric_limits<double>::infinity();
-        }
-        unit.candidates.push_back(m);
+      const std::span<const float> y(slot.y);
+      for (const FidelityStats& s :
+           EvaluateKvHead(ref, h, is_k ? y : k_orig, is_k ? v_orig : y, slot.fidelity)) {
+        m.group.Merge(s);
       }
-      table.units.push_back(std::move(unit));
     }
+    m.deficit = (static_cast<double>(m.group.vectors) - m.group.sum_cos) / layer_vectors;
+    if (layer_sq_ref > 0) {
+      m.nmse = m.group.sum_sq_err / layer_sq_ref;
+    } else {
+      m.nmse = m.group.sum_sq_err == 0 ? 0.0 : std::numeric_limits<double>::infinity();
+    }
+  };
+  // One (unit, candidate) per work item: a single fork per layer instead of
+  // one per kernel call, and balanced over the threads. Each item writes its
+  // own slot of the table, computed the same way on any thread.
+  workspace.slots.resize(static_cast<size_t>(std::max(1, omp_get_max_threads())));
+#pragma omp parallel
+  {
+    UnitWorkspace::Slot& slot = workspace.slots[static_cast<size_t>(omp_get_thread_num())];
+#pragma omp for schedule(dynamic, 1)
+    for (size_t i = 0; i < tasks.size(); ++i) {
+      try {
+        evaluate(tasks[i], slot);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+    }
+  }
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    if (errors[i].empty()) continue;
+    const UnitMeasure unit = table.units[tasks[i].unit];
+    table.units.resize(first);  // Nothing half-measured stays in the table.
+    ThrowInput("layer {} {} head {}: {}", unit.layer, KvTensorName(unit.tensor), unit.head,
+               errors[i]);
   }
 }
 
@@ -338,7 +372,7 @@ UnitTable MeasureUnits(const KvDump& dump, std::span<const FormatSpec> k_formats
   table.k_formats.assign(k_formats.begin(), k_formats.end());
   table.v_formats.assign(v_formats.begin(), v_formats.end());
   LayerReference ref;
-  FidelityWorkspace workspace;
+  UnitWorkspace workspace;
   for (int l = 0; l < info.num_layers; ++l) {
     if (progress) progress("measure", l, info.num_layers);
     ref.Load(dump, l);

@@ -105,10 +105,23 @@ double MinPlanBytes(std::span<const FormatSpec> k_formats, std::span<const Forma
 double MaxPlanBytes(std::span<const FormatSpec> k_formats, std::span<const FormatSpec> v_formats,
                     const KvGeometry& geometry, int64_t prompt_len);
 
+// Scratch of MeasureLayerUnits, one slot per thread, kept from layer to
+// layer (fresh pages cost more than the work on them).
+struct UnitWorkspace {
+  struct Slot {
+    std::vector<float> y;  // [tokens, head_dim]: the quantized unit
+    FidelityWorkspace fidelity;
+  };
+  std::vector<Slot> slots;
+};
+
 // Step 1 for one layer already loaded: appends the layer's 2 * num_kv_heads
 // units to table.units. table.geometry, chunk_len and the format lists must
-// be set. Reuses ref.out; the original attention is never recomputed.
-void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, FidelityWorkspace& workspace);
+// be set. Reuses ref.out; the original attention is never recomputed. The
+// (unit, candidate) evaluations run in parallel (OpenMP, one per thread;
+// the kernels inside run on that thread unless nested parallelism is
+// enabled); results do not depend on the thread count.
+void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspace& workspace);
 
 // Step 1 over a whole dump, streamed layer by layer.
 UnitTable MeasureUnits(const KvDump& dump, std::span<const FormatSpec> k_formats,
