@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
@@ -263,6 +264,20 @@ TEST(Planner, UnitMeasurementEqualsAFullLayerEvaluation) {
   UnitWorkspace uws;
   MeasureLayerUnits(ref, t, uws);
   FidelityWorkspace ws;
+  // The same on one thread, bit for bit.
+  UnitTable single = t;
+  single.units.clear();
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  MeasureLayerUnits(ref, single, uws);
+  omp_set_num_threads(threads);
+  ASSERT_EQ(single.units.size(), t.units.size());
+  for (size_t u = 0; u < t.units.size(); ++u) {
+    for (size_t i = 0; i < t.units[u].candidates.size(); ++i) {
+      EXPECT_EQ(single.units[u].candidates[i].deficit, t.units[u].candidates[i].deficit);
+      EXPECT_EQ(single.units[u].candidates[i].nmse, t.units[u].candidates[i].nmse);
+    }
+  }
   ASSERT_EQ(t.units.size(), 4u);
   for (size_t u = 0; u < t.units.size(); ++u) {
     const UnitMeasure& unit = t.units[u];
@@ -448,6 +463,13 @@ TEST(PlanCli, BadInputExitsTwoWithAClearMessage) {
   EXPECT_NE(low.output.find("768.00 bytes/token"), std::string::npos) << low.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "p.json"));
   EXPECT_EQ(test::RunKvq(fmt::format("plan --kv {}", kv)).exit_code, 2);
+  EXPECT_EQ(test::RunKvq(fmt::format("plan --kv {} --budget 0", kv)).exit_code, 2);
+  EXPECT_EQ(test::RunKvq(fmt::format("plan --kv {} --budget 900 --budget-ratio 0.5", kv)).exit_code,
+            2);
+  const auto ratio = test::RunKvq(fmt::format("plan --kv {} --budget-ratio 0.2", kv));
+  EXPECT_EQ(ratio.exit_code, 2);
+  EXPECT_NE(ratio.output.find("--budget-ratio: 409.60 bytes/token"), std::string::npos)
+      << ratio.output;
   const auto fmt_bad =
       test::RunKvq(fmt::format("plan --kv {} --budget 2000 --formats int8:tokn", kv));
   EXPECT_EQ(fmt_bad.exit_code, 2);
