@@ -637,7 +637,8 @@ PlanResult MakePlan(const KvDump& dump, const PlannerOptions& o, const PlanProgr
       strat3.Validate(g);
       baselines.push_back(std::move(strat3));
     } catch (const InputError&) {
-      // strat3 names heads this geometry does not have: no such baseline.
+      // A geometry strat3's formats cannot apply to (its per-head rules past
+      // the geometry simply do not apply): no such baseline.
     }
     strategies.insert(strategies.end(), baselines.begin(), baselines.end());
   }
