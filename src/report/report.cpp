@@ -128,8 +128,16 @@ std::string Findings(const CorpusResults& c, const json& model, const std::vecto
   }
   const json& plan = c.meta.contains("plan") ? c.meta.at("plan") : json::object();
   if (plan.contains("outlier_heads")) {
-    out +=
-        "<li><b>Planner:</b> outlier heads " + Escape(plan.at("outlier_heads").dump()) + "</li>\n";
+    std::string heads;
+    for (const json& h : plan.at("outlier_heads")) {
+      heads += (heads.empty() ? "" : ", ") + h.get<std::string>();
+    }
+    out += fmt::format(
+        "<li><b>Planner</b> ({}, budget {} bytes/token = strat3's): <code>plan</code> uses {} "
+        "bytes/token and keeps {} units in fp16 (the outlier heads): {}.</li>\n",
+        Escape(plan.value("objective", "")), Fmt(plan.value("budget_bytes_per_token", 0.0), 8),
+        Fmt(plan.value("bytes_per_token", 0.0), 8), plan.at("outlier_heads").size(),
+        heads.empty() ? std::string("none") : Escape(heads));
   } else if (plan.contains("status")) {
     out += "<li><b>Planner:</b> " + Escape(plan.value("status", "")) + "</li>\n";
   }
@@ -184,18 +192,22 @@ std::string AttentionTable(const CorpusResults& c, int num_layers) {
 
 std::string QualityTable(const CorpusResults& c) {
   std::string out =
-      "<table>\n<tr><th class=\"name\">strategy</th><th>mean NMSE K</th><th>mean NMSE V</th>"
-      "<th>K/V</th>";
+      "<table>\n<tr><th class=\"name\">strategy</th><th>bytes/token</th><th>mean NMSE K</th>"
+      "<th>mean NMSE V</th><th>K/V</th>";
   if (c.has_ppl) out += "<th>ppl</th><th>&Delta;ppl</th><th>KL mean</th><th>top-1 agree</th>";
   out += "</tr>\n";
   if (c.has_ppl) {
-    out += "<tr><td class=\"name\">baseline (unquantized)</td><td>-</td><td>-</td><td>-</td>" +
-           Cell(fmt::format("{:.4f}", c.ppl.baseline_ppl)) +
-           "<td>-</td><td>-</td><td>-</td></tr>\n";
+    out +=
+        "<tr><td class=\"name\">baseline (unquantized)</td><td>-</td><td>-</td><td>-</td>"
+        "<td>-</td>" +
+        Cell(fmt::format("{:.4f}", c.ppl.baseline_ppl)) + "<td>-</td><td>-</td><td>-</td></tr>\n";
   }
+  const std::vector<BytesRow> bytes = BytesFromQuant(c.quant);
   for (const std::string& s : StrategiesOf(c.quant)) {
     const double k = MeanNmse(c.quant, s, KvTensor::kK), v = MeanNmse(c.quant, s, KvTensor::kV);
-    out += "<tr>" + Cell(s, true) + Cell(Fmt(k)) + Cell(Fmt(v)) +
+    double b = 0;
+    for (const BytesRow& r : bytes) b = r.strategy == s ? r.bytes_per_token : b;
+    out += "<tr>" + Cell(s, true) + Cell(Fmt(b, 8)) + Cell(Fmt(k)) + Cell(Fmt(v)) +
            Cell(v > 0 ? fmt::format("{:.1f}", k / v) : "-");
     if (c.has_ppl) {
       const auto it = std::find_if(c.ppl.rows.begin(), c.ppl.rows.end(),
@@ -341,7 +353,7 @@ ReportFiles BuildReport(const fs::path& run_dir) {
         c.quant = ReadQuantCsv(dir / kQuantCsv);
         c.attn = ReadAttnCsv(dir / kAttnCsv);
         c.summaries = SummarizeAttention(c.attn, floor);
-        c.pareto = ParetoPoints(bytes, c.summaries);
+        c.pareto = ParetoPoints(BytesFromQuant(c.quant), c.summaries);
         c.has_ppl = fs::exists(dir / kPplJson);
         if (c.has_ppl) c.ppl = ReadPplJson(dir / kPplJson);
         const std::string context = name + " \u00b7 " + c.corpus;

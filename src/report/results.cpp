@@ -60,6 +60,7 @@ std::vector<QuantRow> ReadQuantCsv(const std::filesystem::path& path) {
     r.layer = t.Int(i, "layer");
     r.head = t.Int(i, "head");
     r.format = t.Text(i, "format");
+    r.head_dim = t.Int(i, "head_dim");
     r.sse = t.Number(i, "sse");
     r.nmse = t.Number(i, "nmse");
     r.bytes_per_token = t.Number(i, "bytes_per_token");
@@ -107,6 +108,20 @@ std::vector<BytesRow> ReadBytesCsv(const std::filesystem::path& path) {
                     t.Number(i, "per_sequence_bytes"), t.Number(i, "fraction_of_fp16")});
   }
   return rows;
+}
+
+std::vector<BytesRow> BytesFromQuant(const std::vector<QuantRow>& rows) {
+  std::vector<BytesRow> out;
+  for (const std::string& name : NamesOf(rows)) {
+    double bytes = 0, fp16 = 0;
+    for (const QuantRow& r : rows) {
+      if (r.strategy != name) continue;
+      bytes += r.bytes_per_token;
+      fp16 += 2.0 * r.head_dim;
+    }
+    out.push_back({name, bytes, 0, fp16 > 0 ? bytes / fp16 : 0});
+  }
+  return out;
 }
 
 PplData ReadPplJson(const std::filesystem::path& path) {

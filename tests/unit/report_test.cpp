@@ -176,7 +176,7 @@ TEST(Csv, QuotedFieldsRoundTrip) {
 }
 
 report::QuantRow Q(const std::string& s, KvTensor t, int layer, int head, double sse, double nmse) {
-  return {s, t, layer, head, "f", sse, nmse, 0};
+  return {s, t, layer, head, "f", 16, sse, nmse, 0};
 }
 
 TEST(Report, KvRatioAndDominantHeads) {

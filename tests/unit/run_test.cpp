@@ -88,7 +88,10 @@ TEST_F(RunCli, WritesEveryStepAndSummary) {
     EXPECT_EQ(c["tokens"], 256);
     EXPECT_EQ(c["token_ids_sha256"].get<std::string>().size(), 64u);
     EXPECT_FALSE(c["capture_cached"].get<bool>());
-    for (const char* step : {"capture", "quant", "attn", "ppl"}) {
+    EXPECT_EQ(c["plan"]["status"], "ok");
+    EXPECT_LE(c["plan"]["bytes_per_token"].get<double>(),
+              c["plan"]["budget_bytes_per_token"].get<double>());
+    for (const char* step : {"capture", "plan", "quant", "attn", "ppl"}) {
       EXPECT_TRUE(c["timings_s"].contains(step)) << step;
     }
   }
@@ -106,17 +109,27 @@ TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
     const fs::path dump = dir / "kv.safetensors";
     ASSERT_TRUE(fs::exists(dump)) << dump;
     test::ScratchDir scratch;
+    // The run adds the planner's plan as strategy "plan"; the standalone
+    // commands name it by its file.
+    const std::string plan = "plan:" + (dir / "plan.json").string();
+    auto renamed = [&](std::string text) {
+      for (size_t at = text.find(plan); at != std::string::npos; at = text.find(plan, at)) {
+        text.replace(at, plan.size(), "plan");
+      }
+      return text;
+    };
+    const std::string strategies = std::string(kStrategies) + ";" + plan;
     const auto q = RunKvq(fmt::format("quant --kv {} --strategy '{}' --no-table --csv {}",
-                                      dump.string(), kStrategies, (scratch / "q.csv").string()));
+                                      dump.string(), strategies, (scratch / "q.csv").string()));
     ASSERT_EQ(q.exit_code, 0) << q.output;
-    EXPECT_EQ(ReadTextFile(scratch / "q.csv"), ReadTextFile(dir / "quant.csv")) << corpus;
+    EXPECT_EQ(renamed(ReadTextFile(scratch / "q.csv")), ReadTextFile(dir / "quant.csv")) << corpus;
     const auto a = RunKvq(fmt::format("attn --kv {} --strategy '{}' --csv {}", dump.string(),
-                                      kStrategies, (scratch / "a.csv").string()));
+                                      strategies, (scratch / "a.csv").string()));
     ASSERT_EQ(a.exit_code, 0) << a.output;
-    EXPECT_EQ(ReadTextFile(scratch / "a.csv"), ReadTextFile(dir / "attn.csv")) << corpus;
-    // 4 strategies x 2 tensors x 2 layers x 2 kv heads; 4 x 2 layers x (1 + 4 heads).
-    EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 32u);
-    EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 40u);
+    EXPECT_EQ(renamed(ReadTextFile(scratch / "a.csv")), ReadTextFile(dir / "attn.csv")) << corpus;
+    // 4 strategies + the plan: x 2 tensors x 2 layers x 2 kv heads; x 2 layers x (1 + 4 heads).
+    EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 40u);
+    EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 50u);
   }
   // kvq ppl with one of the strategies gives the same baseline and strategy
   // rows (every strategy is evaluated independently of the others).
@@ -150,8 +163,8 @@ TEST_F(RunCli, FiguresAreWellFormedRenderAndAreInTheReport) {
     EXPECT_NE(html.find(text), std::string::npos) << text;
   }
   const auto figures = FilesWithExtension(out(), ".svg");
-  // bytes, then per corpus: nmse, 4 heatmaps, cos, pareto, ppl, kl.
-  EXPECT_EQ(figures.size(), 1u + 2 * 9);
+  // bytes, then per corpus: nmse, 5 heatmaps (4 + the plan), cos, pareto, ppl, kl.
+  EXPECT_EQ(figures.size(), 1u + 2 * 10);
   test::ScratchDir scratch;
   int index = 0;
   for (const fs::path& f : figures) {

@@ -1,7 +1,8 @@
 // `kvq run`: one command from model to report. Per model and corpus:
 // capture (reused when the same model, tokens and settings were captured
-// before), quant, attn, ppl and the plan step; then bytes per model, run.json
-// and report.html. docs/report.md describes the folder.
+// before), the planner's plan at strat3's budget, then quant, attn and ppl
+// of every strategy and the plan; then run.json and report.html.
+// docs/report.md describes the folder.
 #include <algorithm>
 #include <cctype>
 #include <chrono>
@@ -29,6 +30,7 @@
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/model/config.h"
 #include "kvq/model/model.h"
+#include "kvq/plan/planner.h"
 #include "kvq/quant/strategy.h"
 #include "kvq/report/report.h"
 #include "kvq/report/results.h"
@@ -220,12 +222,63 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   timings["capture"] = Since(start);
 
   const KvDump dump = KvDump::Open(dump_path);
+  // The planner at strat3's budget: its plan joins the strategies measured
+  // below (as "plan"), so every table and figure shows it.
+  std::vector<Strategy> strategies = m.strategies;
   start = Clock::now();
   {
-    Progress progress("quant", static_cast<int64_t>(m.strategies.size()), "strategies");
+    PlannerOptions options;
+    auto usable = [&](std::vector<FormatSpec> formats) {
+      std::erase_if(formats, [&](const FormatSpec& f) {
+        try {
+          f.CheckHeadDim(m.geometry.head_dim);
+          return false;
+        } catch (const InputError&) {
+          return true;
+        }
+      });
+      return formats;
+    };
+    options.k_formats = usable(options.k_formats);
+    options.v_formats = usable(options.v_formats);
+    options.budget = Strategy::Parse("strat3").Cost(m.geometry, o.chunk_len).per_token;
+    options.remeasure = false;  // The attn step measures the plan with the others.
+    Progress progress("plan", layers, "layers");
+    const PlanResult plan =
+        MakePlan(dump, options, [&](std::string_view, int done, int) { progress.Update(done); });
+    progress.Finish();
+    const fs::path plan_path = dir / "plan.json";
+    WriteTextFileAtomic(plan_path, PlanFileJson(plan.table, plan.plan, nullptr));
+    WriteTextFileAtomic(dir / "plan_units.csv", UnitCsv(plan.table, &plan.plan));
+    Strategy planned = Strategy::Parse("plan:" + plan_path.string());
+    planned.name = "plan";
+    strategies.push_back(std::move(planned));
+    ordered_json outliers = ordered_json::array();
+    for (size_t u : Fp16Units(plan.table, plan.plan)) {
+      const UnitMeasure& unit = plan.table.units[u];
+      outliers.push_back(fmt::format("{} L{} h{}", unit.tensor == KvTensor::kK ? "K" : "V",
+                                     unit.layer, unit.head));
+    }
+    entry["plan"] = {{"status", "ok"},
+                     {"file", "plan.json"},
+                     {"objective", PlanObjectiveName(plan.plan.objective)},
+                     {"budget_bytes_per_token", options.budget},
+                     {"bytes_per_token", plan.plan.bytes_per_token},
+                     {"predicted_worst_cos", plan.plan.worst_cos},
+                     {"predicted_mean_nmse", plan.plan.mean_nmse},
+                     {"outlier_heads", outliers}};
+    timings["plan"] = Since(start);
+    Step(where, fmt::format("plan: {:.0f} bytes/token (budget {:.0f}, strat3's), {} units kept "
+                            "fp16, in {:.1f} s -> {}/plan.json",
+                            plan.plan.bytes_per_token, options.budget, outliers.size(),
+                            Since(start), rel));
+  }
+  start = Clock::now();
+  {
+    Progress progress("quant", static_cast<int64_t>(strategies.size()), "strategies");
     std::vector<ErrorRow> rows;
-    for (size_t i = 0; i < m.strategies.size(); ++i) {
-      auto r = MeasureDump(dump, m.strategies[i]);
+    for (size_t i = 0; i < strategies.size(); ++i) {
+      auto r = MeasureDump(dump, strategies[i]);
       rows.insert(rows.end(), r.begin(), r.end());
       progress.Update(static_cast<int64_t>(i + 1));
     }
@@ -233,45 +286,45 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
     WriteTextFileAtomic(dir / report::kQuantCsv, ErrorCsv(rows));
   }
   timings["quant"] = Since(start);
-  Step(where, fmt::format("quant: {} strategies in {:.1f} s -> {}/{}", m.strategies.size(),
+  Step(where, fmt::format("quant: {} strategies in {:.1f} s -> {}/{}", strategies.size(),
                           Since(start), rel, report::kQuantCsv));
 
   start = Clock::now();
   {
-    const auto n = static_cast<int64_t>(m.strategies.size());
+    const auto n = static_cast<int64_t>(strategies.size());
     Progress progress("attn", layers * n, "layer evals");
-    std::vector<std::vector<LayerFidelity>> results(m.strategies.size());
+    std::vector<std::vector<LayerFidelity>> results(strategies.size());
     LayerReference ref;
     FidelityWorkspace workspace;
     for (int l = 0; l < layers; ++l) {
       ref.Load(dump, l);
-      for (size_t s = 0; s < m.strategies.size(); ++s) {
-        results[s].push_back(EvaluateLayer(ref, m.strategies[s], workspace));
+      for (size_t s = 0; s < strategies.size(); ++s) {
+        results[s].push_back(EvaluateLayer(ref, strategies[s], workspace));
         progress.Update(l * n + static_cast<int64_t>(s) + 1);
       }
     }
     progress.Finish();
     std::vector<FidelityRow> rows;
-    for (size_t s = 0; s < m.strategies.size(); ++s) {
+    for (size_t s = 0; s < strategies.size(); ++s) {
       for (const LayerFidelity& lf : results[s]) {
-        for (FidelityRow& r : LayerRows(m.strategies[s].name, lf)) rows.push_back(std::move(r));
+        for (FidelityRow& r : LayerRows(strategies[s].name, lf)) rows.push_back(std::move(r));
       }
     }
     WriteTextFileAtomic(dir / report::kAttnCsv, FidelityCsv(rows));
   }
   timings["attn"] = Since(start);
   Step(where, fmt::format("attn: {} layers x {} strategies in {:.1f} s -> {}/{}", layers,
-                          m.strategies.size(), Since(start), rel, report::kAttnCsv));
+                          strategies.size(), Since(start), rel, report::kAttnCsv));
 
   if (!o.no_ppl) {
     start = Clock::now();
-    const int passes = 1 + static_cast<int>(m.strategies.size());
+    const int passes = 1 + static_cast<int>(strategies.size());
     Progress progress("ppl", int64_t{passes} * layers, "layers",
                       static_cast<double>(ids.size()) / layers, "tok");
     int pass = 0;
     std::string last_phase;
     const PerplexityReport ppl =
-        EvaluatePerplexity(model, ids, o.chunk_len, m.strategies, [&](const PerplexityProgress& p) {
+        EvaluatePerplexity(model, ids, o.chunk_len, strategies, [&](const PerplexityProgress& p) {
           if (p.phase == "logits") return;
           if (p.phase != last_phase) {
             last_phase = p.phase;
@@ -287,10 +340,6 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
                             passes, Since(start), ppl.baseline.ppl(), rel, report::kPplJson));
   }
 
-  // The plan step: the planner (kvq plan, include/kvq/plan/) is not part of
-  // this build yet; the run records that, and the report says so.
-  entry["plan"] = {{"status", "not run: this build of kvq has no planner (kvq plan)"}};
-  Step(where, "plan: skipped (this build has no planner)");
   entry["timings_s"] = timings;
   return entry;
 }
@@ -389,7 +438,7 @@ void Run(const Options& o) {
       // The size/quality points of the evaluated strategies.
       const fs::path dir = out / c["folder"].get<std::string>();
       const auto points = report::ParetoPoints(
-          report::ReadBytesCsv(out / m.folder / report::kBytesCsv),
+          report::BytesFromQuant(report::ReadQuantCsv(dir / report::kQuantCsv)),
           report::SummarizeAttention(report::ReadAttnCsv(dir / report::kAttnCsv), o.floor));
       WriteTextFileAtomic(dir / report::kParetoCsv, report::ParetoCsv(points));
       entry["corpora"].push_back(std::move(c));

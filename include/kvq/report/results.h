@@ -19,6 +19,7 @@ struct QuantRow {
   KvTensor tensor = KvTensor::kK;
   int layer = 0, head = 0;
   std::string format;
+  int head_dim = 0;
   double sse = 0, nmse = 0, bytes_per_token = 0;
 };
 std::vector<QuantRow> ReadQuantCsv(const std::filesystem::path& path);
@@ -41,6 +42,9 @@ struct BytesRow {
 std::string BytesCsv(const std::vector<Strategy>& strategies, const KvGeometry& geometry,
                      int64_t prompt_len);
 std::vector<BytesRow> ReadBytesCsv(const std::filesystem::path& path);
+// The same figures from quant.csv's per-head costs (per_sequence left 0):
+// covers strategies made during the run (the plan).
+std::vector<BytesRow> BytesFromQuant(const std::vector<QuantRow>& rows);
 
 // ppl.json (kvq ppl's JSON): the totals per strategy.
 struct PplRow {
