@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "kvq/common/csv.h"
 #include "kvq/common/error.h"
 #include "kvq/common/fast_math.h"
 #include "kvq/quant/quantize.h"
@@ -323,7 +324,7 @@ void CsvRows(std::string& out, const std::string& name, const PredictionStats& t
              const std::vector<PredictionStats>& prompts, const PredictionStats& base_total,
              const std::vector<PredictionStats>& base_prompts) {
   auto row = [&](const std::string& prompt, const PredictionStats& s, const PredictionStats& b) {
-    out += fmt::format("{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", name, prompt,
+    out += fmt::format("{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", CsvField(name), prompt,
                        s.predictions, s.nll(), s.ppl(), s.ppl() - b.ppl(), s.kl_mean(), s.kl_max,
                        s.top1());
   };

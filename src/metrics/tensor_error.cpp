@@ -10,7 +10,11 @@
 #include <immintrin.h>
 #endif
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "common/simd.h"
+#include "kvq/common/csv.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
 #include "kvq/quant/fused.h"
@@ -192,6 +196,44 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
     }
   }
   return rows;
+}
+
+std::string ErrorCsv(const std::vector<ErrorRow>& rows) {
+  std::string out =
+      "strategy,tensor,layer,head,format,tokens,head_dim,max_abs,sse,mse,nmse,sqnr_db,"
+      "bytes_per_token\n";
+  for (const auto& r : rows) {
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", CsvField(r.strategy),
+                       KvTensorName(r.tensor), r.layer, r.head, CsvField(r.format), r.tokens,
+                       r.head_dim, CsvNumber(r.error.max_abs), CsvNumber(r.error.sse),
+                       CsvNumber(r.error.mse()), CsvNumber(r.error.nmse()),
+                       CsvNumber(r.error.sqnr_db()), CsvNumber(r.bytes_per_token));
+  }
+  return out;
+}
+
+std::string ErrorJson(const std::vector<ErrorRow>& rows, const std::string& dump) {
+  auto finite = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  nlohmann::json j;
+  j["schema"] = "kvq.quant.v1";
+  j["dump"] = dump;
+  j["rows"] = nlohmann::json::array();
+  for (const auto& r : rows) {
+    j["rows"].push_back({{"strategy", r.strategy},
+                         {"tensor", KvTensorName(r.tensor)},
+                         {"layer", r.layer},
+                         {"head", r.head},
+                         {"format", r.format},
+                         {"tokens", r.tokens},
+                         {"head_dim", r.head_dim},
+                         {"max_abs", r.error.max_abs},
+                         {"sse", r.error.sse},
+                         {"mse", r.error.mse()},
+                         {"nmse", finite(r.error.nmse())},
+                         {"sqnr_db", finite(r.error.sqnr_db())},
+                         {"bytes_per_token", r.bytes_per_token}});
+  }
+  return j.dump(1) + "\n";
 }
 
 }  // namespace kvq

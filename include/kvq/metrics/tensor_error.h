@@ -49,4 +49,12 @@ struct ErrorRow {
 // Throws InputError naming layer and head for a non-finite value.
 std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy);
 
+// CSV with header strategy,tensor,layer,head,format,tokens,head_dim,max_abs,
+// sse,mse,nmse,sqnr_db,bytes_per_token (numbers %.9g, "inf" for an infinite
+// NMSE or SQNR; strategy names quoted when they hold a comma).
+std::string ErrorCsv(const std::vector<ErrorRow>& rows);
+// JSON {"schema": "kvq.quant.v1", "dump": DUMP, "rows": [{the CSV columns}]},
+// null for non-finite numbers.
+std::string ErrorJson(const std::vector<ErrorRow>& rows, const std::string& dump);
+
 }  // namespace kvq
