@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -114,26 +115,29 @@ struct LogSoftmax {
   int64_t argmax = 0;
 };
 
-LogSoftmax Normalizer(const float* logits, int64_t vocab) {
+// The reductions below are `omp simd` loops: without -ffast-math the compiler
+// may not reorder a floating-point reduction on its own, and a scalar loop
+// over 150k logits per token and strategy would dominate kvq ppl. The order
+// is fixed by the build's vector width, so results are reproducible.
+float MaxLogit(const float* logits, int64_t vocab) {
+  float max = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : max)
+  for (int64_t v = 0; v < vocab; ++v) max = std::max(max, logits[v]);
+  return max;
+}
+
+// Fills exps[v] = exp(logits[v] - max) and returns the normaliser. The exps
+// are a loop of their own so that it vectorises; the sum is in double:
+// log_sum feeds the KL through the difference of two normalisers, which must
+// not carry the ~1e-5 error of a float sum over 150k terms.
+LogSoftmax Normalizer(const float* logits, int64_t vocab, float* exps) {
   LogSoftmax n;
-  float max = logits[0];
-  for (int64_t v = 1; v < vocab; ++v) {
-    if (logits[v] > max) {
-      max = logits[v];
-      n.argmax = v;
-    }
-  }
-  // exp in float (vectorised), sums in 8 double lanes: log_sum feeds the KL
-  // through the difference of two normalisers, which must not carry the
-  // ~1e-5 error of a float sum over 150k terms.
-  constexpr int kLanes = 8;
-  double lanes[kLanes] = {};
-  int64_t v = 0;
-  for (; v + kLanes <= vocab; v += kLanes)
-    for (int i = 0; i < kLanes; ++i) lanes[i] += FastExp(logits[v + i] - max);
+  const float max = MaxLogit(logits, vocab);
+  n.argmax = std::find(logits, logits + vocab, max) - logits;  // The first, as argmax picks.
+  for (int64_t v = 0; v < vocab; ++v) exps[v] = FastExp(logits[v] - max);
   double sum = 0;
-  for (double lane : lanes) sum += lane;
-  for (; v < vocab; ++v) sum += FastExp(logits[v] - max);
+#pragma omp simd reduction(+ : sum)
+  for (int64_t v = 0; v < vocab; ++v) sum += exps[v];
   n.max = max;
   n.log_sum = std::log(sum);
   return n;
@@ -153,10 +157,11 @@ double PredictionStats::ppl() const { return std::exp(nll()); }
 
 namespace {
 
-// p(v) = exp(logit(v) - max - log_sum), the baseline's next-token distribution.
-void Probabilities(const float* logits, int64_t vocab, const LogSoftmax& n, float* p) {
-  const auto shift = static_cast<float>(n.max + n.log_sum);
-  for (int64_t v = 0; v < vocab; ++v) p[v] = FastExp(logits[v] - shift);
+// The baseline's next-token distribution p (in place of the exps Normalizer
+// left): p(v) = exp(logit(v) - max) / sum.
+void Probabilities(const LogSoftmax& n, int64_t vocab, float* exps) {
+  const auto inverse_sum = static_cast<float>(std::exp(-n.log_sum));
+  for (int64_t v = 0; v < vocab; ++v) exps[v] *= inverse_sum;
 }
 
 // KL(p || q) = sum_v p(v) (lp(v) - lq(v)) with lp - lq = (b - q) - (shift_b - shift_q):
@@ -165,6 +170,7 @@ double Kl(const float* p, const float* base, const float* quant, int64_t vocab,
           const LogSoftmax& nb, const LogSoftmax& nq) {
   const double shift = (nb.max + nb.log_sum) - (nq.max + nq.log_sum);
   double kl = 0;
+#pragma omp simd reduction(+ : kl)
   for (int64_t v = 0; v < vocab; ++v) {
     kl += static_cast<double>(p[v]) * ((static_cast<double>(base[v]) - quant[v]) - shift);
   }
@@ -180,10 +186,10 @@ double Nll(const float* logits, const LogSoftmax& n, int32_t target) {
 TokenComparison CompareNextToken(const float* base, const float* quant, int64_t vocab,
                                  int32_t target) {
   KVQ_CHECK(target >= 0 && target < vocab);
-  const LogSoftmax nb = Normalizer(base, vocab);
-  const LogSoftmax nq = Normalizer(quant, vocab);
-  std::vector<float> p(static_cast<size_t>(vocab));
-  Probabilities(base, vocab, nb, p.data());
+  std::vector<float> p(static_cast<size_t>(vocab)), scratch(p.size());
+  const LogSoftmax nb = Normalizer(base, vocab, p.data());
+  Probabilities(nb, vocab, p.data());
+  const LogSoftmax nq = Normalizer(quant, vocab, scratch.data());
   return {Nll(base, nb, target), Nll(quant, nq, target), Kl(p.data(), base, quant, vocab, nb, nq),
           nb.argmax == nq.argmax};
 }
@@ -247,7 +253,7 @@ PerplexityReport EvaluatePerplexity(
   const int64_t V = c.vocab_size, H = c.hidden_size;
   constexpr int64_t kBlock = 64;
   std::vector<float> base_logits(static_cast<size_t>(kBlock * V)), logits(base_logits.size()),
-      probs(base_logits.size());
+      probs(base_logits.size()), scratch(base_logits.size());
   std::vector<LogSoftmax> base_norm(kBlock);
   const int64_t blocks = (tokens + kBlock - 1) / kBlock;
   auto predicts = [&](int64_t t) {
@@ -259,9 +265,9 @@ PerplexityReport EvaluatePerplexity(
     model.Logits(base_hidden.data() + first * H, rows, base_logits.data());
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {
-      base_norm[static_cast<size_t>(r)] = Normalizer(base_logits.data() + r * V, V);
-      Probabilities(base_logits.data() + r * V, V, base_norm[static_cast<size_t>(r)],
-                    probs.data() + r * V);
+      base_norm[static_cast<size_t>(r)] =
+          Normalizer(base_logits.data() + r * V, V, probs.data() + r * V);
+      Probabilities(base_norm[static_cast<size_t>(r)], V, probs.data() + r * V);
     }
     for (int64_t r = 0; r < rows; ++r) {
       const int64_t t = first + r;
@@ -280,7 +286,7 @@ PerplexityReport EvaluatePerplexity(
         const float* quant = logits.data() + r * V;
         const float* base = base_logits.data() + r * V;
         const LogSoftmax& nb = base_norm[static_cast<size_t>(r)];
-        const LogSoftmax nq = Normalizer(quant, V);
+        const LogSoftmax nq = Normalizer(quant, V, scratch.data() + r * V);
         row_results[static_cast<size_t>(r)] = {0, Nll(quant, nq, next(first + r)),
                                                Kl(probs.data() + r * V, base, quant, V, nb, nq),
                                                nb.argmax == nq.argmax};
@@ -324,9 +330,9 @@ void CsvRows(std::string& out, const std::string& name, const PredictionStats& t
              const std::vector<PredictionStats>& prompts, const PredictionStats& base_total,
              const std::vector<PredictionStats>& base_prompts) {
   auto row = [&](const std::string& prompt, const PredictionStats& s, const PredictionStats& b) {
-    out += fmt::format("{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", CsvField(name), prompt,
-                       s.predictions, s.nll(), s.ppl(), s.ppl() - b.ppl(), s.kl_mean(), s.kl_max,
-                       s.top1());
+    out += fmt::format("{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", CsvField(name),
+                       prompt, s.predictions, s.nll(), s.ppl(), s.ppl() - b.ppl(), s.kl_mean(),
+                       s.kl_max, s.top1());
   };
   row("all", total, base_total);
   for (size_t p = 0; p < prompts.size(); ++p) row(std::to_string(p), prompts[p], base_prompts[p]);
