@@ -12,25 +12,20 @@
 #include <string>
 #include <vector>
 
+#include "kvq/common/random.h"
 #include "kvq/model/safetensors.h"
 #include "test_util.h"
 
 namespace kvq {
 namespace {
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // Roughly normal with standard deviation `sigma`: a centred sum of 4 uniforms.
 std::vector<float> RandomValues(size_t n, uint64_t seed, float sigma) {
   std::vector<float> out(n);
+  SplitMix64 rng(seed);
   for (auto& x : out) {
     double sum = 0;
-    for (int i = 0; i < 4; ++i) sum += static_cast<double>(SplitMix64(seed) >> 11) * 0x1.0p-53;
+    for (int i = 0; i < 4; ++i) sum += rng.Uniform();
     x = static_cast<float>((sum - 2.0) * std::sqrt(3.0) * sigma);
   }
   return out;
