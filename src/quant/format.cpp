@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "kvq/common/error.h"
+#include "kvq/common/strings.h"
 
 namespace kvq {
 namespace {
@@ -24,17 +25,6 @@ constexpr NamedKind kNamedKinds[] = {
     {"q4_1", FormatKind::kQ4_1, 4},       {"iq4_nl", FormatKind::kIq4Nl, 4},
     {"nvfp4", FormatKind::kNvfp4, 4},
 };
-
-std::vector<std::string_view> Split(std::string_view text, char separator) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    const size_t end = text.find(separator, start);
-    parts.push_back(text.substr(start, end == std::string_view::npos ? end : end - start));
-    if (end == std::string_view::npos) return parts;
-    start = end + 1;
-  }
-}
 
 // Parses the decimal integer after `prefix` in `part`; nullopt-like -1 when
 // `part` does not start with prefix or the rest is not a positive integer.
@@ -97,8 +87,8 @@ FormatSpec FormatSpec::Parse(std::string_view name) {
     ThrowInput("format '{}': '{}' {}", name, part, why);
   };
   if (name.empty()) ThrowInput("empty format name (try fp16, int8:tensor, int4:g32:dim, q4_0)");
-  const auto pieces = Split(name, '+');
-  const auto params = Split(pieces[0], ':');
+  const auto pieces = SplitFields(name, '+');
+  const auto params = SplitFields(pieces[0], ':');
   FormatSpec spec;
   const std::string_view base = params[0];
   size_t next = 1;
