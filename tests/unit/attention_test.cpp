@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kvq/common/layout.h"
 #include "kvq/common/random.h"
 #include "kvq/model/safetensors.h"
 #include "test_util.h"
@@ -91,11 +92,7 @@ HeadsView View(const std::vector<float>& data, int heads, int64_t tokens, int hd
 // [heads, tokens, hd] -> [tokens, heads, hd].
 std::vector<float> ToTokenMajor(const std::vector<float>& x, int heads, int64_t tokens, int hd) {
   std::vector<float> out(x.size());
-  for (int h = 0; h < heads; ++h) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      std::copy_n(x.begin() + (h * tokens + t) * hd, hd, out.begin() + (t * heads + h) * hd);
-    }
-  }
+  kvq::ToTokenMajor(x.data(), tokens, heads, hd, out.data());
   return out;
 }
 
