@@ -38,6 +38,7 @@
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
 #include "kvq/version.h"
+#include "perplexity_progress.h"
 #include "progress.h"
 
 namespace kvq::cli {
@@ -309,20 +310,8 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   if (!o.no_ppl) {
     start = Clock::now();
     const int passes = 1 + static_cast<int>(strategies.size());
-    Progress progress("ppl", int64_t{passes} * layers, "layers",
-                      static_cast<double>(ids.size()) / layers, "tok");
-    int pass = 0;
-    std::string last_phase;
     const PerplexityReport ppl =
-        EvaluatePerplexity(model, ids, o.chunk_len, strategies, [&](const PerplexityProgress& p) {
-          if (p.phase == "logits") return;
-          if (p.phase != last_phase) {
-            last_phase = p.phase;
-            ++pass;
-          }
-          progress.Update(int64_t{pass - 1} * layers + p.done);
-        });
-    progress.Finish();
+        EvaluatePerplexityWithProgress(model, ids, o.chunk_len, strategies);
     WriteTextFileAtomic(dir / report::kPplJson, PerplexityJson(ppl));
     WriteTextFileAtomic(dir / report::kPplCsv, PerplexityCsv(ppl));
     timings["ppl"] = Since(start);
