@@ -21,12 +21,6 @@ namespace {
 // A float normal on the sequence these blocks were built with.
 float Normal(SplitMix64& rng) { return static_cast<float>(rng.NormalOpen()); }
 
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-
 constexpr int kRows = 64;
 constexpr int kDim = 64;
 
@@ -183,7 +177,7 @@ TEST(QuantFormat, EveryFastPathEqualsItsReferenceBitForBit) {
         if (traits.fast == nullptr) continue;
         traits.fast(spec, stats, x.data(), fast.data(), kRows, kDim);
         for (size_t i = 0; i < x.size(); ++i) {
-          ASSERT_EQ(Bits(fast[i]), Bits(ref[i]))
+          ASSERT_EQ(FloatBits(fast[i]), FloatBits(ref[i]))
               << spec.Name() << " block " << name << " element " << i << " x=" << x[i];
         }
         ++compared;
@@ -212,7 +206,7 @@ TEST(QuantFormat, WholePathWithModifiersMatchesReference) {
     ctx.use_reference = true;
     QuantizeHead(f, ctx, x.data(), ref.data(), kRows, kDim);
     for (size_t i = 0; i < x.size(); ++i)
-      ASSERT_EQ(Bits(fast[i]), Bits(ref[i])) << name << " " << i;
+      ASSERT_EQ(FloatBits(fast[i]), FloatBits(ref[i])) << name << " " << i;
   }
 }
 

@@ -4,7 +4,6 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
@@ -21,12 +20,6 @@ namespace {
 
 // A float normal on the sequence these blocks were built with.
 float Normal(SplitMix64& rng) { return static_cast<float>(rng.NormalOpen()); }
-
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
 
 constexpr int kRows = 96;  // Three prompts of 32 (g<N>:token groups restart).
 constexpr int kDim = 64;
@@ -135,8 +128,9 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
       }
       auto check = [&](const char* source, const QdqErrorSums* sums) {
         for (size_t i = 0; i < x.size(); ++i) {
-          ASSERT_EQ(Bits(y[i]), Bits(ref[i])) << name << " block " << block << " source " << source
-                                              << " element " << i << " x=" << x[i];
+          ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i]))
+              << name << " block " << block << " source " << source << " element " << i
+              << " x=" << x[i];
         }
         if (sums == nullptr) return;
         EXPECT_EQ(sums->count, kRows * kDim);
@@ -188,7 +182,8 @@ TEST(QuantFused, CallerStatisticsMatchTheReference) {
     std::vector<float> ref(x.size()), y(x.size());
     QuantizeHead(f, ctx, x.data(), ref.data(), kRows, kDim, &stats);
     FusedQuantizeHead(f, 0, nullptr, x.data(), kRows, kDim, &stats, y.data(), nullptr);
-    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(Bits(y[i]), Bits(ref[i])) << name << " " << i;
+    for (size_t i = 0; i < x.size(); ++i)
+      ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " " << i;
   }
 }
 
