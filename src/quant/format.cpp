@@ -1,7 +1,6 @@
 #include "kvq/quant/format.h"
 
 #include <algorithm>
-#include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
@@ -26,14 +25,11 @@ constexpr NamedKind kNamedKinds[] = {
     {"nvfp4", FormatKind::kNvfp4, 4},
 };
 
-// Parses the decimal integer after `prefix` in `part`; nullopt-like -1 when
-// `part` does not start with prefix or the rest is not a positive integer.
+// The decimal integer after `prefix` in `part`, or -1 when `part` does not
+// start with prefix or the rest is not an integer >= 0 (callers range-check).
 int NumberAfter(std::string_view part, std::string_view prefix) {
-  if (!part.starts_with(prefix)) return -1;
-  const std::string_view digits = part.substr(prefix.size());
   int value = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value < 0) {
+  if (!part.starts_with(prefix) || !ParseNonNegativeInt(part.substr(prefix.size()), value)) {
     return -1;
   }
   return value;

@@ -1,7 +1,5 @@
 #include "kvq/quant/strategy.h"
 
-#include <charconv>
-
 #include <nlohmann/json.hpp>
 
 #include "kvq/common/error.h"
@@ -13,11 +11,6 @@ namespace {
 
 using Json = nlohmann::json;
 
-bool ParseInt(std::string_view text, int& value) {
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  return !text.empty() && ec == std::errc() && end == text.data() + text.size() && value >= 0;
-}
-
 // "*", "N" or "a-b" -> [lo, hi] (hi = -1: to the last).
 bool ParseRange(std::string_view text, int& lo, int& hi) {
   if (text == "*") {
@@ -27,11 +20,12 @@ bool ParseRange(std::string_view text, int& lo, int& hi) {
   }
   const size_t dash = text.find('-');
   if (dash == std::string_view::npos) {
-    if (!ParseInt(text, lo)) return false;
+    if (!ParseNonNegativeInt(text, lo)) return false;
     hi = lo;
     return true;
   }
-  return ParseInt(text.substr(0, dash), lo) && ParseInt(text.substr(dash + 1), hi) && lo <= hi;
+  return ParseNonNegativeInt(text.substr(0, dash), lo) &&
+         ParseNonNegativeInt(text.substr(dash + 1), hi) && lo <= hi;
 }
 
 Strategy::Rule MakeRule(bool k, bool v, const char* format) {

@@ -1,5 +1,7 @@
 #pragma once
-// Splitting the list grammars of flags, format names and strategy specs.
+// Splitting and reading the list grammars of flags, format names and
+// strategy specs.
+#include <charconv>
 #include <string_view>
 #include <vector>
 
@@ -20,6 +22,13 @@ inline std::vector<std::string_view> SplitFields(std::string_view text, char sep
     fields.push_back(text.substr(start, end - start));
     start = end + 1;
   }
+}
+
+// The whole of `text` as a decimal integer >= 0: false for an empty text, a
+// sign, a trailing character or an overflow (value is then unspecified).
+inline bool ParseNonNegativeInt(std::string_view text, int& value) {
+  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && ec == std::errc() && end == text.data() + text.size() && value >= 0;
 }
 
 }  // namespace kvq
