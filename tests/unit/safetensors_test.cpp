@@ -2,10 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 #include <fstream>
 
 #include "kvq/common/error.h"
+#include "kvq/common/half.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -43,6 +45,26 @@ TEST(SafeTensors, RoundTripsThroughWriter) {
   EXPECT_EQ(back, a);
   EXPECT_EQ(file.metadata().at("k"), "v");
   EXPECT_EQ(file.Find("b"), nullptr);
+}
+
+TEST(SafeTensors, WidensEveryHalfCodeExactly) {
+  std::vector<uint16_t> codes(1 << 16);
+  for (uint32_t c = 0; c < codes.size(); ++c) codes[c] = static_cast<uint16_t>(c);
+  TensorView view;
+  view.dtype = DType::kF16;
+  view.shape = {static_cast<int64_t>(codes.size())};
+  view.data = reinterpret_cast<const uint8_t*>(codes.data());
+  view.nbytes = codes.size() * 2;
+  std::vector<float> wide(codes.size());
+  view.ToFloat(wide);
+  for (uint32_t c = 0; c < codes.size(); ++c) {
+    const float want = HalfToFloat(codes[c]);
+    if (std::isnan(want)) {
+      EXPECT_TRUE(std::isnan(wide[c])) << c;
+    } else {
+      ASSERT_EQ(FloatBits(wide[c]), FloatBits(want)) << c;
+    }
+  }
 }
 
 TEST(SafeTensors, ReadsFixtureDtypes) {
