@@ -247,6 +247,7 @@ inline void KvDumpFile(Bytes data) {
 struct Target {
   const char* name;
   void (*run)(Bytes);
+  bool uses_qwen = false;  // Loads the shipped tokenizer (the driver does it up front).
 };
 
 // Target names: the fuzz executables are fuzz_<name>, their seeds are in
@@ -257,10 +258,10 @@ inline constexpr Target kTargets[] = {
     {"tensor_index", TensorIndex},
     {"config", Config},
     {"tokenizer_json", TokenizerJson},
-    {"tokenizer_encode", TokenizerEncode},
+    {"tokenizer_encode", TokenizerEncode, true},
     {"strategy", StrategySpec},
     {"plan", PlanFile},
-    {"corpus", Corpus},
+    {"corpus", Corpus, true},
     {"kv_dump", KvDumpFile},
 };
 

@@ -221,6 +221,18 @@ TEST(BadInput, WeightsOfTheWrongDtypeShapeOrNameExit2) {
   ExpectRow(Capture(bad_config, out), 2, "config.json: not valid JSON", out);
 }
 
+TEST(BadInput, ConfigCountsOfZeroExit2) {
+  test::ScratchDir dir;
+  std::string config = ReadTextFile(GoodModel() / "config.json");
+  config.replace(config.find("\"num_attention_heads\": 4"), 24, "\"num_attention_heads\": 0");
+  WriteTextFileAtomic(dir / "config.json", config);
+  ExpectRow("bytes --model " + dir.path().string(), 2,
+            "'num_attention_heads' must be a positive integer, got 0");
+  fs::copy(GoodModel() / "model.safetensors", dir / "model.safetensors");
+  ExpectRow(Capture(dir.path(), dir / "out.safetensors"), 2,
+            "'num_attention_heads' must be a positive integer, got 0", dir / "out.safetensors");
+}
+
 TEST(BadInput, NonFiniteWeightsNameTheTensorAndExit2) {
   test::ScratchDir dir;
   const fs::path out = dir / "out.safetensors";
@@ -406,12 +418,11 @@ TEST(BadInput, UnwritableOutputExits1) {
 }
 
 // Runs `kvq <args>` with its atomic temporary for `target` pointing at
-// /dev/full: the shell makes the link under its own PID, then execs kvq,
-// which keeps that PID, so every write gets ENOSPC like on a full disk.
+// /dev/full: popen's shell makes the link under its own PID ($$), then execs
+// kvq, which keeps that PID, so every write gets ENOSPC as on a full disk.
 test::CommandResult RunOnFullDisk(const fs::path& target, const std::string& args) {
-  const std::string script = "ln -s /dev/full '" + target.string() + ".'$$'.tmp' && exec " +
-                             test::KvqBinary().string() + " " + args;
-  const std::string command = "sh -c \"" + script + "\" 2>&1";
+  const std::string command = "ln -s /dev/full '" + target.string() + ".'$$'.tmp' && exec " +
+                              test::KvqBinary().string() + " " + args + " 2>&1";
   test::CommandResult result;
   FILE* pipe = ::popen(command.c_str(), "r");
   if (pipe == nullptr) return result;
