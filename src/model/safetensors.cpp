@@ -202,18 +202,16 @@ SafeTensorsFile SafeTensorsFile::Open(const std::filesystem::path& path) {
     extents.push_back({static_cast<size_t>(begin), static_cast<size_t>(end), nullptr});
   }
   for (size_t i = 0; i < st.tensors_.size(); ++i) extents[i].name = &st.tensors_[i].name;
-  // Empty tensors take no bytes and overlap nothing; among the others, sorted
-  // by start, each must begin at or after the furthest end seen so far (not
-  // only its predecessor's: [0, 100) contains [10, 20) and [30, 40)).
+  // Empty tensors take no bytes and overlap nothing (left in, one inside an
+  // earlier tensor would hide an overlap of its neighbours). The others,
+  // sorted by start, must each begin at or after the previous one's end.
   std::erase_if(extents, [](const Extent& e) { return e.begin == e.end; });
   std::sort(extents.begin(), extents.end(),
             [](const Extent& a, const Extent& b) { return a.begin < b.begin; });
-  size_t furthest = 0;
   for (size_t i = 1; i < extents.size(); ++i) {
-    if (extents[i - 1].end > extents[furthest].end) furthest = i - 1;
-    if (extents[i].begin < extents[furthest].end) {
+    if (extents[i].begin < extents[i - 1].end) {
       ThrowInput("{}: tensors '{}' and '{}' overlap in the data section", where,
-                 *extents[furthest].name, *extents[i].name);
+                 *extents[i - 1].name, *extents[i].name);
     }
   }
   for (size_t i = 0; i < st.tensors_.size(); ++i) st.index_[st.tensors_[i].name] = i;
