@@ -3,7 +3,12 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <limits>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "kvq/common/csv.h"
 #include "kvq/common/error.h"
 #include "kvq/common/fast_math.h"
 #include "kvq/quant/quantize.h"
@@ -110,25 +115,29 @@ struct LogSoftmax {
   int64_t argmax = 0;
 };
 
-LogSoftmax Normalizer(const float* logits, int64_t vocab) {
+// The reductions below are `omp simd` loops: without -ffast-math the compiler
+// may not reorder a floating-point reduction on its own, and a scalar loop
+// over 150k logits per token and strategy would dominate kvq ppl. The order
+// is fixed by the build's vector width, so results are reproducible.
+float MaxLogit(const float* logits, int64_t vocab) {
+  float max = -std::numeric_limits<float>::infinity();
+#pragma omp simd reduction(max : max)
+  for (int64_t v = 0; v < vocab; ++v) max = std::max(max, logits[v]);
+  return max;
+}
+
+// Fills exps[v] = exp(logits[v] - max) and returns the normaliser. The exps
+// are a loop of their own so that it vectorises; the sum is in double:
+// log_sum feeds the KL through the difference of two normalisers, which must
+// not carry the ~1e-5 error of a float sum over 150k terms.
+LogSoftmax Normalizer(const float* logits, int64_t vocab, float* exps) {
   LogSoftmax n;
-  float max = logits[0];
-  for (int64_t v = 1; v < vocab; ++v) {
-    if (logits[v] > max) {
-      max = logits[v];
-      n.argmax = v;
-    }
-  }
-  // Partial sums of 16 float lanes, then double: vectorises and stays accurate
-  // (every term is in (0, 1]).
-  constexpr int kLanes = 16;
-  float lanes[kLanes] = {};
-  int64_t v = 0;
-  for (; v + kLanes <= vocab; v += kLanes)
-    for (int i = 0; i < kLanes; ++i) lanes[i] += FastExp(logits[v + i] - max);
+  const float max = MaxLogit(logits, vocab);
+  n.argmax = std::find(logits, logits + vocab, max) - logits;  // The first, as argmax picks.
+  for (int64_t v = 0; v < vocab; ++v) exps[v] = FastExp(logits[v] - max);
   double sum = 0;
-  for (float lane : lanes) sum += lane;
-  for (; v < vocab; ++v) sum += FastExp(logits[v] - max);
+#pragma omp simd reduction(+ : sum)
+  for (int64_t v = 0; v < vocab; ++v) sum += exps[v];
   n.max = max;
   n.log_sum = std::log(sum);
   return n;
@@ -146,30 +155,49 @@ void PredictionStats::Merge(const PredictionStats& other) {
 
 double PredictionStats::ppl() const { return std::exp(nll()); }
 
+namespace {
+
+// The baseline's next-token distribution p (in place of the exps Normalizer
+// left): p(v) = exp(logit(v) - max) / sum.
+void Probabilities(const LogSoftmax& n, int64_t vocab, float* exps) {
+  const auto inverse_sum = static_cast<float>(std::exp(-n.log_sum));
+  for (int64_t v = 0; v < vocab; ++v) exps[v] *= inverse_sum;
+}
+
+// KL(p || q) = sum_v p(v) (lp(v) - lq(v)) with lp - lq = (b - q) - (shift_b - shift_q):
+// no exp per term, and no cancellation between two large log-probabilities.
+double Kl(const float* p, const float* base, const float* quant, int64_t vocab,
+          const LogSoftmax& nb, const LogSoftmax& nq) {
+  const double shift = (nb.max + nb.log_sum) - (nq.max + nq.log_sum);
+  double kl = 0;
+#pragma omp simd reduction(+ : kl)
+  for (int64_t v = 0; v < vocab; ++v) {
+    kl += static_cast<double>(p[v]) * ((static_cast<double>(base[v]) - quant[v]) - shift);
+  }
+  return std::max(0.0, kl);
+}
+
+double Nll(const float* logits, const LogSoftmax& n, int32_t target) {
+  return -(logits[target] - n.max - n.log_sum);
+}
+
+}  // namespace
+
 TokenComparison CompareNextToken(const float* base, const float* quant, int64_t vocab,
                                  int32_t target) {
   KVQ_CHECK(target >= 0 && target < vocab);
-  const LogSoftmax nb = Normalizer(base, vocab);
-  const LogSoftmax nq = Normalizer(quant, vocab);
-  TokenComparison r;
-  r.base_nll = -(base[target] - nb.max - nb.log_sum);
-  r.nll = -(quant[target] - nq.max - nq.log_sum);
-  r.top1_agree = nb.argmax == nq.argmax;
-  // KL = sum_v p(v) (lp(v) - lq(v)), lp - lq = (b - q) - (shift_b - shift_q).
-  const double shift = (nb.max + nb.log_sum) - (nq.max + nq.log_sum);
-  const auto base_shift = static_cast<float>(nb.max + nb.log_sum);
-  double kl = 0;
-  for (int64_t v = 0; v < vocab; ++v) {
-    const float p = FastExp(base[v] - base_shift);
-    kl += static_cast<double>(p) * ((static_cast<double>(base[v]) - quant[v]) - shift);
-  }
-  r.kl = std::max(0.0, kl);
-  return r;
+  std::vector<float> p(static_cast<size_t>(vocab)), scratch(p.size());
+  const LogSoftmax nb = Normalizer(base, vocab, p.data());
+  Probabilities(nb, vocab, p.data());
+  const LogSoftmax nq = Normalizer(quant, vocab, scratch.data());
+  return {Nll(base, nb, target), Nll(quant, nq, target), Kl(p.data(), base, quant, vocab, nb, nq),
+          nb.argmax == nq.argmax};
 }
 
-PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, int64_t chunk_len,
-                                    const std::vector<Strategy>& strategies,
-                                    const std::function<void(const PerplexityProgress&)>& progress) {
+PerplexityReport EvaluatePerplexity(
+    Model& model, std::span<const int32_t> ids, int64_t chunk_len,
+    const std::vector<Strategy>& strategies,
+    const std::function<void(const PerplexityProgress&)>& progress) {
   const ModelConfig& c = model.config();
   const auto tokens = static_cast<int64_t>(ids.size());
   if (chunk_len <= 0) chunk_len = tokens;
@@ -224,38 +252,56 @@ PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, 
   }
   const int64_t V = c.vocab_size, H = c.hidden_size;
   constexpr int64_t kBlock = 64;
-  std::vector<float> base_logits(static_cast<size_t>(kBlock * V)), logits(base_logits.size());
+  std::vector<float> base_logits(static_cast<size_t>(kBlock * V)), logits(base_logits.size()),
+      probs(base_logits.size()), scratch(base_logits.size());
+  std::vector<LogSoftmax> base_norm(kBlock);
   const int64_t blocks = (tokens + kBlock - 1) / kBlock;
+  auto predicts = [&](int64_t t) {
+    return (t + 1) % chunk_len != 0;
+  };  // A prompt's last token does not.
+  auto next = [&](int64_t t) { return ids[static_cast<size_t>(t + 1)]; };
   for (int64_t b = 0; b < blocks; ++b) {
     const int64_t first = b * kBlock, rows = std::min(kBlock, tokens - first);
     model.Logits(base_hidden.data() + first * H, rows, base_logits.data());
-    for (size_t s = 0; s <= strategies.size(); ++s) {
-      // s == strategies.size(): the baseline against itself (its own NLL).
-      const bool is_baseline = s == strategies.size();
-      if (!is_baseline) model.Logits(hidden[s].data() + first * H, rows, logits.data());
-      const float* quant = is_baseline ? base_logits.data() : logits.data();
-      std::vector<PredictionStats> per_prompt(static_cast<size_t>(prompts));
-#pragma omp parallel
-      {
-        std::vector<PredictionStats> local(static_cast<size_t>(prompts));
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; ++r) {
-          const int64_t t = first + r;
-          if ((t + 1) % chunk_len == 0) continue;  // The last token of a prompt predicts nothing.
-          const TokenComparison cmp =
-              CompareNextToken(base_logits.data() + r * V, quant + r * V, V, ids[static_cast<size_t>(t + 1)]);
-          PredictionStats& p = local[static_cast<size_t>(t / chunk_len)];
-          ++p.predictions;
-          p.nll_sum += cmp.nll;
-          p.kl_sum += is_baseline ? 0 : cmp.kl;
-          p.kl_max = std::max(p.kl_max, is_baseline ? 0 : cmp.kl);
-          p.top1_agree += cmp.top1_agree ? 1 : 0;
-        }
-#pragma omp critical
-        for (int64_t p = 0; p < prompts; ++p) per_prompt[static_cast<size_t>(p)].Merge(local[static_cast<size_t>(p)]);
+#pragma omp parallel for schedule(static)
+    for (int64_t r = 0; r < rows; ++r) {
+      base_norm[static_cast<size_t>(r)] =
+          Normalizer(base_logits.data() + r * V, V, probs.data() + r * V);
+      Probabilities(base_norm[static_cast<size_t>(r)], V, probs.data() + r * V);
+    }
+    for (int64_t r = 0; r < rows; ++r) {
+      const int64_t t = first + r;
+      if (!predicts(t)) continue;
+      PredictionStats& p = report.baseline_prompts[static_cast<size_t>(t / chunk_len)];
+      ++p.predictions;
+      p.nll_sum += Nll(base_logits.data() + r * V, base_norm[static_cast<size_t>(r)], next(t));
+      ++p.top1_agree;
+    }
+    for (size_t s = 0; s < strategies.size(); ++s) {
+      model.Logits(hidden[s].data() + first * H, rows, logits.data());
+      std::vector<TokenComparison> row_results(static_cast<size_t>(rows));
+#pragma omp parallel for schedule(static)
+      for (int64_t r = 0; r < rows; ++r) {
+        if (!predicts(first + r)) continue;
+        const float* quant = logits.data() + r * V;
+        const float* base = base_logits.data() + r * V;
+        const LogSoftmax& nb = base_norm[static_cast<size_t>(r)];
+        const LogSoftmax nq = Normalizer(quant, V, scratch.data() + r * V);
+        row_results[static_cast<size_t>(r)] = {0, Nll(quant, nq, next(first + r)),
+                                               Kl(probs.data() + r * V, base, quant, V, nb, nq),
+                                               nb.argmax == nq.argmax};
       }
-      auto& target = is_baseline ? report.baseline_prompts : report.strategies[s].prompts;
-      for (int64_t p = 0; p < prompts; ++p) target[static_cast<size_t>(p)].Merge(per_prompt[static_cast<size_t>(p)]);
+      for (int64_t r = 0; r < rows; ++r) {
+        const int64_t t = first + r;
+        if (!predicts(t)) continue;
+        const TokenComparison& cmp = row_results[static_cast<size_t>(r)];
+        PredictionStats& p = report.strategies[s].prompts[static_cast<size_t>(t / chunk_len)];
+        ++p.predictions;
+        p.nll_sum += cmp.nll;
+        p.kl_sum += cmp.kl;
+        p.kl_max = std::max(p.kl_max, cmp.kl);
+        p.top1_agree += cmp.top1_agree ? 1 : 0;
+      }
     }
     if (progress) progress({"logits", static_cast<int>(b + 1), static_cast<int>(blocks)});
   }
@@ -263,6 +309,67 @@ PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, 
   for (auto& s : report.strategies)
     for (const auto& p : s.prompts) s.total.Merge(p);
   return report;
+}
+
+}  // namespace kvq
+
+namespace kvq {
+namespace {
+
+nlohmann::ordered_json FiguresJson(const PredictionStats& s, const PredictionStats& base) {
+  return {{"nll", s.nll()},
+          {"ppl", s.ppl()},
+          {"delta_ppl", s.ppl() - base.ppl()},
+          {"kl_mean", s.kl_mean()},
+          {"kl_max", s.kl_max},
+          {"top1_agree", s.top1()},
+          {"predictions", s.predictions}};
+}
+
+void CsvRows(std::string& out, const std::string& name, const PredictionStats& total,
+             const std::vector<PredictionStats>& prompts, const PredictionStats& base_total,
+             const std::vector<PredictionStats>& base_prompts) {
+  auto row = [&](const std::string& prompt, const PredictionStats& s, const PredictionStats& b) {
+    out += fmt::format("{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g},{:.9g}\n", CsvField(name),
+                       prompt, s.predictions, s.nll(), s.ppl(), s.ppl() - b.ppl(), s.kl_mean(),
+                       s.kl_max, s.top1());
+  };
+  row("all", total, base_total);
+  for (size_t p = 0; p < prompts.size(); ++p) row(std::to_string(p), prompts[p], base_prompts[p]);
+}
+
+}  // namespace
+
+std::string PerplexityJson(const PerplexityReport& report) {
+  nlohmann::ordered_json j;
+  j["tokens"] = report.tokens;
+  j["chunk_len"] = report.chunk_len;
+  auto& base = j["baseline"];
+  base["nll"] = report.baseline.nll();
+  base["ppl"] = report.baseline.ppl();
+  base["tokens"] = report.baseline.predictions;
+  base["prompts"] = nlohmann::ordered_json::array();
+  for (const auto& p : report.baseline_prompts)
+    base["prompts"].push_back({{"nll", p.nll()}, {"ppl", p.ppl()}, {"tokens", p.predictions}});
+  j["strategies"] = nlohmann::ordered_json::array();
+  for (const auto& s : report.strategies) {
+    nlohmann::ordered_json entry = {{"strategy", s.strategy}, {"calibrated", s.calibrated}};
+    entry.update(FiguresJson(s.total, report.baseline));
+    entry["prompts"] = nlohmann::ordered_json::array();
+    for (size_t p = 0; p < s.prompts.size(); ++p)
+      entry["prompts"].push_back(FiguresJson(s.prompts[p], report.baseline_prompts[p]));
+    j["strategies"].push_back(std::move(entry));
+  }
+  return j.dump(2) + "\n";
+}
+
+std::string PerplexityCsv(const PerplexityReport& report) {
+  std::string out = "strategy,prompt,predictions,nll,ppl,delta_ppl,kl_mean,kl_max,top1_agree\n";
+  CsvRows(out, "baseline", report.baseline, report.baseline_prompts, report.baseline,
+          report.baseline_prompts);
+  for (const auto& s : report.strategies)
+    CsvRows(out, s.strategy, s.total, s.prompts, report.baseline, report.baseline_prompts);
+  return out;
 }
 
 }  // namespace kvq

@@ -4,15 +4,21 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 
 #if defined(__F16C__)
 #include <immintrin.h>
 #endif
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "common/simd.h"
+#include "kvq/common/csv.h"
 #include "kvq/common/error.h"
 #include "kvq/common/finite.h"
 #include "kvq/common/half.h"
+#include "kvq/quant/fused.h"
 #include "kvq/quant/quantize.h"
 
 namespace kvq {
@@ -69,6 +75,13 @@ void TensorError::Add(const float* x, const float* y, int64_t n) {
   count += n;
 }
 
+void TensorError::Add(const QdqErrorSums& sums) {
+  count += sums.count;
+  sse += sums.sse;
+  sum_sq += sums.sum_sq;
+  max_abs = std::max(max_abs, static_cast<double>(sums.max_abs));
+}
+
 void TensorError::Merge(const TensorError& other) {
   count += other.count;
   sse += other.sse;
@@ -92,63 +105,92 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
   const int heads = info.num_kv_heads;
   const int d = info.head_dim;
   const int64_t per_head = info.tokens * d;
-  std::vector<LayerContext> contexts;
-  contexts.reserve(static_cast<size_t>(info.num_layers));
+  // The RoPE table (chunk_len x head_dim sin/cos) and the k biases only for
+  // strategies whose modifiers use them.
+  bool needs_rope = false, needs_bias = false;
   for (int l = 0; l < info.num_layers; ++l) {
-    contexts.push_back(
-        LayerContext::ForDump(info, dump.ReadKBias(l), l > 0 ? contexts[0].rope : nullptr));
+    for (int h = 0; h < heads; ++h) {
+      const FormatSpec& f = strategy.Format(KvTensor::kK, l, h);
+      needs_rope = needs_rope || f.pre_rope || f.bias_aware;
+      needs_bias = needs_bias || f.bias_aware;
+    }
   }
-  // Rows in output order: layer, tensor (K, V), head.
+  const auto rope = needs_rope ? std::make_shared<const RopeTable>(info.rope, d, info.chunk_len)
+                               : std::shared_ptr<const RopeTable>();
+  std::vector<std::vector<float>> k_bias(static_cast<size_t>(info.num_layers));
+  if (needs_bias) {
+    for (int l = 0; l < info.num_layers; ++l) k_bias[static_cast<size_t>(l)] = dump.ReadKBias(l);
+  }
+  // Rows in output order: layer, tensor (K, V), head; one work unit each, all
+  // in one parallel region (dynamic: the units' costs differ by format).
   const int items = info.num_layers * 2 * heads;
   std::vector<ErrorRow> rows(static_cast<size_t>(items));
   std::vector<std::string> errors(rows.size());
-#pragma omp parallel
-  {
-    // y holds one prompt: quantized prompt by prompt with the whole head's
-    // stats, each prompt is measured while it is still in cache.
-    const int64_t chunk = info.chunk_len * d;
-    std::vector<float> x(static_cast<size_t>(per_head)), y(static_cast<size_t>(chunk));
-#pragma omp for schedule(dynamic, 1)
-    for (int item = 0; item < items; ++item) {
-      const int layer = item / (2 * heads);
-      const auto tensor = static_cast<KvTensor>((item / heads) % 2);
-      const int head = item % heads;
-      const FormatSpec& f = strategy.Format(tensor, layer, head);
-      ErrorRow& row = rows[static_cast<size_t>(item)];
-      row.strategy = strategy.name;
-      row.tensor = tensor;
-      row.layer = layer;
-      row.head = head;
-      row.format = f.Name();
-      row.tokens = info.tokens;
-      row.head_dim = d;
-      row.bytes_per_token = FormatCost(f, d, info.chunk_len).per_token;
-      try {
-        const TensorView& t = dump.Tensor(fmt::format("layers.{}.{}", layer, KvTensorName(tensor)));
+#pragma omp parallel for schedule(dynamic, 1)
+  for (int item = 0; item < items; ++item) {
+    const int layer = item / (2 * heads);
+    const auto tensor = static_cast<KvTensor>((item / heads) % 2);
+    const int head = item % heads;
+    const FormatSpec& f = strategy.Format(tensor, layer, head);
+    ErrorRow& row = rows[static_cast<size_t>(item)];
+    row.strategy = strategy.name;
+    row.tensor = tensor;
+    row.layer = layer;
+    row.head = head;
+    row.format = f.Name();
+    row.tokens = info.tokens;
+    row.head_dim = d;
+    row.bytes_per_token = FormatCost(f, d, info.chunk_len).per_token;
+    try {
+      const TensorView& t = dump.Tensor(fmt::format("layers.{}.{}", layer, KvTensorName(tensor)));
+      if (HasFusedKernel(f, d) && (t.dtype == DType::kF16 || t.dtype == DType::kF32)) {
+        // Straight from the mapped dump: statistics, round trip and error
+        // sums in one kernel, nothing written (fused.h).
+        QdqErrorSums sums;
         if (t.dtype == DType::kF16) {
-          WidenHalf(t.data + 2 * head * per_head, x.data(), per_head);
+          const auto* src = reinterpret_cast<const uint16_t*>(t.data) + head * per_head;
+          FusedQuantizeHead(f, info.chunk_len, src, nullptr, info.tokens, d, nullptr, nullptr,
+                            &sums);
         } else {
-          t.ToFloat(x.data(), head * per_head, per_head);
+          const auto* src = reinterpret_cast<const float*>(t.data) + head * per_head;
+          FusedQuantizeHead(f, info.chunk_len, nullptr, src, info.tokens, d, nullptr, nullptr,
+                            &sums);
         }
-        if (const int64_t bad = FirstNonFinite(x.data(), per_head); bad < per_head) {
-          ThrowInput("token {} holds {}", bad / d, x[static_cast<size_t>(bad)]);
-        }
-        HeadContext ctx;
-        ctx.chunk_len = info.chunk_len;
-        const LayerContext& lc = contexts[static_cast<size_t>(layer)];
-        ctx.rope = lc.rope.get();
-        if (tensor == KvTensor::kK && !lc.k_bias.empty()) {
-          ctx.k_bias = lc.k_bias.data() + static_cast<size_t>(head) * d;
-        }
-        HeadStats stats;
-        if (f.NeedsStats()) stats = CalibrateHead(f, ctx, x.data(), info.tokens, d);
-        for (int64_t b = 0; b < per_head; b += chunk) {
-          QuantizeHead(f, ctx, x.data() + b, y.data(), info.chunk_len, d, &stats);
-          row.error.Add(x.data() + b, y.data(), chunk);
-        }
-      } catch (const std::exception& e) {
-        errors[static_cast<size_t>(item)] = e.what();
+        row.error.Add(sums);
+        continue;
       }
+      // Generic path: widen the head into per-thread scratch (kept across
+      // calls: fresh memory costs a page fault per 4 KiB), quantize prompt by
+      // prompt with the whole head's stats, measure each prompt while it is
+      // still in cache.
+      static thread_local std::vector<float> x, y;
+      const int64_t chunk = info.chunk_len * d;
+      if (x.size() < static_cast<size_t>(per_head)) x.resize(static_cast<size_t>(per_head));
+      if (y.size() < static_cast<size_t>(chunk)) y.resize(static_cast<size_t>(chunk));
+      if (t.dtype == DType::kF16) {
+        WidenHalf(t.data + 2 * head * per_head, x.data(), per_head);
+      } else {
+        t.ToFloat(x.data(), head * per_head, per_head);
+      }
+      if (const int64_t bad = FirstNonFinite(x.data(), per_head); bad < per_head) {
+        ThrowInput("token {} holds {}", bad / d, x[static_cast<size_t>(bad)]);
+      }
+      HeadContext ctx;
+      ctx.chunk_len = info.chunk_len;
+      ctx.rope = rope.get();
+      const auto& bias = k_bias[static_cast<size_t>(layer)];
+      if (tensor == KvTensor::kK && !bias.empty()) {
+        KVQ_CHECK(bias.size() == static_cast<size_t>(heads) * d);
+        ctx.k_bias = bias.data() + static_cast<size_t>(head) * d;
+      }
+      HeadStats stats;
+      if (f.NeedsStats()) stats = CalibrateHead(f, ctx, x.data(), info.tokens, d);
+      for (int64_t b = 0; b < per_head; b += chunk) {
+        QuantizeHead(f, ctx, x.data() + b, y.data(), info.chunk_len, d, &stats);
+        row.error.Add(x.data() + b, y.data(), chunk);
+      }
+    } catch (const std::exception& e) {
+      errors[static_cast<size_t>(item)] = e.what();
     }
   }
   for (size_t i = 0; i < rows.size(); ++i) {
@@ -158,6 +200,44 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
     }
   }
   return rows;
+}
+
+std::string ErrorCsv(const std::vector<ErrorRow>& rows) {
+  std::string out =
+      "strategy,tensor,layer,head,format,tokens,head_dim,max_abs,sse,mse,nmse,sqnr_db,"
+      "bytes_per_token\n";
+  for (const auto& r : rows) {
+    out += fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", CsvField(r.strategy),
+                       KvTensorName(r.tensor), r.layer, r.head, CsvField(r.format), r.tokens,
+                       r.head_dim, CsvNumber(r.error.max_abs), CsvNumber(r.error.sse),
+                       CsvNumber(r.error.mse()), CsvNumber(r.error.nmse()),
+                       CsvNumber(r.error.sqnr_db()), CsvNumber(r.bytes_per_token));
+  }
+  return out;
+}
+
+std::string ErrorJson(const std::vector<ErrorRow>& rows, const std::string& dump) {
+  auto finite = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
+  nlohmann::json j;
+  j["schema"] = "kvq.quant.v1";
+  j["dump"] = dump;
+  j["rows"] = nlohmann::json::array();
+  for (const auto& r : rows) {
+    j["rows"].push_back({{"strategy", r.strategy},
+                         {"tensor", KvTensorName(r.tensor)},
+                         {"layer", r.layer},
+                         {"head", r.head},
+                         {"format", r.format},
+                         {"tokens", r.tokens},
+                         {"head_dim", r.head_dim},
+                         {"max_abs", r.error.max_abs},
+                         {"sse", r.error.sse},
+                         {"mse", r.error.mse()},
+                         {"nmse", finite(r.error.nmse())},
+                         {"sqnr_db", finite(r.error.sqnr_db())},
+                         {"bytes_per_token", r.bytes_per_token}});
+  }
+  return j.dump(1) + "\n";
 }
 
 }  // namespace kvq

@@ -65,12 +65,12 @@ ModelConfig Qwen3(int hidden, int layers, int heads, int kv_heads, int head_dim,
   return c;
 }
 
-
 }  // namespace
 
 const std::vector<ModelPreset>& ModelPresets() {
   static const std::vector<ModelPreset> presets = {
-      {"qwen2.5-0.5b", "Qwen2.5-0.5B geometry", Qwen2(896, 24, 14, 2, 4864, kQwenVocabSize, 1e6, true)},
+      {"qwen2.5-0.5b", "Qwen2.5-0.5B geometry",
+       Qwen2(896, 24, 14, 2, 4864, kQwenVocabSize, 1e6, true)},
       {"tiny", "2-layer Qwen2 with the Qwen vocabulary (runs real text in seconds)",
        Qwen2(64, 2, 4, 2, 128, kQwenVocabSize, 1e6, true)},
       {"qwen3-0.6b", "Qwen3-0.6B geometry", Qwen3(1024, 28, 16, 8, 128, 3072, kQwenVocabSize)},

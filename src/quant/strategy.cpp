@@ -72,6 +72,7 @@ bool AddPreset(std::string_view name, Strategy& s) {
       rule.layer_lo = rule.layer_hi = layer;
       rule.head_lo = rule.head_hi = head;
       rule.text = "k[" + std::to_string(layer) + "." + std::to_string(head) + "]=fp16";
+      rule.from_preset = true;
       s.rules.push_back(rule);
     }
     s.preset_number = 3;
@@ -242,11 +243,13 @@ void Strategy::Validate(const KvGeometry& g) const {
         g.num_layers, g.num_kv_heads, g.head_dim);
   }
   for (const Rule& r : rules) {
-    if (r.layer_lo >= g.num_layers || r.layer_hi >= g.num_layers) {
+    // A preset's per-head rules past the geometry match nothing (Covers); a
+    // user's selector out of range is most likely a mistake and is refused.
+    if (!r.from_preset && (r.layer_lo >= g.num_layers || r.layer_hi >= g.num_layers)) {
       ThrowInput("strategy '{}': in '{}', layer out of range (the model has {} layers)", name,
                  r.text, g.num_layers);
     }
-    if (r.head_lo >= g.num_kv_heads || r.head_hi >= g.num_kv_heads) {
+    if (!r.from_preset && (r.head_lo >= g.num_kv_heads || r.head_hi >= g.num_kv_heads)) {
       ThrowInput("strategy '{}': in '{}', kv head out of range (the model has {} kv heads)", name,
                  r.text, g.num_kv_heads);
     }

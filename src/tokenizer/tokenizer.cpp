@@ -159,6 +159,8 @@ class Reader {
   std::string origin_;
 };
 
+class TokenizerJsonSax;
+
 }  // namespace
 
 struct Tokenizer::Impl {
@@ -179,7 +181,7 @@ struct Tokenizer::Impl {
 
   void LoadNormalizer(const Reader& reader, const json& root);
   void LoadPreTokenizer(const Reader& reader, const json& root);
-  void LoadModel(const Reader& reader, const json& root);
+  void LoadModel(const Reader& reader, TokenizerJsonSax& sax);
   void LoadAddedTokens(const Reader& reader, const json& root);
 };
 
@@ -340,6 +342,228 @@ class EncodeState {
   std::vector<int32_t> symbols_;
 };
 
+// Streaming reader for tokenizer.json. model.vocab (151k entries) and
+// model.merges (151k pairs) go straight into flat vectors; everything else,
+// small, becomes a DOM. Building a DOM of the whole 11 MB file costs
+// several times more.
+class TokenizerJsonSax : public nlohmann::json_sax<json> {
+ public:
+  struct MergeEntry {
+    std::string left;
+    std::string right;
+    bool is_pair = false;  // ["a", "b"]; otherwise the string "a b" in `left`
+    int parts = 0;
+  };
+
+  json root;
+  bool has_vocab = false;
+  bool has_merges = false;
+  std::vector<std::pair<std::string, int64_t>> vocab;
+  std::vector<MergeEntry> merges;
+  std::string error;  // the first problem, when a handler returned false
+
+  bool null() override { return Value(nullptr); }
+  bool boolean(bool value) override { return Value(value); }
+  bool number_integer(number_integer_t value) override { return Integer(value); }
+  bool number_unsigned(number_unsigned_t value) override {
+    return Integer(value > static_cast<number_unsigned_t>(INT64_MAX) ? -1
+                                                                     : static_cast<int64_t>(value));
+  }
+  bool number_float(number_float_t value, const string_t&) override { return Value(value); }
+  bool binary(binary_t&) override { return Fail("unexpected binary value"); }
+
+  bool string(string_t& value) override {
+    switch (Top()) {
+      case Mode::kVocab:
+        return VocabNotInteger();
+      case Mode::kMerges:
+        merges.push_back(MergeEntry{std::move(value), {}, false, 1});
+        return true;
+      case Mode::kMergePair: {
+        MergeEntry& entry = merges.back();
+        if (entry.parts == 0) entry.left = std::move(value);
+        if (entry.parts == 1) entry.right = std::move(value);
+        ++entry.parts;
+        return true;
+      }
+      case Mode::kDom:
+        return Value(std::move(value));
+    }
+    return false;
+  }
+
+  bool start_object(std::size_t) override {
+    switch (Top()) {
+      case Mode::kVocab:
+        return VocabNotInteger();
+      case Mode::kMerges:
+      case Mode::kMergePair:
+        return MergeNotPair();
+      case Mode::kDom:
+        if (InModel() && key_ == "vocab") {
+          has_vocab = true;
+          frames_.push_back({nullptr, Mode::kVocab});
+          return true;
+        }
+        json* node = Insert(json::object());
+        if (frames_.size() == 1 && frames_[0].node == &root && key_ == "model") model_ = node;
+        frames_.push_back({node, Mode::kDom});
+        return true;
+    }
+    return false;
+  }
+
+  bool key(string_t& value) override {
+    key_ = std::move(value);
+    return true;
+  }
+
+  bool end_object() override {
+    frames_.pop_back();
+    return true;
+  }
+
+  bool start_array(std::size_t) override {
+    switch (Top()) {
+      case Mode::kVocab:
+        return VocabNotInteger();
+      case Mode::kMerges:
+        merges.push_back(MergeEntry{{}, {}, true, 0});
+        frames_.push_back({nullptr, Mode::kMergePair});
+        return true;
+      case Mode::kMergePair:
+        return MergeNotPair();
+      case Mode::kDom:
+        if (InModel() && key_ == "merges") {
+          has_merges = true;
+          frames_.push_back({nullptr, Mode::kMerges});
+          return true;
+        }
+        frames_.push_back({Insert(json::array()), Mode::kDom});
+        return true;
+    }
+    return false;
+  }
+
+  bool end_array() override {
+    if (Top() == Mode::kMergePair && merges.back().parts != 2) return MergeNotPair();
+    frames_.pop_back();
+    return true;
+  }
+
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    return Fail(std::string("not valid JSON: ") + e.what());
+  }
+
+ private:
+  enum class Mode { kDom, kVocab, kMerges, kMergePair };
+  struct Frame {
+    json* node;  // the open container (kDom only)
+    Mode mode;
+  };
+
+  Mode Top() const { return frames_.empty() ? Mode::kDom : frames_.back().mode; }
+  bool InModel() const {
+    return model_ != nullptr && !frames_.empty() && frames_.back().node == model_;
+  }
+
+  bool Fail(std::string message) {
+    if (error.empty()) error = std::move(message);
+    return false;
+  }
+  bool VocabNotInteger() {
+    return Fail(fmt::format("model.vocab[\"{}\"] must be a non-negative integer id", key_));
+  }
+  bool MergeNotPair() {
+    return Fail(fmt::format("model.merges[{}] is neither \"a b\" nor [\"a\", \"b\"]",
+                            merges.empty() ? 0 : merges.size() - 1));
+  }
+
+  bool Integer(int64_t value) {
+    switch (Top()) {
+      case Mode::kVocab:
+        if (value < 0 || value >= (int64_t{1} << 30)) return VocabNotInteger();
+        vocab.emplace_back(std::move(key_), value);
+        return true;
+      case Mode::kMerges:
+      case Mode::kMergePair:
+        return MergeNotPair();
+      case Mode::kDom:
+        return Value(value);
+    }
+    return false;
+  }
+
+  template <typename T>
+  bool Value(T&& value) {
+    switch (Top()) {
+      case Mode::kVocab:
+        return VocabNotInteger();
+      case Mode::kMerges:
+      case Mode::kMergePair:
+        return MergeNotPair();
+      case Mode::kDom:
+        Insert(json(std::forward<T>(value)));
+        return true;
+    }
+    return false;
+  }
+
+  // Adds `value` to the open container (or makes it the root); returns it.
+  json* Insert(json value) {
+    if (frames_.empty()) {
+      root = std::move(value);
+      return &root;
+    }
+    json& parent = *frames_.back().node;
+    if (parent.is_object()) return &(parent[key_] = std::move(value));
+    parent.push_back(std::move(value));
+    return &parent.back();
+  }
+
+  std::vector<Frame> frames_;
+  json* model_ = nullptr;
+  std::string key_;
+};
+
+// Vocabulary keys (as written, in the byte-level alphabet) -> ids, for
+// resolving merges: 450k lookups at load time.
+class KeyIndex {
+ public:
+  explicit KeyIndex(size_t keys) {
+    size_t capacity = 16;
+    while (capacity < keys * 2) capacity *= 2;
+    slots_.resize(capacity);
+    mask_ = capacity - 1;
+  }
+  // Keeps a view of `key`, which must outlive the index. False if present.
+  bool Insert(std::string_view key, int32_t id) {
+    const uint64_t hash = PieceCache::Hash(key);
+    size_t i = hash & mask_;
+    for (; slots_[i].id >= 0; i = (i + 1) & mask_) {
+      if (slots_[i].hash == hash && slots_[i].key == key) return false;
+    }
+    slots_[i] = Slot{key, hash, id};
+    return true;
+  }
+  int32_t Find(std::string_view key) const {
+    const uint64_t hash = PieceCache::Hash(key);
+    for (size_t i = hash & mask_; slots_[i].id >= 0; i = (i + 1) & mask_) {
+      if (slots_[i].hash == hash && slots_[i].key == key) return slots_[i].id;
+    }
+    return -1;
+  }
+
+ private:
+  struct Slot {
+    std::string_view key;
+    uint64_t hash = 0;
+    int32_t id = -1;
+  };
+  std::vector<Slot> slots_;
+  size_t mask_ = 0;
+};
+
 }  // namespace
 
 void Tokenizer::Impl::LoadNormalizer(const Reader& reader, const json& root) {
@@ -430,7 +654,8 @@ void Tokenizer::Impl::LoadPreTokenizer(const Reader& reader, const json& root) {
   }
 }
 
-void Tokenizer::Impl::LoadModel(const Reader& reader, const json& root) {
+void Tokenizer::Impl::LoadModel(const Reader& reader, TokenizerJsonSax& sax) {
+  const json& root = sax.root;
   const auto it = root.find("model");
   if (it == root.end() || !it->is_object()) reader.Fail("model is missing");
   const json& model = *it;
@@ -450,25 +675,21 @@ void Tokenizer::Impl::LoadModel(const Reader& reader, const json& root) {
     ignore_merges = ignore->get<bool>();
   }
 
-  const auto vocab = model.find("vocab");
-  if (vocab == model.end() || !vocab->is_object()) reader.Fail("model.vocab must be an object");
-  std::unordered_map<std::string_view, int32_t> key_to_id;  // keys as written (byte-level alphabet)
-  key_to_id.reserve(vocab->size());
+  if (!sax.has_vocab) reader.Fail("model.vocab must be an object");
+  KeyIndex key_to_id(sax.vocab.size());
   int32_t max_id = -1;
-  for (const auto& [key, value] : vocab->items()) {
-    if (!value.is_number_integer() || value.get<int64_t>() < 0 ||
-        value.get<int64_t>() >= (int64_t{1} << 30)) {
-      reader.Fail("model.vocab[\"{}\"] must be a non-negative integer id", key);
+  for (const auto& [key, id] : sax.vocab) {
+    if (!key_to_id.Insert(key, static_cast<int32_t>(id))) {
+      reader.Fail("model.vocab[\"{}\"] appears twice", key);
     }
-    const auto id = static_cast<int32_t>(value.get<int64_t>());
-    key_to_id.emplace(key, id);
-    max_id = std::max(max_id, id);
+    max_id = std::max(max_id, static_cast<int32_t>(id));
   }
   token_bytes.assign(static_cast<size_t>(max_id + 1), {});
   token_present.assign(static_cast<size_t>(max_id + 1), 0);
-  bytes_to_id.reserve(key_to_id.size());
+  bytes_to_id.reserve(sax.vocab.size());
   std::string bytes;
-  for (const auto& [key, id] : key_to_id) {
+  for (const auto& [key, id64] : sax.vocab) {
+    const auto id = static_cast<int32_t>(id64);
     const auto slot = static_cast<size_t>(id);
     if (token_present[slot]) reader.Fail("model.vocab: id {} is used twice", id);
     token_present[slot] = 1;
@@ -478,7 +699,7 @@ void Tokenizer::Impl::LoadModel(const Reader& reader, const json& root) {
     } else {
       // Not in the byte-level alphabet: never produced by encoding; decoded
       // as its own text, as the ByteLevel decoder does.
-      token_bytes[slot] = std::string(key);
+      token_bytes[slot] = key;
     }
   }
   for (int b = 0; b < 256; ++b) {
@@ -489,43 +710,38 @@ void Tokenizer::Impl::LoadModel(const Reader& reader, const json& root) {
     byte_ids[static_cast<size_t>(b)] = found->second;
   }
 
-  const auto list = model.find("merges");
-  if (list == model.end() || !list->is_array()) reader.Fail("model.merges must be an array");
-  merges.Reserve(list->size());
+  if (!sax.has_merges) reader.Fail("model.merges must be an array");
+  merges.Reserve(sax.merges.size());
   std::string joined;
-  for (size_t rank = 0; rank < list->size(); ++rank) {
-    const json& entry = (*list)[rank];
-    std::string_view left, right;
-    if (entry.is_string()) {
+  for (size_t rank = 0; rank < sax.merges.size(); ++rank) {
+    const TokenizerJsonSax::MergeEntry& entry = sax.merges[rank];
+    std::string_view left = entry.left, right = entry.right;
+    // The entry as written, for messages.
+    const auto shown = [&] {
+      return entry.is_pair ? json::array({entry.left, entry.right}).dump()
+                           : json(entry.left).dump();
+    };
+    if (!entry.is_pair) {
       // Older files: "left right", exactly one space (tokens never hold a
       // literal space: the byte-level alphabet writes it as U+0120).
-      const std::string& text = entry.get_ref<const std::string&>();
-      const size_t space = text.find(' ');
-      if (space == std::string::npos || text.find(' ', space + 1) != std::string::npos) {
+      const size_t space = entry.left.find(' ');
+      if (space == std::string::npos || entry.left.find(' ', space + 1) != std::string::npos) {
         reader.Fail("model.merges[{}] = {} is not two tokens separated by one space", rank,
-                    entry.dump());
+                    shown());
       }
-      left = std::string_view(text).substr(0, space);
-      right = std::string_view(text).substr(space + 1);
-    } else if (entry.is_array() && entry.size() == 2 && entry[0].is_string() &&
-               entry[1].is_string()) {
-      left = entry[0].get_ref<const std::string&>();
-      right = entry[1].get_ref<const std::string&>();
-    } else {
-      reader.Fail("model.merges[{}] = {} is neither \"a b\" nor [\"a\", \"b\"]", rank,
-                  entry.dump());
+      left = std::string_view(entry.left).substr(0, space);
+      right = std::string_view(entry.left).substr(space + 1);
     }
     joined.assign(left);
     joined.append(right);
-    const auto l = key_to_id.find(left), r = key_to_id.find(right), m = key_to_id.find(joined);
-    if (l == key_to_id.end() || r == key_to_id.end() || m == key_to_id.end()) {
-      reader.Fail("model.merges[{}] = {}: {} is not in model.vocab", rank, entry.dump(),
-                  l == key_to_id.end()   ? fmt::format("\"{}\"", left)
-                  : r == key_to_id.end() ? fmt::format("\"{}\"", right)
-                                         : fmt::format("the merged \"{}\"", joined));
+    const int32_t l = key_to_id.Find(left), r = key_to_id.Find(right), m = key_to_id.Find(joined);
+    if (l < 0 || r < 0 || m < 0) {
+      reader.Fail("model.merges[{}] = {}: {} is not in model.vocab", rank, shown(),
+                  l < 0   ? fmt::format("\"{}\"", left)
+                  : r < 0 ? fmt::format("\"{}\"", right)
+                          : fmt::format("the merged \"{}\"", joined));
     }
-    merges.Insert(l->second, r->second,
-                  bpe::Merge{static_cast<int32_t>(rank), static_cast<int32_t>(m->second)});
+    merges.Insert(l, r, bpe::Merge{static_cast<int32_t>(rank), m});
   }
 }
 
@@ -592,12 +808,11 @@ Tokenizer Tokenizer::Load(const std::filesystem::path& file_or_model_dir) {
 
 Tokenizer Tokenizer::FromJson(std::string_view text, const std::string& origin) {
   const Reader reader(origin);
-  json root;
-  try {
-    root = json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    reader.Fail("not valid JSON: {}", e.what());
+  TokenizerJsonSax sax;
+  if (!json::sax_parse(text.begin(), text.end(), &sax)) {
+    reader.Fail("{}", sax.error.empty() ? std::string("not valid JSON") : sax.error);
   }
+  const json& root = sax.root;
   if (!root.is_object()) reader.Fail("not a tokenizer.json (the top level is not an object)");
   for (const char* key : {"truncation", "padding"}) {
     if (const auto it = root.find(key); it != root.end() && !it->is_null()) {
@@ -607,7 +822,7 @@ Tokenizer Tokenizer::FromJson(std::string_view text, const std::string& origin) 
   auto impl = std::make_unique<Impl>();
   impl->LoadNormalizer(reader, root);
   impl->LoadPreTokenizer(reader, root);
-  impl->LoadModel(reader, root);
+  impl->LoadModel(reader, sax);
   impl->LoadAddedTokens(reader, root);
   // The post-processor only adds special tokens (add_special_tokens=true),
   // which kvq never does, so any post-processor is accepted and unused.

@@ -11,16 +11,25 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/sha256.h"
 #include "test_util.h"
-#include "tokenizer_sha256.h"
 
 namespace kvq {
 namespace {
 
-using test::IdsSha256Hex;
+// SHA-256 of the ids as little-endian int32, the form the reference hashes were taken in.
+std::string IdsSha256Hex(const std::vector<int32_t>& ids) {
+  std::string bytes;
+  bytes.reserve(ids.size() * 4);
+  for (int32_t id : ids) {
+    const auto v = static_cast<uint32_t>(id);
+    for (int i = 0; i < 4; ++i) bytes.push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+  }
+  return Sha256Hex(bytes);
+}
+
 using test::RepoDataDir;
 using test::ScratchDir;
-using test::Sha256Hex;
 
 const Tokenizer& Qwen() {
   static const Tokenizer tokenizer = Tokenizer::Load(RepoDataDir() / "tokenizer/qwen2.5");

@@ -3,6 +3,7 @@
 // every test passes its endpoint and cache explicitly, and the server exits on
 // its own after 60 s, which bounds every test in time.
 #include "kvq/hub/hub.h"
+#include "kvq/capture/dump.h"
 
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -149,6 +150,23 @@ class ScopedEnv {
  private:
   const char* name_;
   std::optional<std::string> old_;
+};
+
+// The environment a kvq child process reads: this test's cache and server,
+// no token, online.
+class CliHubEnvironment {
+ public:
+  CliHubEnvironment(const fs::path& cache_dir, const std::string& endpoint,
+                    const fs::path& no_token)
+      : cache_("HF_HUB_CACHE", cache_dir.string()),
+        endpoint_("HF_ENDPOINT", endpoint),
+        token_("HF_TOKEN", std::nullopt),
+        legacy_token_("HUGGING_FACE_HUB_TOKEN", std::nullopt),
+        token_path_("HF_TOKEN_PATH", no_token.string()),
+        offline_("HF_HUB_OFFLINE", std::nullopt) {}
+
+ private:
+  ScopedEnv cache_, endpoint_, token_, legacy_token_, token_path_, offline_;
 };
 
 template <typename Fn>
@@ -514,12 +532,7 @@ TEST(HubEnvironment, CacheDirFollowsTheHuggingFaceVariables) {
 TEST_F(HubTest, KvqDownloadEndToEnd) {
   HubServer server(log());
   ASSERT_TRUE(server.started());
-  const ScopedEnv cache_env("HF_HUB_CACHE", cache().string());
-  const ScopedEnv endpoint("HF_ENDPOINT", server.endpoint());
-  const ScopedEnv token("HF_TOKEN", std::nullopt);
-  const ScopedEnv legacy_token("HUGGING_FACE_HUB_TOKEN", std::nullopt);
-  const ScopedEnv token_path("HF_TOKEN_PATH", (scratch_ / "no-token").string());
-  const ScopedEnv offline("HF_HUB_OFFLINE", std::nullopt);
+  const CliHubEnvironment env(cache(), server.endpoint(), scratch_ / "no-token");
 
   const auto not_cached = test::RunKvq("download --model kvq-test/sharded --offline");
   EXPECT_EQ(not_cached.exit_code, 1) << not_cached.output;
@@ -543,6 +556,39 @@ TEST_F(HubTest, KvqDownloadEndToEnd) {
   EXPECT_NE(missing.output.find("kvq: error: --model kvq-test/nope: no such model"),
             std::string::npos)
       << missing.output;
+}
+
+TEST_F(HubTest, CaptureByHubIdEndToEnd) {
+  HubServer server(log());
+  ASSERT_TRUE(server.started());
+  const CliHubEnvironment env(cache(), server.endpoint(), scratch_ / "no-token");
+
+  const fs::path out = scratch_ / "dump.safetensors";
+  const std::string args = "capture --model kvq-test/sharded --dtype f32 --input-ids " +
+                           (ShardedFixture() / "input_ids.json").string() + " --out " +
+                           out.string();
+  const auto result = test::RunKvq(args);
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  const KvDump dump = KvDump::Open(out);
+  EXPECT_EQ(dump.info().model, "kvq-test/sharded");
+  EXPECT_EQ(dump.info().num_layers, 2);
+  // The same dump as from the fixture folder itself.
+  const fs::path local = scratch_ / "local.safetensors";
+  ASSERT_EQ(
+      test::RunKvq("capture --model " + ShardedFixture().string() + " --dtype f32 --input-ids " +
+                   (ShardedFixture() / "input_ids.json").string() + " --out " + local.string())
+          .exit_code,
+      0);
+  const KvDump reference = KvDump::Open(local);
+  std::vector<float> a(2 * 3 * 600 * 16), b(a.size());
+  dump.ReadQ(1, std::span<float>(a.data(), 6 * 600 * 16));
+  reference.ReadQ(1, std::span<float>(b.data(), 6 * 600 * 16));
+  EXPECT_EQ(a, b);
+  // A second run is served from the cache, offline.
+  const size_t requests = server.Requests().size();
+  const auto again = test::RunKvq(args + " --offline");
+  EXPECT_EQ(again.exit_code, 0) << again.output;
+  EXPECT_EQ(server.Requests().size(), requests);
 }
 
 }  // namespace

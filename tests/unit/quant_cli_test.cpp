@@ -108,6 +108,24 @@ TEST_F(QuantCliDump, WritesCsvJsonAndTheReferenceSeedCsv) {
   EXPECT_EQ(line.substr(0, 27), "layer_00.v.bin,0,v,256,0,64");
 }
 
+TEST(QuantCli, PresetsRunOnATwoLayerDump) {
+  // strat3 mentions K head (8, 0); a 2-layer model still takes every preset,
+  // while a selector the user wrote past the last layer is refused.
+  test::ScratchDir dir;
+  SyntheticDumpOptions o;
+  o.num_layers = 2;
+  o.tokens = 128;
+  o.chunk_len = 64;
+  WriteSyntheticDump(dir / "kv.safetensors", o);
+  const std::string kv = "quant --no-table --kv " + (dir / "kv.safetensors").string();
+  auto r = RunKvq(kv + " --strategy fp16,1,2,3");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("summary 3: 720.0 bytes/token"), std::string::npos) << r.output;
+  r = RunKvq(kv + " --strategy 'strat3,k[8.0]=fp16'");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.output.find("layer out of range"), std::string::npos) << r.output;
+}
+
 TEST_F(QuantCliDump, BadStrategyAndNonFiniteDumpAreClearErrors) {
   auto r = RunKvq("quant --kv " + dump_path().string() + " --strategy k=int8:tensr --csv " +
                   (dir_ / "x.csv").string());

@@ -144,6 +144,24 @@ TEST(QuantStrategy, BadSpecsPointAtTheOffendingPart) {
   ExpectInputError("strat1,int8:token", "item 'int8:token' needs the form");
 }
 
+TEST(QuantStrategy, PresetsApplyToAnyGeometry) {
+  // strat3 names K heads up to (8, 0); on a 2-layer model with one kv head
+  // the rules past the geometry match nothing instead of refusing the preset.
+  const Strategy s = Strategy::Parse("strat3");
+  for (const KvGeometry g : {KvGeometry{2, 2, 64}, KvGeometry{2, 1, 64}, KvGeometry{1, 1, 32}}) {
+    EXPECT_NO_THROW(s.Validate(g)) << g.num_layers << "x" << g.num_kv_heads;
+  }
+  EXPECT_EQ(s.Format(KvTensor::kK, 0, 0).Name(), "fp16");
+  EXPECT_EQ(s.Format(KvTensor::kK, 1, 0).Name(), "int8:tensor");
+  EXPECT_EQ(s.Format(KvTensor::kK, 1, 1).Name(), "fp16");
+  // K: three fp16 heads (2D bytes) and one int8:tensor (D); V: four int8:token (D + 4).
+  EXPECT_EQ(s.Cost({2, 2, 64}, 4096).per_token, 3 * 128 + 64 + 4 * (64 + 4));
+  // Selectors the user wrote are still checked, also after a preset base.
+  EXPECT_THROW(Strategy::Parse("k[8.0]=fp16").Validate({2, 2, 64}), InputError);
+  EXPECT_THROW(Strategy::Parse("strat3,k[8.0]=fp16").Validate({2, 2, 64}), InputError);
+  EXPECT_THROW(Strategy::Parse("strat1,v[0.1]=fp16").Validate({2, 1, 64}), InputError);
+}
+
 TEST(QuantStrategy, PlanFilesRoundTripAndRefuseOtherGeometry) {
   test::ScratchDir dir;
   const KvGeometry g{24, 2, 64};

@@ -7,10 +7,10 @@
 #include <string>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "command.h"
 #include "kvq/capture/dump.h"
+#include "kvq/common/csv.h"
 #include "kvq/common/io.h"
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/strategy.h"
@@ -24,56 +24,6 @@ struct Options {
   std::string csv, json, seed_csv;
   bool no_table = false;
 };
-
-std::string CsvField(const std::string& text) {
-  if (text.find_first_of(",\"\n") == std::string::npos) return text;
-  std::string quoted = "\"";
-  for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
-  return quoted + "\"";
-}
-
-std::string Number(double v) {
-  if (std::isinf(v)) return v > 0 ? "inf" : "-inf";
-  return fmt::format("{:.9g}", v);
-}
-
-std::string Csv(const std::vector<ErrorRow>& rows) {
-  std::string out =
-      "strategy,tensor,layer,head,format,tokens,head_dim,max_abs,sse,mse,nmse,sqnr_db,"
-      "bytes_per_token\n";
-  for (const auto& r : rows) {
-    out +=
-        fmt::format("{},{},{},{},{},{},{},{},{},{},{},{},{}\n", CsvField(r.strategy),
-                    KvTensorName(r.tensor), r.layer, r.head, CsvField(r.format), r.tokens,
-                    r.head_dim, Number(r.error.max_abs), Number(r.error.sse), Number(r.error.mse()),
-                    Number(r.error.nmse()), Number(r.error.sqnr_db()), Number(r.bytes_per_token));
-  }
-  return out;
-}
-
-std::string Json(const std::vector<ErrorRow>& rows, const std::string& dump) {
-  auto finite = [](double v) { return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(); };
-  nlohmann::json j;
-  j["schema"] = "kvq.quant.v1";
-  j["dump"] = dump;
-  j["rows"] = nlohmann::json::array();
-  for (const auto& r : rows) {
-    j["rows"].push_back({{"strategy", r.strategy},
-                         {"tensor", KvTensorName(r.tensor)},
-                         {"layer", r.layer},
-                         {"head", r.head},
-                         {"format", r.format},
-                         {"tokens", r.tokens},
-                         {"head_dim", r.head_dim},
-                         {"max_abs", r.error.max_abs},
-                         {"sse", r.error.sse},
-                         {"mse", r.error.mse()},
-                         {"nmse", finite(r.error.nmse())},
-                         {"sqnr_db", finite(r.error.sqnr_db())},
-                         {"bytes_per_token", r.bytes_per_token}});
-  }
-  return j.dump(1) + "\n";
-}
 
 // The reference system's headerless rows: file, layer, k|v, tokens, kv_head,
 // head_dim, strategy number, max|x|, SSE, MSE (= SSE / (tokens * head_dim)).
@@ -166,8 +116,8 @@ Runner Setup(CLI::App& app) {
       seed += SeedCsv(rows, s);
       all.insert(all.end(), rows.begin(), rows.end());
     }
-    if (!o->csv.empty()) WriteTextFileAtomic(o->csv, Csv(all));
-    if (!o->json.empty()) WriteTextFileAtomic(o->json, Json(all, o->kv));
+    if (!o->csv.empty()) WriteTextFileAtomic(o->csv, ErrorCsv(all));
+    if (!o->json.empty()) WriteTextFileAtomic(o->json, ErrorJson(all, o->kv));
     if (!o->seed_csv.empty()) WriteTextFileAtomic(o->seed_csv, seed);
   };
 }

@@ -5,7 +5,9 @@
 
 namespace kvq::cli {
 
-std::filesystem::path ModelArg::Resolve() const { return ResolveModel(model, CliHubOptions(offline)); }
+std::filesystem::path ModelArg::Resolve() const {
+  return ResolveModel(model, CliHubOptions(offline));
+}
 
 void AddModelOptions(CLI::App& app, ModelArg& arg, const std::string& fallback) {
   auto* option = app.add_option("--model", arg.model,

@@ -24,7 +24,8 @@ void TokenSource::AddOptions(CLI::App& app, int64_t default_chunk_len) {
 }
 
 std::vector<int32_t> TokenSource::Load(const std::filesystem::path& model_dir) const {
-  if (input_ids.empty() == corpus.empty()) ThrowInput("give exactly one of --input-ids and --corpus");
+  if (input_ids.empty() == corpus.empty())
+    ThrowInput("give exactly one of --input-ids and --corpus");
   if (!input_ids.empty()) {
     std::vector<int32_t> ids = ReadInputIdsJson(input_ids);
     if (tokens > 0) {
@@ -36,7 +37,8 @@ std::vector<int32_t> TokenSource::Load(const std::filesystem::path& model_dir) c
     }
     return ids;
   }
-  const std::filesystem::path tokenizer_path = tokenizer.empty() ? model_dir : std::filesystem::path(tokenizer);
+  const std::filesystem::path tokenizer_path =
+      tokenizer.empty() ? model_dir : std::filesystem::path(tokenizer);
   if (tokenizer.empty() && !std::filesystem::exists(model_dir / "tokenizer.json")) {
     ThrowInput("{}: no tokenizer.json; pass --tokenizer FILE", model_dir.string());
   }

@@ -75,8 +75,22 @@ struct PerplexityProgress {
 
 // Runs the baseline once, then each strategy; logits are streamed in blocks
 // of rows (never [tokens, vocab] at once).
-PerplexityReport EvaluatePerplexity(Model& model, std::span<const int32_t> ids, int64_t chunk_len,
-                                    const std::vector<Strategy>& strategies,
-                                    const std::function<void(const PerplexityProgress&)>& progress = {});
+PerplexityReport EvaluatePerplexity(
+    Model& model, std::span<const int32_t> ids, int64_t chunk_len,
+    const std::vector<Strategy>& strategies,
+    const std::function<void(const PerplexityProgress&)>& progress = {});
+
+}  // namespace kvq
+
+namespace kvq {
+
+// The report as JSON: {"tokens", "chunk_len", "baseline": {nll, ppl, tokens
+// (predictions), prompts: [...]}, "strategies": [{strategy, calibrated, nll,
+// ppl, delta_ppl, kl_mean, kl_max, top1_agree, predictions, prompts: [...]}]}.
+std::string PerplexityJson(const PerplexityReport& report);
+// One row per (strategy, prompt) plus a prompt=all row per strategy:
+// strategy,prompt,predictions,nll,ppl,delta_ppl,kl_mean,kl_max,top1_agree
+// (the baseline appears as strategy "baseline").
+std::string PerplexityCsv(const PerplexityReport& report);
 
 }  // namespace kvq

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "kvq/capture/dump.h"
+#include "kvq/quant/fused.h"
 #include "kvq/quant/strategy.h"
 
 namespace kvq {
@@ -19,6 +20,7 @@ struct TensorError {
 
   // x: original, y: round trip, n values each.
   void Add(const float* x, const float* y, int64_t n);
+  void Add(const QdqErrorSums& sums);  // From the fused kernel (quant/fused.h).
   void Merge(const TensorError& other);
   double mse() const { return count > 0 ? sse / static_cast<double>(count) : 0.0; }
   double nmse() const;     // 0 when x is all zero and y == x; +inf when only x is zero.
@@ -41,8 +43,18 @@ struct ErrorRow {
 // Quantizes every K and V head of the dump with the strategy (scales from
 // the whole dump block of each head, as the reference system does) and
 // measures the error. Rows ordered by layer, then K before V, then head.
-// Parallel over heads (OpenMP); results do not depend on the thread count.
+// One OpenMP region over all (layer, tensor, head) units; formats with a
+// fused kernel (quant/fused.h) read fp16/fp32 straight from the mapped dump.
+// Results do not depend on the thread count.
 // Throws InputError naming layer and head for a non-finite value.
 std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy);
+
+// CSV with header strategy,tensor,layer,head,format,tokens,head_dim,max_abs,
+// sse,mse,nmse,sqnr_db,bytes_per_token (numbers %.9g, "inf" for an infinite
+// NMSE or SQNR; strategy names quoted when they hold a comma).
+std::string ErrorCsv(const std::vector<ErrorRow>& rows);
+// JSON {"schema": "kvq.quant.v1", "dump": DUMP, "rows": [{the CSV columns}]},
+// null for non-finite numbers.
+std::string ErrorJson(const std::vector<ErrorRow>& rows, const std::string& dump);
 
 }  // namespace kvq

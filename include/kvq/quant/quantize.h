@@ -67,6 +67,9 @@ struct LayerContext {
                               std::shared_ptr<const RopeTable> rope = nullptr);
 };
 
+// QuantizeLayer runs heads in parallel from this many values (x.size()) on.
+inline constexpr int64_t kParallelLayerValues = int64_t{1} << 21;
+
 // [num_kv_heads]
 using LayerStats = std::vector<HeadStats>;
 
@@ -79,8 +82,10 @@ LayerStats CalibrateLayer(const Strategy& strategy, KvTensor tensor, int layer,
 // x, out [num_kv_heads, tokens, head_dim] (tokens = x.size() / (heads * head_dim));
 // out may be x itself (in place). stats: nullptr computes each head's scale
 // from x; else one HeadStats per kv head from CalibrateLayer. Runs the heads
-// in parallel (OpenMP). Throws InputError naming layer and head for a
-// non-finite value.
+// in parallel (OpenMP) when the layer holds at least kParallelLayerValues
+// values, else serially (a parallel region's barrier costs more than a small
+// layer: callers parallelise across layers). Throws InputError naming layer
+// and head for a non-finite value.
 void QuantizeLayer(const Strategy& strategy, KvTensor tensor, int layer, const LayerContext& ctx,
                    std::span<const float> x, std::span<float> out,
                    const LayerStats* stats = nullptr);

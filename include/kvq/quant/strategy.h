@@ -41,6 +41,10 @@ struct Strategy {
     int head_lo = 0, head_hi = -1;
     FormatSpec format;
     std::string text;  // The item it came from, for messages.
+    // Rules of a preset (strat3's outlier heads) are written for Qwen2.5-0.5B;
+    // on a smaller geometry the selectors past its end simply match nothing.
+    // Selectors the user wrote must lie inside the geometry (Validate).
+    bool from_preset = false;
   };
 
   std::string name;          // What the user wrote (a preset name, the spec, plan:FILE).
@@ -55,8 +59,10 @@ struct Strategy {
   // offending item.
   static Strategy Parse(std::string_view text);
 
-  // Refuses a plan made for another geometry and formats that cannot apply
-  // (K-only modifiers on V, head_dim constraints). Throws InputError.
+  // Refuses a plan made for another geometry, user-written layer/head
+  // selectors outside it (preset rules outside it do not apply instead) and
+  // formats that cannot apply (K-only modifiers on V, head_dim constraints).
+  // Throws InputError.
   void Validate(const KvGeometry& geometry) const;
 
   // Bytes per token of the whole cache (all layers, K and V) and the

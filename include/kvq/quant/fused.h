@@ -1,0 +1,48 @@
+#pragma once
+// The fused quantize-dequantize(-and-measure) kernel: one head's block read
+// once (fp16 straight from a mapped dump, or float), quantized, dequantized
+// and, when asked, its error summed, in one pass per block (two for formats
+// whose scale is sequence-global: a statistics pass, then the round trip).
+//
+// The dequantized values are bit-identical to QuantizeHead (and so to the
+// scalar references of kernels.h): the same float32 operations in the same
+// order, each rounded on its own, only evaluated 16 lanes at a time with
+// AVX-512 (division stays a division: vdivps). The error sums are in double
+// with per-lane partial sums, so SSE and sum x^2 may differ from a serial sum
+// in the last bits (about 1e-15 relative); max|x| and the count are exact.
+//
+// Covered: fp16, int<b> of every granularity (group sizes a multiple of 16),
+// fp8e4m3/e5m2, q8_0, q4_0, q4_1, for head_dim a multiple of 16 (32 for the
+// ggml blocks) and without modifiers. HasFusedKernel says whether a format is
+// covered; callers run the generic path (QuantizeHead) otherwise. Without
+// AVX-512 nothing is covered.
+#include <cstdint>
+
+#include "kvq/quant/format.h"
+#include "kvq/quant/kernels.h"
+
+namespace kvq {
+
+// Error sums of one round trip (see TensorError for the derived metrics).
+struct QdqErrorSums {
+  int64_t count = 0;
+  double sse = 0;     // sum (x - y)^2
+  double sum_sq = 0;  // sum x^2
+  float max_abs = 0;  // max |x|
+};
+
+bool HasFusedKernel(const FormatSpec& format, int head_dim);
+
+// One head's block x [tokens, head_dim]: exactly one of x_half (fp16 bits)
+// and x_float is non-null. chunk_len: prompt length (int g<N>:token groups
+// restart at every prompt); 0 = one prompt. stats: the sequence-global
+// statistics (CalibrateHead); nullptr computes them from the block.
+// y [tokens, head_dim] (nullable; may alias x_float) receives
+// dequantize(quantize(x)); sums (nullable) receive the error.
+// Throws InputError "non-finite value in the block to quantize".
+// Requires HasFusedKernel(format, head_dim).
+void FusedQuantizeHead(const FormatSpec& format, int64_t chunk_len, const uint16_t* x_half,
+                       const float* x_float, int64_t tokens, int head_dim, const HeadStats* stats,
+                       float* y, QdqErrorSums* sums);
+
+}  // namespace kvq

@@ -1,0 +1,419 @@
+#include "kvq/report/report.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "kvq/common/error.h"
+#include "kvq/common/io.h"
+#include "kvq/report/results.h"
+#include "kvq/report/svg.h"
+
+namespace kvq::report {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using svg::Escape;
+
+constexpr const char* kCss = R"(
+body { font-family: "DejaVu Sans", Arial, Helvetica, sans-serif; color: #222; margin: 2em auto;
+       max-width: 1200px; padding: 0 1em; line-height: 1.45; }
+h1 { font-size: 1.6em; margin-bottom: 0.2em; }
+h2 { border-bottom: 2px solid #0072b2; padding-bottom: 0.2em; margin-top: 2em; }
+h3 { margin-top: 1.6em; color: #0072b2; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f0f4f8; }
+td.name, th.name { text-align: left; font-family: "DejaVu Sans Mono", monospace; }
+tr.below td { background: #fdecea; }
+ul.findings li { margin: 0.3em 0; }
+figure { margin: 1.2em 0; page-break-inside: avoid; }
+figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { font-size: 0.85em; color: #555; }
+.note { color: #666; font-size: 0.9em; }
+@media print { body { max-width: none; } h2 { page-break-before: always; } }
+)";
+
+std::string Fmt(double v, int digits = 4) { return svg::FormatValue(v, digits); }
+
+std::string Cell(const std::string& text, bool name = false) {
+  return fmt::format("<td{}>{}</td>", name ? R"( class="name")" : "", Escape(text));
+}
+
+// A figure: written beside its data, embedded inline, linked by its path.
+struct FigureWriter {
+  fs::path run_dir;
+  std::vector<fs::path> written;
+
+  std::string Add(const std::string& relative, const std::string& svg_text,
+                  const std::string& caption) {
+    const fs::path path = run_dir / relative;
+    WriteTextFileAtomic(path, svg_text);
+    written.push_back(path);
+    return fmt::format("<figure>\n{}<figcaption>{} <a href=\"{}\">{}</a></figcaption>\n</figure>\n",
+                       svg_text, Escape(caption), Escape(relative), Escape(relative));
+  }
+};
+
+std::string Slug(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    const bool keep = std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '.';
+    if (keep) {
+      out += c;
+    } else if (out.empty() || out.back() != '_') {
+      out += '_';
+    }
+    if (out.size() >= 40) break;
+  }
+  return out;
+}
+
+struct CorpusResults {
+  std::string corpus, folder;
+  std::vector<QuantRow> quant;
+  std::vector<AttnRow> attn;
+  std::vector<AttnSummary> summaries;
+  std::vector<ParetoPoint> pareto;
+  bool has_ppl = false;
+  PplData ppl;
+  json meta;
+};
+
+// The strategy whose K/V ratio and outlier heads head the findings: the
+// first one that quantizes both tensors.
+std::string ReferenceStrategy(const std::vector<QuantRow>& quant) {
+  for (const std::string& s : StrategiesOf(quant)) {
+    if (MeanNmse(quant, s, KvTensor::kK) > 0 && MeanNmse(quant, s, KvTensor::kV) > 0) return s;
+  }
+  return {};
+}
+
+std::string HeadList(const std::vector<HeadShare>& heads, size_t max = 8) {
+  std::string out;
+  for (size_t i = 0; i < heads.size() && i < max; ++i) {
+    out += fmt::format("{}(L{}, h{}) {:.0f}%", i ? ", " : "", heads[i].layer, heads[i].head,
+                       100 * heads[i].share);
+  }
+  if (heads.size() > max) out += fmt::format(", +{} more", heads.size() - max);
+  return out;
+}
+
+double Fp16Bytes(const json& geometry) {
+  return 2.0 * 2 * geometry.at("num_layers").get<double>() *
+         geometry.at("num_kv_heads").get<double>() * geometry.at("head_dim").get<double>();
+}
+
+std::string Findings(const CorpusResults& c, const json& model, const std::vector<BytesRow>& bytes,
+                     double floor) {
+  std::string out = "<ul class=\"findings\">\n";
+  const std::string ref = ReferenceStrategy(c.quant);
+  if (!ref.empty()) {
+    const double k = MeanNmse(c.quant, ref, KvTensor::kK), v = MeanNmse(c.quant, ref, KvTensor::kV);
+    out += fmt::format(
+        "<li><b>K vs V:</b> under <code>{}</code> the keys' mean NMSE is {} and the values' {}: "
+        "K is <b>{:.1f}&times;</b> harder to quantize than V.</li>\n",
+        Escape(ref), Fmt(k), Fmt(v), k / v);
+    const auto heads = DominantKHeads(c.quant, ref);
+    const int total = model.at("geometry").at("num_layers").get<int>() *
+                      model.at("geometry").at("num_kv_heads").get<int>();
+    out += fmt::format(
+        "<li><b>Outlier heads:</b> under <code>{}</code>, {} of {} K heads carry 80% of the K "
+        "error: {}.</li>\n",
+        Escape(ref), heads.size(), total, Escape(HeadList(heads)));
+  }
+  const json& plan = c.meta.contains("plan") ? c.meta.at("plan") : json::object();
+  if (plan.contains("outlier_heads")) {
+    std::string heads;
+    for (const json& h : plan.at("outlier_heads")) {
+      heads += (heads.empty() ? "" : ", ") + h.get<std::string>();
+    }
+    out += fmt::format(
+        "<li><b>Planner</b> ({}, budget {} bytes/token = strat3's): <code>plan</code> uses {} "
+        "bytes/token and keeps {} units in fp16 (the outlier heads): {}.</li>\n",
+        Escape(plan.value("objective", "")), Fmt(plan.value("budget_bytes_per_token", 0.0), 8),
+        Fmt(plan.value("bytes_per_token", 0.0), 8), plan.at("outlier_heads").size(),
+        heads.empty() ? std::string("none") : Escape(heads));
+  } else if (plan.contains("status")) {
+    out += "<li><b>Planner:</b> " + Escape(plan.value("status", "")) + "</li>\n";
+  }
+  const double fp16 = Fp16Bytes(model.at("geometry"));
+  for (const BudgetPick& b : BestUnderBudgets(c.pareto)) {
+    out += fmt::format(
+        "<li><b>Best at &le; {} bytes/token</b> ({:.1f}% of fp16): <code>{}</code> (attention NMSE "
+        "{}, worst-layer cos {:.4f}).</li>\n",
+        Fmt(b.budget, 8), 100 * b.budget / fp16, Escape(b.best.strategy), Fmt(b.best.error),
+        b.best.worst_cos);
+  }
+  for (const AttnSummary& a : c.summaries) {
+    if (a.below_floor.empty()) continue;
+    std::string layers;
+    for (int l : a.below_floor) layers += (layers.empty() ? "" : ", ") + std::to_string(l);
+    out += fmt::format(
+        "<li><code>{}</code> breaks the quality floor {} in {} of {} layers ({}); worst layer {} "
+        "at cos {:.4f}.</li>\n",
+        Escape(a.strategy), floor, a.below_floor.size(), a.cos.size(), layers, a.worst_layer,
+        a.worst_cos);
+  }
+  for (const ModifierEffect& e : ModifierEffects(c.quant, c.summaries, bytes)) {
+    out += fmt::format(
+        "<li><b>+{}</b>: <code>{}</code> vs <code>{}</code> ({} vs {} bytes/token): K NMSE "
+        "&times;{}, attention NMSE &times;{}.</li>\n",
+        e.modifier, Escape(e.variant), Escape(e.base), Fmt(e.variant_bytes, 8),
+        Fmt(e.base_bytes, 8), Fmt(e.k_nmse_ratio, 3), Fmt(e.attn_nmse_ratio, 3));
+  }
+  return out + "</ul>\n";
+}
+
+std::string AttentionTable(const CorpusResults& c, int num_layers) {
+  std::vector<int> spot;
+  for (int l : {0, 8, 16}) {
+    if (l < num_layers) spot.push_back(l);
+  }
+  std::string out = "<table>\n<tr><th class=\"name\">strategy</th>";
+  for (int l : spot) out += fmt::format("<th>cos L{}</th>", l);
+  out +=
+      "<th>worst layer</th><th>worst cos</th><th>worst NMSE</th><th>mean NMSE</th>"
+      "<th>layers below floor</th></tr>\n";
+  for (const AttnSummary& a : c.summaries) {
+    out += a.below_floor.empty() ? "<tr>" : "<tr class=\"below\">";
+    out += Cell(a.strategy, true);
+    for (int l : spot) out += Cell(a.cos.count(l) ? fmt::format("{:.4f}", a.cos.at(l)) : "-");
+    out += Cell(std::to_string(a.worst_layer)) + Cell(fmt::format("{:.4f}", a.worst_cos)) +
+           Cell(Fmt(a.worst_nmse)) + Cell(Fmt(a.mean_nmse)) +
+           Cell(std::to_string(a.below_floor.size())) + "</tr>\n";
+  }
+  return out + "</table>\n";
+}
+
+std::string QualityTable(const CorpusResults& c) {
+  std::string out =
+      "<table>\n<tr><th class=\"name\">strategy</th><th>bytes/token</th><th>mean NMSE K</th>"
+      "<th>mean NMSE V</th><th>K/V</th>";
+  if (c.has_ppl) out += "<th>ppl</th><th>&Delta;ppl</th><th>KL mean</th><th>top-1 agree</th>";
+  out += "</tr>\n";
+  if (c.has_ppl) {
+    out +=
+        "<tr><td class=\"name\">baseline (unquantized)</td><td>-</td><td>-</td><td>-</td>"
+        "<td>-</td>" +
+        Cell(fmt::format("{:.4f}", c.ppl.baseline_ppl)) + "<td>-</td><td>-</td><td>-</td></tr>\n";
+  }
+  const std::vector<BytesRow> bytes = BytesFromQuant(c.quant);
+  for (const std::string& s : StrategiesOf(c.quant)) {
+    const double k = MeanNmse(c.quant, s, KvTensor::kK), v = MeanNmse(c.quant, s, KvTensor::kV);
+    double b = 0;
+    for (const BytesRow& r : bytes) b = r.strategy == s ? r.bytes_per_token : b;
+    out += "<tr>" + Cell(s, true) + Cell(Fmt(b, 8)) + Cell(Fmt(k)) + Cell(Fmt(v)) +
+           Cell(v > 0 ? fmt::format("{:.1f}", k / v) : "-");
+    if (c.has_ppl) {
+      const auto it = std::find_if(c.ppl.rows.begin(), c.ppl.rows.end(),
+                                   [&](const PplRow& r) { return r.strategy == s; });
+      if (it == c.ppl.rows.end()) {
+        out += "<td>-</td><td>-</td><td>-</td><td>-</td>";
+      } else {
+        out += Cell(fmt::format("{:.4f}{}", it->ppl, it->calibrated ? "*" : "")) +
+               Cell(fmt::format("{:+.4f}", it->delta_ppl)) + Cell(Fmt(it->kl_mean)) +
+               Cell(fmt::format("{:.4f}", it->top1_agree));
+      }
+    }
+    out += "</tr>\n";
+  }
+  out += "</table>\n";
+  if (c.has_ppl) {
+    out +=
+        "<p class=\"note\">* sequence-global scales calibrated on the unquantized pass over the "
+        "same text.</p>\n";
+  }
+  return out;
+}
+
+std::string BytesTable(const std::vector<BytesRow>& bytes) {
+  std::string out =
+      "<table>\n<tr><th class=\"name\">strategy</th><th>bytes/token</th><th>% of fp16</th>"
+      "<th>per-sequence bytes</th></tr>\n";
+  for (const BytesRow& b : bytes) {
+    out += "<tr>" + Cell(b.strategy, true) + Cell(Fmt(b.bytes_per_token, 8)) +
+           Cell(fmt::format("{:.1f}%", 100 * b.fraction_of_fp16)) + Cell(Fmt(b.per_sequence, 8)) +
+           "</tr>\n";
+  }
+  return out + "</table>\n";
+}
+
+std::string SettingsTable(const json& run) {
+  const json& s = run.at("settings");
+  std::string models;
+  for (const json& m : run.at("models")) {
+    models += (models.empty() ? "" : ", ") + m.at("model").get<std::string>();
+  }
+  std::vector<std::pair<std::string, std::string>> rows = {
+      {"models", models},
+      {"corpora", s.at("corpora").dump()},
+      {"tokens per corpus", std::to_string(s.at("tokens").get<int64_t>())},
+      {"prompt length (chunk_len)", std::to_string(s.at("chunk_len").get<int64_t>())},
+      {"strategies", s.at("strategies").get<std::string>()},
+      {"quality floor (layer cos)", Fmt(s.value("floor", kDefaultFloor))},
+      {"kvq version", run.value("kvq_version", "")},
+      {"created", run.value("created", "")},
+  };
+  if (run.contains("timings_s"))
+    rows.push_back({"total time", Fmt(run.at("timings_s").value("total", 0.0), 3) + " s"});
+  std::string out = "<table>\n";
+  for (const auto& [k, v] : rows)
+    out += "<tr><th class=\"name\">" + Escape(k) + "</th>" + Cell(v, true) + "</tr>\n";
+  return out + "</table>\n";
+}
+
+std::string ComparisonTable(const json& models,
+                            const std::vector<std::vector<CorpusResults>>& results,
+                            const std::vector<std::vector<BytesRow>>& bytes) {
+  std::string out =
+      "<table>\n<tr><th class=\"name\">model</th><th class=\"name\">corpus</th><th>layers &times; "
+      "KV heads &times; head_dim</th><th class=\"name\">reference strategy</th><th>K/V NMSE "
+      "ratio</th><th class=\"name\">K heads with 80% of K error</th><th class=\"name\">modifier "
+      "effects (attention NMSE ratio)</th></tr>\n";
+  for (size_t m = 0; m < results.size(); ++m) {
+    const json& g = models[m].at("geometry");
+    for (const CorpusResults& c : results[m]) {
+      const std::string ref = ReferenceStrategy(c.quant);
+      const double k = MeanNmse(c.quant, ref, KvTensor::kK);
+      const double v = MeanNmse(c.quant, ref, KvTensor::kV);
+      const auto heads = DominantKHeads(c.quant, ref);
+      std::string effects;
+      for (const ModifierEffect& e : ModifierEffects(c.quant, c.summaries, bytes[m])) {
+        effects += fmt::format("{}+{} &times;{}", effects.empty() ? "" : "; ", e.modifier,
+                               Fmt(e.attn_nmse_ratio, 3));
+      }
+      out += "<tr>" + Cell(models[m].at("model").get<std::string>(), true) + Cell(c.corpus, true) +
+             Cell(fmt::format("{} \u00d7 {} \u00d7 {}", g.at("num_layers").get<int>(),
+                              g.at("num_kv_heads").get<int>(), g.at("head_dim").get<int>())) +
+             Cell(ref, true) + Cell(v > 0 ? fmt::format("{:.1f}", k / v) : "-") +
+             Cell(fmt::format("{}: {}", heads.size(), HeadList(heads, 4)), true) +
+             "<td class=\"name\">" + (effects.empty() ? "-" : effects) + "</td></tr>\n";
+    }
+  }
+  return out + "</table>\n";
+}
+
+}  // namespace
+
+ReportFiles BuildReport(const fs::path& run_dir) {
+  const fs::path run_json = run_dir / kRunJson;
+  json run;
+  try {
+    run = json::parse(ReadTextFile(run_json));
+    if (run.at("schema").get<std::string>() != "kvq.run.v1") {
+      ThrowInput("{}: schema '{}' is not kvq.run.v1", run_json.string(),
+                 run.at("schema").get<std::string>());
+    }
+  } catch (const json::exception& e) {
+    ThrowInput("{}: not a kvq run file: {}", run_json.string(), e.what());
+  }
+  FigureWriter figures{run_dir, {}};
+  const json& models = run.at("models");
+  const double floor = run.at("settings").value("floor", kDefaultFloor);
+  std::vector<std::vector<CorpusResults>> all_results;
+  std::vector<std::vector<BytesRow>> all_bytes;
+  std::string sections;
+  try {
+    for (const json& model : models) {
+      const std::string name = model.at("model").get<std::string>();
+      const std::string folder = model.at("folder").get<std::string>();
+      const json& g = model.at("geometry");
+      const int num_layers = g.at("num_layers").get<int>();
+      std::vector<BytesRow> bytes = ReadBytesCsv(run_dir / folder / kBytesCsv);
+      std::string s = fmt::format("<h2 id=\"{}\">{}</h2>\n", Escape(Slug(folder)), Escape(name));
+      s += fmt::format(
+          "<p>{}: {} layers, {} query heads, {} KV heads, head_dim {}. Model folder "
+          "<code>{}</code>.</p>\n",
+          Escape(model.value("architecture", "")), num_layers, g.at("num_heads").get<int>(),
+          g.at("num_kv_heads").get<int>(), g.at("head_dim").get<int>(),
+          Escape(model.value("dir", "")));
+      if (model.contains("skipped_strategies") && !model.at("skipped_strategies").empty()) {
+        s += "<p class=\"note\">Default strategies that do not apply to this model: ";
+        for (const json& k : model.at("skipped_strategies")) {
+          s += "<code>" + Escape(k.at("strategy").get<std::string>()) + "</code> (" +
+               Escape(k.at("reason").get<std::string>()) + ") ";
+        }
+        s += "</p>\n";
+      }
+      s += "<h3>Bytes per token</h3>\n" + BytesTable(bytes);
+      s += figures.Add(folder + "/fig_bytes.svg", BytesFigure(bytes, name),
+                       "KV-cache bytes per token per strategy.");
+      std::vector<CorpusResults> results;
+      for (const json& corpus : model.at("corpora")) {
+        CorpusResults c;
+        c.corpus = corpus.at("corpus").get<std::string>();
+        c.folder = corpus.at("folder").get<std::string>();
+        c.meta = corpus;
+        const fs::path dir = run_dir / c.folder;
+        c.quant = ReadQuantCsv(dir / kQuantCsv);
+        c.attn = ReadAttnCsv(dir / kAttnCsv);
+        c.summaries = SummarizeAttention(c.attn, floor);
+        c.pareto = ParetoPoints(BytesFromQuant(c.quant), c.summaries);
+        c.has_ppl = fs::exists(dir / kPplJson);
+        if (c.has_ppl) c.ppl = ReadPplJson(dir / kPplJson);
+        const std::string context = name + " \u00b7 " + c.corpus;
+        s += fmt::format("<h3>{} &middot; {}</h3>\n", Escape(name), Escape(c.corpus));
+        s += fmt::format(
+            "<p class=\"note\">{} tokens in prompts of {}; token ids sha256 <code>{}</code>; "
+            "capture {}.</p>\n",
+            corpus.value("tokens", int64_t{0}), run.at("settings").at("chunk_len").get<int64_t>(),
+            Escape(corpus.value("token_ids_sha256", "")),
+            corpus.value("capture_cached", false) ? "reused from the cache" : "computed");
+        s += "<h4>Findings</h4>\n" + Findings(c, model, bytes, floor);
+        s += "<h4>Attention fidelity</h4>\n" + AttentionTable(c, num_layers);
+        s += "<h4>Tensor error and end-to-end quality</h4>\n" + QualityTable(c);
+        s += figures.Add(c.folder + "/fig_nmse.svg", NmseFigure(c.quant, context),
+                         "NMSE by layer, keys and values, one line per strategy (log scale).");
+        const auto names = StrategiesOf(c.quant);
+        for (size_t i = 0; i < names.size(); ++i) {
+          s += figures.Add(
+              fmt::format("{}/fig_heatmap_{:02d}_{}.svg", c.folder, i + 1, Slug(names[i])),
+              HeatmapFigure(c.quant, names[i], context),
+              "NMSE per layer and KV head under " + names[i] + ".");
+        }
+        s += figures.Add(c.folder + "/fig_cos.svg", CosFigure(c.attn, floor, context),
+                         "Attention output cosine by layer; dashed: the quality floor.");
+        s += figures.Add(c.folder + "/fig_pareto.svg", ParetoFigure(c.pareto, context),
+                         "Bytes per token against mean attention NMSE.");
+        if (c.has_ppl) {
+          s += figures.Add(c.folder + "/fig_ppl.svg", PplFigure(c.ppl, context),
+                           "Perplexity change per strategy.");
+          s += figures.Add(c.folder + "/fig_kl.svg", KlFigure(c.ppl, context),
+                           "Mean next-token KL divergence per strategy (log scale).");
+        }
+        results.push_back(std::move(c));
+      }
+      sections += s;
+      all_results.push_back(std::move(results));
+      all_bytes.push_back(std::move(bytes));
+    }
+  } catch (const json::exception& e) {
+    ThrowInput("{}: missing or malformed field: {}", run_json.string(), e.what());
+  }
+
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<title>kvq report</title>\n<style>" +
+      std::string(kCss) +
+      "</style>\n</head>\n<body>\n<h1>kvq report: how far can the KV cache be compressed?</h1>\n";
+  html += "<h2>Settings</h2>\n" + SettingsTable(run);
+  if (models.size() > 1) {
+    html += "<h2>Models side by side</h2>\n" + ComparisonTable(models, all_results, all_bytes);
+  }
+  html += sections;
+  html +=
+      "<p class=\"note\">NMSE = sum of squared error / sum of squares of the original. Attention "
+      "cosine: mean over (query head, token) of the cosine between the attention outputs with "
+      "original and quantized K/V. Hover a point or cell for its exact "
+      "value.</p>\n</body>\n</html>\n";
+  const fs::path html_path = run_dir / kReportHtml;
+  WriteTextFileAtomic(html_path, html);
+  return {html_path, std::move(figures.written)};
+}
+
+}  // namespace kvq::report

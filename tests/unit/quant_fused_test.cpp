@@ -1,0 +1,278 @@
+// The fused quantize-dequantize-error kernel (quant/fused.h) against the
+// scalar references: dequantized values bit for bit, error sums against a
+// plain serial double sum.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+
+#include "kvq/capture/dump.h"
+#include "kvq/common/error.h"
+#include "kvq/common/half.h"
+#include "kvq/metrics/tensor_error.h"
+#include "kvq/quant/fused.h"
+#include "kvq/quant/quantize.h"
+#include "kvq/quant/synthetic.h"
+#include "test_util.h"
+
+namespace kvq {
+namespace {
+
+struct Rng {
+  uint64_t state;
+  uint64_t Next() {
+    state += 0x9E3779B97F4A7C15ull;
+    uint64_t z = state;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1p-53; }
+  float Normal() {
+    const double u1 = Uniform(), u2 = Uniform();
+    return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
+  }
+};
+
+uint32_t Bits(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+constexpr int kRows = 96;  // Three prompts of 32 (g<N>:token groups restart).
+constexpr int kDim = 64;
+constexpr int64_t kChunk = 32;
+
+// Adversarial [kRows, kDim] blocks; every value representable in fp16 unless
+// the name says otherwise (so the fp16 source sees the same values).
+std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
+  std::vector<std::pair<std::string, std::vector<float>>> blocks;
+  Rng rng{2024};
+  auto make = [&](const std::string& name, auto&& value) {
+    std::vector<float> x(kRows * kDim);
+    for (int t = 0; t < kRows; ++t) {
+      for (int c = 0; c < kDim; ++c) x[t * kDim + c] = RoundToHalf(value(t, c));
+    }
+    blocks.emplace_back(name, x);
+  };
+  make("gauss", [&](int, int) { return rng.Normal(); });
+  make("outlier_channels",
+       [&](int, int c) { return c == 5 || c == 40 ? 130.0f + rng.Normal() : rng.Normal(); });
+  make("all_zero", [](int, int) { return 0.0f; });
+  make("signed_zeros", [](int t, int c) { return (t + c) % 3 == 0 ? -0.0f : 0.0f; });
+  make("zeros_and_positives",
+       [&](int t, int c) { return (t * 5 + c) % 4 == 0 ? std::fabs(rng.Normal()) : -0.0f; });
+  make("constant", [](int, int) { return 0.37f; });
+  make("fp16_subnormals",
+       [&](int t, int c) { return std::ldexp(rng.Normal(), -20 - (t + c) % 6); });
+  make("fp16_range", [&](int, int) { return 60000.0f * static_cast<float>(rng.Uniform() - 0.5); });
+  make("sparse", [&](int t, int c) { return (t * 7 + c) % 11 == 0 ? rng.Normal() : 0.0f; });
+  make("ties", [&](int t, int c) { return 0.5f * static_cast<float>((t * kDim + c) % 255 - 127); });
+  make("ties_small",
+       [&](int t, int c) { return 0.125f * static_cast<float>((t + 3 * c) % 17 - 8); });
+  make("first_max_wins", [&](int t, int c) {
+    return (c % 32 == 3 || c % 32 == 9) ? ((t % 2) ? 4.0f : -4.0f) * (c % 32 == 9 ? -1 : 1)
+                                        : rng.Normal();
+  });
+  // Float-only: far outside fp16 (denormal floats, huge values).
+  auto raw = [&](const std::string& name, auto&& value) {
+    std::vector<float> x(kRows * kDim);
+    for (int t = 0; t < kRows; ++t) {
+      for (int c = 0; c < kDim; ++c) x[t * kDim + c] = value(t, c);
+    }
+    blocks.emplace_back(name, x);
+  };
+  raw("float_denormals", [&](int t, int c) {
+    return (t + c) % 3 == 0 ? std::ldexp(rng.Normal(), -140) : std::ldexp(rng.Normal(), -128);
+  });
+  raw("float_huge", [&](int, int) { return 3e37f * rng.Normal(); });
+  raw("float_gauss", [&](int, int) { return rng.Normal(); });
+  return blocks;
+}
+
+std::vector<std::string> Formats() {
+  std::vector<std::string> names = {"fp16", "fp8e4m3", "fp8e5m2", "q8_0", "q4_0", "q4_1"};
+  for (const char* bits : {"int8", "int4", "int3", "int2"}) {
+    for (const char* g : {":tensor", ":token", ":channel", ":g32:dim", ":g16:dim", ":g64:dim",
+                          ":g16:token", ":g7:token", ":tensor:asym", ":token:asym", ":channel:asym",
+                          ":g32:dim:sym", ":g32:token:sym"}) {
+      names.push_back(std::string(bits) + g);
+      names.push_back(std::string(bits) + g + "+trunc");
+    }
+  }
+  return names;
+}
+
+TEST(QuantFused, CoversThePresetsFormatsAndDeclinesTheRest) {
+#if !defined(__AVX512F__)
+  GTEST_SKIP() << "the fused kernel needs AVX-512";
+#endif
+  for (const std::string& name : Formats()) {
+    EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
+  }
+  for (const char* name : {"bf16", "iq4_nl", "nvfp4", "int8:tensor+had", "int8:token+sink4",
+                           "int8:g8:dim", "fp16+prerope", "int4:token+bias"}) {
+    EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
+  }
+  EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse("int8:token"), 24));
+}
+
+// y from the fused kernel (fp16 and float sources, in place too) equals the
+// scalar reference path bit for bit; the error sums equal a serial double sum
+// to 1e-12 relative (only the summation order differs).
+TEST(QuantFused, EqualsTheReferenceBitForBit) {
+#if !defined(__AVX512F__)
+  GTEST_SKIP() << "the fused kernel needs AVX-512";
+#endif
+  int compared = 0;
+  for (const auto& [block, x] : Blocks()) {
+    const bool fp16_exact = block.rfind("float_", 0) != 0;
+    std::vector<uint16_t> half(x.size());
+    for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
+    for (const std::string& name : Formats()) {
+      const FormatSpec f = FormatSpec::Parse(name);
+      HeadContext ref_ctx;
+      ref_ctx.chunk_len = kChunk;
+      ref_ctx.use_reference = true;
+      std::vector<float> ref(x.size()), y(x.size());
+      QuantizeHead(f, ref_ctx, x.data(), ref.data(), kRows, kDim);
+      double sse = 0, sum_sq = 0;
+      float max_abs = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double e = static_cast<double>(x[i]) - static_cast<double>(ref[i]);
+        sse += e * e;
+        sum_sq += static_cast<double>(x[i]) * x[i];
+        max_abs = std::max(max_abs, std::fabs(x[i]));
+      }
+      auto check = [&](const char* source, const QdqErrorSums* sums) {
+        for (size_t i = 0; i < x.size(); ++i) {
+          ASSERT_EQ(Bits(y[i]), Bits(ref[i])) << name << " block " << block << " source " << source
+                                              << " element " << i << " x=" << x[i];
+        }
+        if (sums == nullptr) return;
+        EXPECT_EQ(sums->count, kRows * kDim);
+        EXPECT_EQ(sums->max_abs, max_abs) << name << " " << block;
+        if (std::isfinite(sse)) {
+          EXPECT_NEAR(sums->sse, sse, 1e-12 * sse) << name << " " << block << " " << source;
+        }
+        EXPECT_NEAR(sums->sum_sq, sum_sq, 1e-12 * sum_sq) << name << " " << block;
+      };
+      QdqErrorSums sums;
+      FusedQuantizeHead(f, kChunk, nullptr, x.data(), kRows, kDim, nullptr, y.data(), &sums);
+      check("float", &sums);
+      if (fp16_exact) {
+        sums = {};
+        std::fill(y.begin(), y.end(), 1.0f);
+        FusedQuantizeHead(f, kChunk, half.data(), nullptr, kRows, kDim, nullptr, y.data(), &sums);
+        check("fp16", &sums);
+      }
+      y = x;  // In place, no sums (QuantizeHead's use).
+      FusedQuantizeHead(f, kChunk, nullptr, y.data(), kRows, kDim, nullptr, y.data(), nullptr);
+      check("in place", nullptr);
+      // QuantizeHead's fast path is this kernel.
+      HeadContext fast_ctx = ref_ctx;
+      fast_ctx.use_reference = false;
+      QuantizeHead(f, fast_ctx, x.data(), y.data(), kRows, kDim);
+      check("QuantizeHead", nullptr);
+      ++compared;
+    }
+  }
+  EXPECT_GT(compared, 1500);
+}
+
+// Sequence-global statistics given by the caller (a calibration over a
+// larger block): values beyond the calibrated range clamp identically.
+TEST(QuantFused, CallerStatisticsMatchTheReference) {
+#if !defined(__AVX512F__)
+  GTEST_SKIP() << "the fused kernel needs AVX-512";
+#endif
+  Rng rng{5};
+  std::vector<float> calib(kRows * kDim), x(kRows * kDim);
+  for (float& v : calib) v = rng.Normal();
+  for (float& v : x) v = 3 * rng.Normal();
+  for (const char* name : {"int8:tensor", "int4:tensor:asym", "int8:channel", "int2:channel:asym",
+                           "fp8e4m3", "fp8e5m2", "int8:tensor+trunc"}) {
+    const FormatSpec f = FormatSpec::Parse(name);
+    HeadContext ctx;
+    ctx.use_reference = true;
+    const HeadStats stats = CalibrateHead(f, ctx, calib.data(), kRows, kDim);
+    std::vector<float> ref(x.size()), y(x.size());
+    QuantizeHead(f, ctx, x.data(), ref.data(), kRows, kDim, &stats);
+    FusedQuantizeHead(f, 0, nullptr, x.data(), kRows, kDim, &stats, y.data(), nullptr);
+    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(Bits(y[i]), Bits(ref[i])) << name << " " << i;
+  }
+}
+
+TEST(QuantFused, NonFiniteInputIsAnInputError) {
+#if !defined(__AVX512F__)
+  GTEST_SKIP() << "the fused kernel needs AVX-512";
+#endif
+  for (float bad : {NAN, INFINITY, -INFINITY}) {
+    std::vector<float> x(kRows * kDim, 0.5f);
+    x[777] = bad;
+    std::vector<uint16_t> half(x.size());
+    for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
+    for (const char* name : {"int8:tensor", "int8:token", "fp8e4m3", "q8_0", "fp16"}) {
+      QdqErrorSums sums;
+      EXPECT_THROW(FusedQuantizeHead(FormatSpec::Parse(name), 0, nullptr, x.data(), kRows, kDim,
+                                     nullptr, nullptr, &sums),
+                   InputError)
+          << name;
+      EXPECT_THROW(FusedQuantizeHead(FormatSpec::Parse(name), 0, half.data(), nullptr, kRows, kDim,
+                                     nullptr, nullptr, &sums),
+                   InputError)
+          << name;
+    }
+  }
+}
+
+// MeasureDump (fused for most formats, generic for the rest) against the
+// plain path: widen, QuantizeHead with the reference kernels, serial sums.
+TEST(QuantFused, MeasureDumpMatchesThePlainPath) {
+  test::ScratchDir dir;
+  SyntheticDumpOptions o;
+  o.num_layers = 3;
+  o.tokens = 256;
+  o.chunk_len = 64;
+  WriteSyntheticDump(dir / "kv.safetensors", o);
+  const KvDump dump = KvDump::Open(dir / "kv.safetensors");
+  const DumpInfo& info = dump.info();
+  const int64_t per_head = info.tokens * info.head_dim;
+  std::vector<float> layer(static_cast<size_t>(info.num_kv_heads * per_head));
+  std::vector<float> y(static_cast<size_t>(per_head));
+  for (const char* spec : {"strat1", "strat2", "strat3", "k=int4:g32:token,v=int4:g32:dim",
+                           "k=q4_1,v=fp8e5m2", "k=iq4_nl,v=int8:token+had"}) {
+    const Strategy s = Strategy::Parse(spec);
+    const auto rows = MeasureDump(dump, s);
+    ASSERT_EQ(rows.size(), static_cast<size_t>(info.num_layers * 2 * info.num_kv_heads));
+    for (const ErrorRow& row : rows) {
+      if (row.tensor == KvTensor::kK) {
+        dump.ReadK(row.layer, layer);
+      } else {
+        dump.ReadV(row.layer, layer);
+      }
+      const FormatSpec& f = s.Format(row.tensor, row.layer, row.head);
+      EXPECT_EQ(row.format, f.Name());
+      const float* x = layer.data() + row.head * per_head;
+      HeadContext ctx;
+      ctx.chunk_len = info.chunk_len;
+      ctx.use_reference = true;
+      QuantizeHead(f, ctx, x, y.data(), info.tokens, info.head_dim);
+      double sse = 0, sum_sq = 0, max_abs = 0;
+      for (int64_t i = 0; i < per_head; ++i) {
+        const double e = static_cast<double>(x[i]) - y[static_cast<size_t>(i)];
+        sse += e * e;
+        sum_sq += static_cast<double>(x[i]) * x[i];
+        max_abs = std::max(max_abs, std::fabs(static_cast<double>(x[i])));
+      }
+      EXPECT_EQ(row.error.count, per_head);
+      EXPECT_EQ(row.error.max_abs, max_abs);
+      EXPECT_NEAR(row.error.sse, sse, 1e-12 * sse) << spec << " " << row.layer << " " << row.head;
+      EXPECT_NEAR(row.error.sum_sq, sum_sq, 1e-12 * sum_sq);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace kvq

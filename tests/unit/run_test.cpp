@@ -1,0 +1,289 @@
+// `kvq run` end to end on a random-weight tiny model with the shipped
+// corpora, `kvq report` and `kvq plot` on its folder, and the refusal without
+// a model.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <set>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "kvq/common/csv.h"
+#include "kvq/common/io.h"
+#include "svg_check.h"
+#include "test_util.h"
+
+namespace kvq {
+namespace {
+
+namespace fs = std::filesystem;
+using test::RunKvq;
+
+// Valid for the tiny model's head_dim 16; the +had variant pairs with its base.
+constexpr const char* kStrategies =
+    "strat1;strat2;k=int4:g16:token,v=int4:g16:dim;k=int4:g16:token+had,v=int4:g16:dim";
+
+std::vector<fs::path> FilesWithExtension(const fs::path& dir, const std::string& ext) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file() && e.path().extension() == ext) out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+size_t PngColours(const fs::path& png) {
+  int w = 0, h = 0;
+  std::vector<uint32_t> pixels;
+  if (!test::DecodePng(ReadTextFile(png), w, h, pixels)) return 0;
+  return std::set<uint32_t>(pixels.begin(), pixels.end()).size();
+}
+
+class RunCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new test::ScratchDir();
+    const auto made = RunKvq(fmt::format("make-model --preset tiny --out {}", model().string()));
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+    const auto start = std::chrono::steady_clock::now();
+    run_ = new test::CommandResult(
+        RunKvq(fmt::format("run --model {} --corpus wikitext,c4 --tokens 256 --chunk-len 128 "
+                           "--strategy '{}' --out {}",
+                           model().string(), kStrategies, out().string())));
+    run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  static void TearDownTestSuite() {
+    delete run_;
+    delete dir_;
+  }
+  static fs::path model() { return *dir_ / "tiny"; }
+  static fs::path out() { return *dir_ / "run"; }
+  static fs::path corpus_dir(const std::string& corpus) { return out() / "tiny" / corpus; }
+
+  static test::ScratchDir* dir_;
+  static test::CommandResult* run_;
+  static double run_seconds_;
+};
+test::ScratchDir* RunCli::dir_ = nullptr;
+test::CommandResult* RunCli::run_ = nullptr;
+double RunCli::run_seconds_ = 0;
+
+TEST_F(RunCli, WritesEveryStepAndSummary) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  EXPECT_NE(run_->output.find("report: " + (out() / "report.html").string()), std::string::npos)
+      << run_->output;
+  for (const char* step : {"] capture:", "] quant:", "] attn:", "] ppl:", "] plan:"}) {
+    EXPECT_NE(run_->output.find(step), std::string::npos) << step << "\n" << run_->output;
+  }
+  const auto run = nlohmann::json::parse(ReadTextFile(out() / "run.json"));
+  EXPECT_EQ(run["schema"], "kvq.run.v1");
+  ASSERT_EQ(run["models"].size(), 1u);
+  const auto& m = run["models"][0];
+  EXPECT_EQ(m["geometry"]["num_layers"], 2);
+  EXPECT_EQ(m["geometry"]["head_dim"], 16);
+  ASSERT_EQ(m["corpora"].size(), 2u);
+  for (const auto& c : m["corpora"]) {
+    EXPECT_EQ(c["tokens"], 256);
+    EXPECT_EQ(c["token_ids_sha256"].get<std::string>().size(), 64u);
+    EXPECT_FALSE(c["capture_cached"].get<bool>());
+    EXPECT_EQ(c["plan"]["status"], "ok");
+    EXPECT_LE(c["plan"]["bytes_per_token"].get<double>(),
+              c["plan"]["budget_bytes_per_token"].get<double>());
+    for (const char* step : {"capture", "plan", "quant", "attn", "ppl"}) {
+      EXPECT_TRUE(c["timings_s"].contains(step)) << step;
+    }
+  }
+  std::printf("kvq run (tiny, 2 corpora x 256 tokens, 4 strategies): %.1f s\n", run_seconds_);
+}
+
+TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  for (const fs::path& csv : FilesWithExtension(out(), ".csv")) {
+    const CsvTable t = ReadCsv(csv);
+    EXPECT_GT(t.rows.size(), 0u) << csv;
+  }
+  for (const std::string corpus : {"wikitext", "c4"}) {
+    const fs::path dir = corpus_dir(corpus);
+    const fs::path dump = dir / "kv.safetensors";
+    ASSERT_TRUE(fs::exists(dump)) << dump;
+    test::ScratchDir scratch;
+    // The run adds the planner's plan as strategy "plan"; the standalone
+    // commands name it by its file.
+    const std::string plan = "plan:" + (dir / "plan.json").string();
+    auto renamed = [&](std::string text) {
+      for (size_t at = text.find(plan); at != std::string::npos; at = text.find(plan, at)) {
+        text.replace(at, plan.size(), "plan");
+      }
+      return text;
+    };
+    const std::string strategies = std::string(kStrategies) + ";" + plan;
+    const auto q = RunKvq(fmt::format("quant --kv {} --strategy '{}' --no-table --csv {}",
+                                      dump.string(), strategies, (scratch / "q.csv").string()));
+    ASSERT_EQ(q.exit_code, 0) << q.output;
+    EXPECT_EQ(renamed(ReadTextFile(scratch / "q.csv")), ReadTextFile(dir / "quant.csv")) << corpus;
+    const auto a = RunKvq(fmt::format("attn --kv {} --strategy '{}' --csv {}", dump.string(),
+                                      strategies, (scratch / "a.csv").string()));
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    EXPECT_EQ(renamed(ReadTextFile(scratch / "a.csv")), ReadTextFile(dir / "attn.csv")) << corpus;
+    // 4 strategies + the plan: x 2 tensors x 2 layers x 2 kv heads; x 2 layers x (1 + 4 heads).
+    EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 40u);
+    EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 50u);
+  }
+  // kvq ppl with one of the strategies gives the same baseline and strategy
+  // rows (every strategy is evaluated independently of the others).
+  test::ScratchDir scratch;
+  const auto p = RunKvq(fmt::format(
+      "ppl --model {} --corpus c4 --tokens 256 --chunk-len 128 --strategy strat2 --csv {}",
+      model().string(), (scratch / "p.csv").string()));
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  const CsvTable alone = ReadCsv(scratch / "p.csv");
+  const CsvTable in_run = ReadCsv(corpus_dir("c4") / "ppl.csv");
+  std::vector<std::vector<std::string>> wanted;
+  for (const auto& row : in_run.rows) {
+    if (row[0] == "baseline" || row[0] == "strat2") wanted.push_back(row);
+  }
+  EXPECT_EQ(alone.header, in_run.header);
+  EXPECT_EQ(alone.rows, wanted);
+  EXPECT_EQ(wanted.size(), 2u * 3);  // (all + 2 prompts) for baseline and strat2.
+}
+
+TEST_F(RunCli, FiguresAreWellFormedRenderAndAreInTheReport) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  const std::string html = ReadTextFile(out() / "report.html");
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  // Nothing is fetched: no external source, link or stylesheet (the SVG
+  // namespace URI is a name, not a request).
+  for (const char* fetch : {"src=\"http", "href=\"http", "url(http", "@import"}) {
+    EXPECT_EQ(html.find(fetch), std::string::npos) << fetch;
+  }
+  for (const char* text :
+       {"K vs V:", "Outlier heads:", "Best at &le;", "+had</b>", "cos L0", "bytes/token"}) {
+    EXPECT_NE(html.find(text), std::string::npos) << text;
+  }
+  const auto figures = FilesWithExtension(out(), ".svg");
+  // bytes, then per corpus: nmse, 5 heatmaps (4 + the plan), cos, pareto, ppl, kl.
+  EXPECT_EQ(figures.size(), 1u + 2 * 10);
+  test::ScratchDir scratch;
+  int index = 0;
+  for (const fs::path& f : figures) {
+    const std::string text = ReadTextFile(f);
+    EXPECT_EQ(test::XmlError(text), "") << f;
+    const std::string relative = fs::relative(f, out()).string();
+    EXPECT_NE(html.find("href=\"" + relative + "\""), std::string::npos) << relative;
+    const fs::path png = scratch / fmt::format("{}.png", index++);
+    const std::string command =
+        fmt::format("rsvg-convert -o '{}' '{}' 2>&1", png.string(), f.string());
+    ASSERT_EQ(std::system(command.c_str()), 0) << f;
+    EXPECT_GT(PngColours(png), 4u) << f;
+  }
+}
+
+TEST_F(RunCli, ReportRebuildsFromTheFilesAndPlotDrawsOneFigure) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  const std::string before = ReadTextFile(out() / "report.html");
+  const fs::path heat = corpus_dir("c4") / "fig_heatmap_02_strat2.svg";
+  const std::string heat_before = ReadTextFile(heat);
+  fs::remove(out() / "report.html");
+  fs::remove(heat);
+  const auto r = RunKvq("report --run " + out().string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(ReadTextFile(out() / "report.html"), before);
+  EXPECT_EQ(ReadTextFile(heat), heat_before);
+
+  test::ScratchDir scratch;
+  const auto p =
+      RunKvq(fmt::format("plot --kind heatmap --strategy strat2 --in {} --out {}",
+                         (corpus_dir("c4") / "quant.csv").string(), (scratch / "h.svg").string()));
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  EXPECT_EQ(test::XmlError(ReadTextFile(scratch / "h.svg")), "");
+  for (const auto& [kind, file] : {std::pair{"nmse", "quant.csv"},
+                                   {"cos", "attn.csv"},
+                                   {"pareto", "pareto.csv"},
+                                   {"ppl", "ppl.json"}}) {
+    const auto k =
+        RunKvq(fmt::format("plot --kind {} --in {} --out {}", kind,
+                           (corpus_dir("c4") / file).string(), (scratch / "k.svg").string()));
+    ASSERT_EQ(k.exit_code, 0) << kind << k.output;
+    EXPECT_EQ(test::XmlError(ReadTextFile(scratch / "k.svg")), "") << kind;
+  }
+  const auto bad =
+      RunKvq(fmt::format("plot --kind heatmap --strategy nope --in {} --out {}",
+                         (corpus_dir("c4") / "quant.csv").string(), (scratch / "x.svg").string()));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("'nope'"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(scratch / "x.svg"));
+  const auto missing = RunKvq("report --run " + (scratch / "none").string());
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+}
+
+TEST_F(RunCli, SecondRunReusesTheCapture) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  const auto r = RunKvq(fmt::format(
+      "run --model {} --corpus c4 --tokens 256 --chunk-len 128 --strategy strat1 --no-ppl "
+      "--out {}",
+      model().string(), out().string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("capture: reused"), std::string::npos) << r.output;
+  const auto run = nlohmann::json::parse(ReadTextFile(out() / "run.json"));
+  EXPECT_TRUE(run["models"][0]["corpora"][0]["capture_cached"].get<bool>());
+}
+
+TEST(RunCliOffline, MissingHubModelFailsFastWithAHintAndWritesNothing) {
+  test::ScratchDir dir;
+  fs::create_directories(dir / "hub");
+  const char* saved_cache = std::getenv("HF_HUB_CACHE");
+  const char* saved_endpoint = std::getenv("HF_ENDPOINT");
+  const std::string cache = saved_cache ? saved_cache : "";
+  const std::string endpoint = saved_endpoint ? saved_endpoint : "";
+  ::setenv("HF_HUB_CACHE", (dir / "hub").c_str(), 1);
+  ::setenv("HF_ENDPOINT", "http://127.0.0.1:9", 1);
+  const auto start = std::chrono::steady_clock::now();
+  const auto r = RunKvq("run --out " + (dir / "out").string());
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  saved_cache ? ::setenv("HF_HUB_CACHE", cache.c_str(), 1) : ::unsetenv("HF_HUB_CACHE");
+  saved_endpoint ? ::setenv("HF_ENDPOINT", endpoint.c_str(), 1) : ::unsetenv("HF_ENDPOINT");
+  EXPECT_NE(r.exit_code, 0) << r.output;
+  EXPECT_LT(seconds, 15) << r.output;
+  EXPECT_NE(r.output.find("Qwen/Qwen2.5-0.5B"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("--model DIR"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(dir / "out"));
+}
+
+}  // namespace
+}  // namespace kvq
+
+namespace kvq {
+namespace {
+
+TEST(RunCliModels, SeveralModelsGoSideBySide) {
+  test::ScratchDir dir;
+  for (const char* preset : {"tiny", "tiny-qwen3"}) {
+    const auto made =
+        RunKvq(fmt::format("make-model --preset {} --out {}", preset, (dir / preset).string()));
+    ASSERT_EQ(made.exit_code, 0) << made.output;
+  }
+  const auto r = RunKvq(fmt::format(
+      "run --model {} --model {} --corpus wikitext --tokens 128 --chunk-len 128 --no-ppl "
+      "--strategy 'strat1;k=int4:g16:token,v=int4:g16:dim;k=int4:g16:token+had,v=int4:g16:dim' "
+      "--out {}",
+      (dir / "tiny").string(), (dir / "tiny-qwen3").string(), (dir / "run").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const std::string html = ReadTextFile(dir / "run" / "report.html");
+  EXPECT_NE(html.find("Models side by side"), std::string::npos);
+  EXPECT_NE(html.find("+had &times;"), std::string::npos);
+  for (const char* model : {"tiny", "tiny-qwen3"}) {
+    EXPECT_TRUE(std::filesystem::exists(dir / "run" / model / "wikitext" / "quant.csv")) << model;
+    EXPECT_NE(html.find("href=\"" + std::string(model) + "/wikitext/fig_cos.svg\""),
+              std::string::npos)
+        << model;
+  }
+  const auto run = nlohmann::json::parse(ReadTextFile(dir / "run" / "run.json"));
+  ASSERT_EQ(run["models"].size(), 2u);
+  EXPECT_EQ(run["models"][1]["geometry"]["head_dim"], 32);
+}
+
+}  // namespace
+}  // namespace kvq

@@ -1,0 +1,490 @@
+// `kvq run`: one command from model to report. Per model and corpus:
+// capture (reused when the same model, tokens and settings were captured
+// before), the planner's plan at strat3's budget, then quant, attn and ppl
+// of every strategy and the plan; then run.json and report.html.
+// docs/report.md describes the folder.
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cstdio>
+#include <ctime>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "command.h"
+#include "hub_options.h"
+#include "kvq/capture/capture.h"
+#include "kvq/capture/dump.h"
+#include "kvq/common/error.h"
+#include "kvq/common/io.h"
+#include "kvq/common/sha256.h"
+#include "kvq/hub/hub.h"
+#include "kvq/metrics/attention_fidelity.h"
+#include "kvq/metrics/perplexity.h"
+#include "kvq/metrics/tensor_error.h"
+#include "kvq/model/config.h"
+#include "kvq/model/model.h"
+#include "kvq/plan/planner.h"
+#include "kvq/quant/strategy.h"
+#include "kvq/report/report.h"
+#include "kvq/report/results.h"
+#include "kvq/tokenizer/corpus.h"
+#include "kvq/tokenizer/tokenizer.h"
+#include "kvq/version.h"
+#include "progress.h"
+
+namespace kvq::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::ordered_json;
+
+// The reference's three strategies and literature formats; a modifier variant
+// next to its base (same bytes) so the report can show the modifier's effect.
+constexpr const char* kDefaultStrategies =
+    "strat1;strat2;strat3;k=int8:channel,v=int8:token;k=int4:g32:token,v=int4:g32:dim;"
+    "k=int4:g32:token+had,v=int4:g32:dim;k=int4:g32:token+prerope,v=int4:g32:dim;"
+    "k=int4:g32:token+bias,v=int4:g32:dim;fp8e4m3;q8_0";
+
+struct Options {
+  std::vector<std::string> models = {"Qwen/Qwen2.5-0.5B"};
+  bool offline = false;
+  std::string corpora = "wikitext,c4";
+  int64_t tokens = 4096;
+  int64_t chunk_len = 512;
+  std::string strategies;
+  std::string out = "runs/latest";
+  double floor = report::kDefaultFloor;
+  bool no_ppl = false;
+};
+
+using Clock = std::chrono::steady_clock;
+double Since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= text.size()) {
+    const size_t end = std::min(text.find(',', start), text.size());
+    if (end > start) out.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+// A folder name for a model: ORG--NAME for a Hub id, else the folder's name.
+std::string ModelFolder(const std::string& arg) {
+  const auto id = fs::is_directory(arg) ? std::nullopt : ParseModelId(arg);
+  if (id) {
+    const size_t slash = id->repo.find('/');
+    const std::string name = id->repo.substr(0, slash) + "--" + id->repo.substr(slash + 1);
+    return id->revision == "main" ? name : name + "@" + id->revision;
+  }
+  const fs::path p = fs::path(arg).lexically_normal();
+  std::string name = (p.has_filename() ? p.filename() : p.parent_path().filename()).string();
+  return name.empty() || name == "." || name == ".." ? std::string("model") : name;
+}
+
+std::string CorpusFolder(const std::string& corpus) {
+  if (corpus == "wikitext" || corpus == "c4") return corpus;
+  std::string stem = fs::path(corpus).filename().string();
+  for (char& c : stem) {
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.') c = '_';
+  }
+  return "corpus-" + stem;
+}
+
+std::string HexOf(Sha256& sha) { return Sha256::Hex(sha.Finish()); }
+
+std::string FileSha256(const fs::path& path) {
+  const MappedFile file = MappedFile::Open(path);
+  Sha256 sha;
+  sha.Update(file.data(), file.size());
+  return HexOf(sha);
+}
+
+std::string IdsSha256(const std::vector<int32_t>& ids) {
+  Sha256 sha;
+  for (int32_t id : ids) {
+    const auto u = static_cast<uint32_t>(id);
+    const uint8_t le[4] = {static_cast<uint8_t>(u), static_cast<uint8_t>(u >> 8),
+                           static_cast<uint8_t>(u >> 16), static_cast<uint8_t>(u >> 24)};
+    sha.Update(le, 4);
+  }
+  return HexOf(sha);
+}
+
+// The identity of a model folder without reading its weights: config.json's
+// bytes, and the name, size and modification time of every weight and index
+// file (a re-downloaded or edited model changes one of them).
+std::string ModelIdentity(const fs::path& dir) {
+  Sha256 sha;
+  sha.Update(ReadTextFile(dir / "config.json"));
+  std::vector<fs::path> files;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.ends_with(".safetensors") || name.ends_with(".safetensors.index.json")) {
+      files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  for (const fs::path& f : files) {
+    const auto mtime = fs::last_write_time(f).time_since_epoch().count();
+    sha.Update(fmt::format("{}\n{}\n{}\n", f.filename().string(), fs::file_size(f), mtime));
+  }
+  return HexOf(sha);
+}
+
+struct ModelPlan {
+  std::string arg, folder;
+  fs::path dir;
+  ModelConfig config;
+  KvGeometry geometry;
+  std::vector<Strategy> strategies;
+  ordered_json skipped = ordered_json::array();
+};
+
+void Step(const std::string& where, const std::string& what) {
+  std::fprintf(stderr, "%s\n", fmt::format("[{}] {}", where, what).c_str());
+}
+
+// Runs capture .. plan for one corpus; returns its run.json entry.
+ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Tokenizer& tokenizer,
+                       const std::string& identity, const std::string& corpus,
+                       const fs::path& out) {
+  const std::string where = m.arg + " / " + corpus;
+  const std::string rel = m.folder + "/" + CorpusFolder(corpus);
+  const fs::path dir = out / rel;
+  fs::create_directories(dir);
+  ordered_json entry;
+  ordered_json timings;
+  entry["corpus"] = corpus;
+  entry["folder"] = rel;
+  entry["corpus_file_sha256"] = FileSha256(CorpusFile(corpus));
+
+  auto start = Clock::now();
+  const std::vector<int32_t> ids = CorpusTokens(tokenizer, corpus, o.tokens);
+  entry["tokens"] = ids.size();
+  entry["token_ids_sha256"] = IdsSha256(ids);
+  timings["tokenize"] = Since(start);
+
+  // Capture, keyed on everything its output depends on.
+  Sha256 key_sha;
+  key_sha.Update(fmt::format("kvq {}\ncapture f16\nchunk_len {}\nmodel {}\ntokens {}\n", kVersion,
+                             o.chunk_len, identity, entry["token_ids_sha256"].get<std::string>()));
+  const std::string key = HexOf(key_sha);
+  const fs::path dump_path = dir / report::kDumpFile, capture_json = dir / report::kCaptureJson;
+  bool cached = false;
+  if (fs::exists(dump_path) && fs::exists(capture_json)) {
+    try {
+      cached = nlohmann::json::parse(ReadTextFile(capture_json)).value("key", "") == key;
+    } catch (const nlohmann::json::exception&) {
+      cached = false;
+    }
+  }
+  start = Clock::now();
+  const int layers = m.config.num_layers;
+  if (cached) {
+    Step(where, "capture: reused " + (rel + "/" + report::kDumpFile) +
+                    " (same model, tokens and settings)");
+  } else {
+    Progress progress("capture", layers, "layers", static_cast<double>(ids.size()) / layers, "tok");
+    CaptureOptions options;
+    options.chunk_len = o.chunk_len;
+    options.dtype = DType::kF16;
+    options.model_name = m.arg;
+    options.corpus = "corpus:" + corpus;
+    options.progress = [&](int done) { progress.Update(done); };
+    Capture(model, ids, options, dump_path);
+    progress.Finish();
+    WriteTextFileAtomic(capture_json, ordered_json{{"key", key},
+                                                   {"model", m.arg},
+                                                   {"corpus", corpus},
+                                                   {"tokens", ids.size()},
+                                                   {"chunk_len", o.chunk_len},
+                                                   {"dtype", "f16"}}
+                                              .dump(1) +
+                                          "\n");
+    Step(where, fmt::format("capture: {} tokens x {} layers in {:.1f} s", ids.size(), layers,
+                            Since(start)));
+  }
+  entry["dump"] = report::kDumpFile;
+  entry["capture_key"] = key;
+  entry["capture_cached"] = cached;
+  timings["capture"] = Since(start);
+
+  const KvDump dump = KvDump::Open(dump_path);
+  // The planner at strat3's budget: its plan joins the strategies measured
+  // below (as "plan"), so every table and figure shows it.
+  std::vector<Strategy> strategies = m.strategies;
+  start = Clock::now();
+  {
+    PlannerOptions options;
+    auto usable = [&](std::vector<FormatSpec> formats) {
+      std::erase_if(formats, [&](const FormatSpec& f) {
+        try {
+          f.CheckHeadDim(m.geometry.head_dim);
+          return false;
+        } catch (const InputError&) {
+          return true;
+        }
+      });
+      return formats;
+    };
+    options.k_formats = usable(options.k_formats);
+    options.v_formats = usable(options.v_formats);
+    options.budget = Strategy::Parse("strat3").Cost(m.geometry, o.chunk_len).per_token;
+    options.remeasure = false;  // The attn step measures the plan with the others.
+    Progress progress("plan", layers, "layers");
+    const PlanResult plan =
+        MakePlan(dump, options, [&](std::string_view, int done, int) { progress.Update(done); });
+    progress.Finish();
+    const fs::path plan_path = dir / "plan.json";
+    WriteTextFileAtomic(plan_path, PlanFileJson(plan.table, plan.plan, nullptr));
+    WriteTextFileAtomic(dir / "plan_units.csv", UnitCsv(plan.table, &plan.plan));
+    Strategy planned = Strategy::Parse("plan:" + plan_path.string());
+    planned.name = "plan";
+    strategies.push_back(std::move(planned));
+    ordered_json outliers = ordered_json::array();
+    for (size_t u : Fp16Units(plan.table, plan.plan)) {
+      const UnitMeasure& unit = plan.table.units[u];
+      outliers.push_back(fmt::format("{} L{} h{}", unit.tensor == KvTensor::kK ? "K" : "V",
+                                     unit.layer, unit.head));
+    }
+    entry["plan"] = {{"status", "ok"},
+                     {"file", "plan.json"},
+                     {"objective", PlanObjectiveName(plan.plan.objective)},
+                     {"budget_bytes_per_token", options.budget},
+                     {"bytes_per_token", plan.plan.bytes_per_token},
+                     {"predicted_worst_cos", plan.plan.worst_cos},
+                     {"predicted_mean_nmse", plan.plan.mean_nmse},
+                     {"outlier_heads", outliers}};
+    timings["plan"] = Since(start);
+    Step(where, fmt::format("plan: {:.0f} bytes/token (budget {:.0f}, strat3's), {} units kept "
+                            "fp16, in {:.1f} s -> {}/plan.json",
+                            plan.plan.bytes_per_token, options.budget, outliers.size(),
+                            Since(start), rel));
+  }
+  start = Clock::now();
+  {
+    Progress progress("quant", static_cast<int64_t>(strategies.size()), "strategies");
+    std::vector<ErrorRow> rows;
+    for (size_t i = 0; i < strategies.size(); ++i) {
+      auto r = MeasureDump(dump, strategies[i]);
+      rows.insert(rows.end(), r.begin(), r.end());
+      progress.Update(static_cast<int64_t>(i + 1));
+    }
+    progress.Finish();
+    WriteTextFileAtomic(dir / report::kQuantCsv, ErrorCsv(rows));
+  }
+  timings["quant"] = Since(start);
+  Step(where, fmt::format("quant: {} strategies in {:.1f} s -> {}/{}", strategies.size(),
+                          Since(start), rel, report::kQuantCsv));
+
+  start = Clock::now();
+  {
+    const auto n = static_cast<int64_t>(strategies.size());
+    Progress progress("attn", layers * n, "layer evals");
+    std::vector<std::vector<LayerFidelity>> results(strategies.size());
+    LayerReference ref;
+    FidelityWorkspace workspace;
+    for (int l = 0; l < layers; ++l) {
+      ref.Load(dump, l);
+      for (size_t s = 0; s < strategies.size(); ++s) {
+        results[s].push_back(EvaluateLayer(ref, strategies[s], workspace));
+        progress.Update(l * n + static_cast<int64_t>(s) + 1);
+      }
+    }
+    progress.Finish();
+    std::vector<FidelityRow> rows;
+    for (size_t s = 0; s < strategies.size(); ++s) {
+      for (const LayerFidelity& lf : results[s]) {
+        for (FidelityRow& r : LayerRows(strategies[s].name, lf)) rows.push_back(std::move(r));
+      }
+    }
+    WriteTextFileAtomic(dir / report::kAttnCsv, FidelityCsv(rows));
+  }
+  timings["attn"] = Since(start);
+  Step(where, fmt::format("attn: {} layers x {} strategies in {:.1f} s -> {}/{}", layers,
+                          strategies.size(), Since(start), rel, report::kAttnCsv));
+
+  if (!o.no_ppl) {
+    start = Clock::now();
+    const int passes = 1 + static_cast<int>(strategies.size());
+    Progress progress("ppl", int64_t{passes} * layers, "layers",
+                      static_cast<double>(ids.size()) / layers, "tok");
+    int pass = 0;
+    std::string last_phase;
+    const PerplexityReport ppl =
+        EvaluatePerplexity(model, ids, o.chunk_len, strategies, [&](const PerplexityProgress& p) {
+          if (p.phase == "logits") return;
+          if (p.phase != last_phase) {
+            last_phase = p.phase;
+            ++pass;
+          }
+          progress.Update(int64_t{pass - 1} * layers + p.done);
+        });
+    progress.Finish();
+    WriteTextFileAtomic(dir / report::kPplJson, PerplexityJson(ppl));
+    WriteTextFileAtomic(dir / report::kPplCsv, PerplexityCsv(ppl));
+    timings["ppl"] = Since(start);
+    Step(where, fmt::format("ppl: {} forward passes in {:.1f} s (baseline ppl {:.3f}) -> {}/{}",
+                            passes, Since(start), ppl.baseline.ppl(), rel, report::kPplJson));
+  }
+
+  entry["timings_s"] = timings;
+  return entry;
+}
+
+void Run(const Options& o) {
+  const auto run_start = Clock::now();
+  if (o.tokens % o.chunk_len != 0) {
+    ThrowInput("--tokens {} is not a multiple of --chunk-len {}", o.tokens, o.chunk_len);
+  }
+  if (!(o.floor >= -1 && o.floor <= 1))
+    ThrowInput("--floor: {} is not a cosine in [-1, 1]", o.floor);
+  const bool default_strategies = o.strategies.empty();
+  const std::vector<Strategy> strategies =
+      ParseStrategyList(default_strategies ? kDefaultStrategies : o.strategies);
+  if (strategies.empty()) ThrowInput("--strategy: no strategy given");
+  const std::vector<std::string> corpora = SplitList(o.corpora);
+  if (corpora.empty()) ThrowInput("--corpus: no corpus given");
+  for (const std::string& c : corpora) CorpusFile(c);
+
+  // Resolve every model before any work: a missing model fails in seconds
+  // with the Hub's message and nothing written.
+  std::vector<ModelPlan> plans;
+  std::map<std::string, int> folders;
+  for (const std::string& arg : o.models) {
+    ModelPlan m;
+    m.arg = arg;
+    m.dir = ResolveModel(arg, CliHubOptions(o.offline));
+    m.config = ModelConfig::Load(m.dir / "config.json");
+    m.geometry = {m.config.num_layers, m.config.num_kv_heads, m.config.head_dim};
+    if (!fs::exists(m.dir / "tokenizer.json")) {
+      ThrowInput("--model {}: {} has no tokenizer.json", arg, m.dir.string());
+    }
+    m.folder = ModelFolder(arg);
+    if (const int n = ++folders[m.folder]; n > 1) m.folder += fmt::format("-{}", n);
+    for (const Strategy& s : strategies) {
+      try {
+        s.Validate(m.geometry);
+        m.strategies.push_back(s);
+      } catch (const InputError& e) {
+        if (!default_strategies) ThrowInput("--model {}: {}", arg, e.what());
+        m.skipped.push_back({{"strategy", s.name}, {"reason", e.what()}});
+      }
+    }
+    if (m.strategies.empty()) ThrowInput("--model {}: no strategy applies to it", arg);
+    plans.push_back(std::move(m));
+  }
+
+  const fs::path out = o.out;
+  fs::create_directories(out);
+  ordered_json run;
+  run["schema"] = "kvq.run.v1";
+  run["kvq_version"] = kVersion;
+  {
+    const std::time_t now = std::time(nullptr);
+    char text[32];
+    std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+    run["created"] = text;
+  }
+  run["settings"] = {{"corpora", corpora},
+                     {"tokens", o.tokens},
+                     {"chunk_len", o.chunk_len},
+                     {"strategies", default_strategies ? kDefaultStrategies : o.strategies},
+                     {"dtype", "f16"},
+                     {"floor", o.floor},
+                     {"ppl", !o.no_ppl}};
+  run["models"] = ordered_json::array();
+  for (ModelPlan& m : plans) {
+    const auto model_start = Clock::now();
+    for (const auto& s : m.skipped) {
+      Step(m.arg, fmt::format("skipping default strategy {}: {}", s["strategy"].get<std::string>(),
+                              s["reason"].get<std::string>()));
+    }
+    Model model = Model::Load(m.dir);
+    const Tokenizer tokenizer = Tokenizer::Load(m.dir);
+    const std::string identity = ModelIdentity(m.dir);
+    fs::create_directories(out / m.folder);
+    WriteTextFileAtomic(out / m.folder / report::kBytesCsv,
+                        report::BytesCsv(m.strategies, m.geometry, o.chunk_len));
+    ordered_json entry;
+    entry["model"] = m.arg;
+    entry["dir"] = m.dir.string();
+    entry["folder"] = m.folder;
+    entry["architecture"] = m.config.architecture;
+    entry["geometry"] = {{"num_layers", m.config.num_layers},
+                         {"num_heads", m.config.num_heads},
+                         {"num_kv_heads", m.config.num_kv_heads},
+                         {"head_dim", m.config.head_dim}};
+    entry["identity_sha256"] = identity;
+    ordered_json names = ordered_json::array();
+    for (const Strategy& s : m.strategies) names.push_back(s.name);
+    entry["strategies"] = names;
+    entry["skipped_strategies"] = m.skipped;
+    entry["corpora"] = ordered_json::array();
+    for (const std::string& corpus : corpora) {
+      ordered_json c = RunCorpus(o, m, model, tokenizer, identity, corpus, out);
+      // The size/quality points of the evaluated strategies.
+      const fs::path dir = out / c["folder"].get<std::string>();
+      const auto points = report::ParetoPoints(
+          report::BytesFromQuant(report::ReadQuantCsv(dir / report::kQuantCsv)),
+          report::SummarizeAttention(report::ReadAttnCsv(dir / report::kAttnCsv), o.floor));
+      WriteTextFileAtomic(dir / report::kParetoCsv, report::ParetoCsv(points));
+      entry["corpora"].push_back(std::move(c));
+    }
+    entry["timings_s"] = {{"total", Since(model_start)}};
+    run["models"].push_back(std::move(entry));
+  }
+  run["timings_s"] = {{"total", Since(run_start)}};
+  WriteTextFileAtomic(out / report::kRunJson, run.dump(1) + "\n");
+  const auto report_start = Clock::now();
+  const report::ReportFiles files = report::BuildReport(out);
+  Step("report", fmt::format("{} figures in {:.1f} s", files.figures.size(), Since(report_start)));
+  std::fprintf(stderr, "%s\n",
+               fmt::format("kvq run: {} model(s) x {} corpora in {:.1f} s; report: {}",
+                           plans.size(), corpora.size(), Since(run_start), files.html.string())
+                   .c_str());
+  std::printf("%s\n", files.html.string().c_str());
+}
+
+Runner Setup(CLI::App& app) {
+  auto o = std::make_shared<Options>();
+  app.add_option("--model", o->models,
+                 "Model folders or ORG/NAME[@REVISION] from the Hugging Face Hub; several go side "
+                 "by side in one report")
+      ->capture_default_str();
+  app.add_flag("--offline", o->offline,
+               "Never touch the network (also HF_HUB_OFFLINE=1): use the cache or a folder");
+  app.add_option("--corpus", o->corpora, "Comma-separated corpora: wikitext, c4 or files")
+      ->capture_default_str();
+  app.add_option("--tokens", o->tokens, "Tokens per corpus")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--chunk-len", o->chunk_len, "Independent prompts of this many tokens")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app.add_option("--strategy", o->strategies,
+                 "Strategies (',' or ';' separated; default: strat1-3 and literature formats)");
+  app.add_option("--out", o->out, "Run folder")->capture_default_str();
+  app.add_option("--floor", o->floor, "Quality floor on a layer's attention cosine")
+      ->capture_default_str();
+  app.add_flag("--no-ppl", o->no_ppl, "Skip the perplexity/KL step");
+  return [o] { Run(*o); };
+}
+
+KVQ_COMMAND("run", "One command from model to report: capture, quant, attn, ppl, figures, HTML",
+            Setup);
+
+}  // namespace
+}  // namespace kvq::cli
