@@ -7,6 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 JOBS=${JOBS:-$(nproc)}
+scripts/setup.sh
 
 step() {
   local name=$1 start=$SECONDS
