@@ -5,30 +5,23 @@
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/layout.h"
 
 namespace kvq {
 namespace {
-
-// Token-major [tokens, heads * dim] -> head-major [heads, tokens, dim].
-void ToHeadMajor(const float* x, int64_t tokens, int heads, int dim, std::vector<float>& out) {
-  out.resize(static_cast<size_t>(tokens * heads * dim));
-#pragma omp parallel for schedule(static)
-  for (int h = 0; h < heads; ++h) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      const float* src = x + (t * heads + h) * dim;
-      std::copy(src, src + dim, out.data() + (h * tokens + t) * dim);
-    }
-  }
-}
 
 class DumpHook : public LayerHook {
  public:
   DumpHook(DumpWriter& writer, const ModelConfig& config) : writer_(writer), config_(config) {}
 
   void OnKV(LayerKV& kv) override {
-    ToHeadMajor(kv.q, kv.tokens, config_.num_heads, config_.head_dim, q_);
-    ToHeadMajor(kv.k, kv.tokens, config_.num_kv_heads, config_.head_dim, k_);
-    ToHeadMajor(kv.v, kv.tokens, config_.num_kv_heads, config_.head_dim, v_);
+    auto head_major = [&](const float* x, int heads, std::vector<float>& out) {
+      out.resize(static_cast<size_t>(kv.tokens * heads * config_.head_dim));
+      ToHeadMajor(x, kv.tokens, heads, config_.head_dim, out.data());
+    };
+    head_major(kv.q, config_.num_heads, q_);
+    head_major(kv.k, config_.num_kv_heads, k_);
+    head_major(kv.v, config_.num_kv_heads, v_);
     std::span<const float> bias;
     if (kv.k_bias) {
       bias = {kv.k_bias, static_cast<size_t>(config_.num_kv_heads * config_.head_dim)};
@@ -39,7 +32,7 @@ class DumpHook : public LayerHook {
  private:
   DumpWriter& writer_;
   const ModelConfig& config_;
-  std::vector<float> q_, k_, v_;
+  std::vector<float> q_, k_, v_;  // Head-major: [heads, tokens, head_dim].
 };
 
 }  // namespace

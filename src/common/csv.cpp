@@ -86,13 +86,6 @@ CsvTable ReadCsv(const std::filesystem::path& path) {
   return ParseCsv(ReadTextFile(path), path.string());
 }
 
-bool CsvTable::HasColumn(std::string_view name) const {
-  for (const auto& h : header) {
-    if (h == name) return true;
-  }
-  return false;
-}
-
 size_t CsvTable::Column(std::string_view name) const {
   for (size_t i = 0; i < header.size(); ++i) {
     if (header[i] == name) return i;

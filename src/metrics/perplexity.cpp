@@ -11,25 +11,11 @@
 #include "kvq/common/csv.h"
 #include "kvq/common/error.h"
 #include "kvq/common/fast_math.h"
+#include "kvq/common/layout.h"
 #include "kvq/quant/quantize.h"
 
 namespace kvq {
 namespace {
-
-// Token-major [tokens, heads * dim] <-> head-major [heads, tokens, dim].
-void ToHeadMajor(const float* x, int64_t tokens, int heads, int dim, float* out) {
-#pragma omp parallel for schedule(static)
-  for (int h = 0; h < heads; ++h)
-    for (int64_t t = 0; t < tokens; ++t)
-      std::copy_n(x + (t * heads + h) * dim, dim, out + (h * tokens + t) * dim);
-}
-
-void ToTokenMajor(const float* x, int64_t tokens, int heads, int dim, float* out) {
-#pragma omp parallel for schedule(static)
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int h = 0; h < heads; ++h)
-      std::copy_n(x + (h * tokens + t) * dim, dim, out + (t * heads + h) * dim);
-}
 
 bool NeedsCalibration(const Strategy& strategy, const ModelConfig& c) {
   for (KvTensor tensor : {KvTensor::kK, KvTensor::kV})

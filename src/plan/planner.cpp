@@ -13,6 +13,7 @@
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
+#include "kvq/common/strings.h"
 #include "kvq/plan/knapsack.h"
 #include "kvq/quant/quantize.h"
 
@@ -214,10 +215,7 @@ std::vector<FormatSpec> DefaultPlanFormats() {
 
 std::vector<FormatSpec> ParseFormatList(std::string_view text) {
   std::vector<FormatSpec> formats;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    const std::string_view item = text.substr(start, end - start);
+  for (const std::string_view item : SplitFields(text, ',')) {
     if (item.empty()) ThrowInput("format list '{}': empty item", text);
     FormatSpec f;
     try {
@@ -226,7 +224,6 @@ std::vector<FormatSpec> ParseFormatList(std::string_view text) {
       ThrowInput("format list '{}': {}", text, e.what());
     }
     if (std::find(formats.begin(), formats.end(), f) == formats.end()) formats.push_back(f);
-    start = end + 1;
   }
   return formats;
 }

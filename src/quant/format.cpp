@@ -1,12 +1,12 @@
 #include "kvq/quant/format.h"
 
 #include <algorithm>
-#include <charconv>
 #include <vector>
 
 #include <fmt/format.h>
 
 #include "kvq/common/error.h"
+#include "kvq/common/strings.h"
 
 namespace kvq {
 namespace {
@@ -25,25 +25,11 @@ constexpr NamedKind kNamedKinds[] = {
     {"nvfp4", FormatKind::kNvfp4, 4},
 };
 
-std::vector<std::string_view> Split(std::string_view text, char separator) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    const size_t end = text.find(separator, start);
-    parts.push_back(text.substr(start, end == std::string_view::npos ? end : end - start));
-    if (end == std::string_view::npos) return parts;
-    start = end + 1;
-  }
-}
-
-// Parses the decimal integer after `prefix` in `part`; nullopt-like -1 when
-// `part` does not start with prefix or the rest is not a positive integer.
+// The decimal integer after `prefix` in `part`, or -1 when `part` does not
+// start with prefix or the rest is not an integer >= 0 (callers range-check).
 int NumberAfter(std::string_view part, std::string_view prefix) {
-  if (!part.starts_with(prefix)) return -1;
-  const std::string_view digits = part.substr(prefix.size());
   int value = 0;
-  const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-  if (digits.empty() || ec != std::errc() || end != digits.data() + digits.size() || value < 0) {
+  if (!part.starts_with(prefix) || !ParseNonNegativeInt(part.substr(prefix.size()), value)) {
     return -1;
   }
   return value;
@@ -97,8 +83,8 @@ FormatSpec FormatSpec::Parse(std::string_view name) {
     ThrowInput("format '{}': '{}' {}", name, part, why);
   };
   if (name.empty()) ThrowInput("empty format name (try fp16, int8:tensor, int4:g32:dim, q4_0)");
-  const auto pieces = Split(name, '+');
-  const auto params = Split(pieces[0], ':');
+  const auto pieces = SplitFields(name, '+');
+  const auto params = SplitFields(pieces[0], ':');
   FormatSpec spec;
   const std::string_view base = params[0];
   size_t next = 1;

@@ -1,32 +1,15 @@
 #include "kvq/quant/strategy.h"
 
-#include <charconv>
-
 #include <nlohmann/json.hpp>
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/strings.h"
 
 namespace kvq {
 namespace {
 
 using Json = nlohmann::json;
-
-std::vector<std::string_view> Split(std::string_view text, char separator) {
-  std::vector<std::string_view> parts;
-  size_t start = 0;
-  while (true) {
-    const size_t end = text.find(separator, start);
-    parts.push_back(text.substr(start, end == std::string_view::npos ? end : end - start));
-    if (end == std::string_view::npos) return parts;
-    start = end + 1;
-  }
-}
-
-bool ParseInt(std::string_view text, int& value) {
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  return !text.empty() && ec == std::errc() && end == text.data() + text.size() && value >= 0;
-}
 
 // "*", "N" or "a-b" -> [lo, hi] (hi = -1: to the last).
 bool ParseRange(std::string_view text, int& lo, int& hi) {
@@ -37,11 +20,12 @@ bool ParseRange(std::string_view text, int& lo, int& hi) {
   }
   const size_t dash = text.find('-');
   if (dash == std::string_view::npos) {
-    if (!ParseInt(text, lo)) return false;
+    if (!ParseNonNegativeInt(text, lo)) return false;
     hi = lo;
     return true;
   }
-  return ParseInt(text.substr(0, dash), lo) && ParseInt(text.substr(dash + 1), hi) && lo <= hi;
+  return ParseNonNegativeInt(text.substr(0, dash), lo) &&
+         ParseNonNegativeInt(text.substr(dash + 1), hi) && lo <= hi;
 }
 
 Strategy::Rule MakeRule(bool k, bool v, const char* format) {
@@ -204,7 +188,7 @@ Strategy Strategy::Parse(std::string_view text) {
   if (text.starts_with("plan:")) return LoadPlan(text);
   Strategy s;
   s.name = std::string(text);
-  const auto items = Split(text, ',');
+  const auto items = SplitFields(text, ',');
   for (size_t i = 0; i < items.size(); ++i) {
     const std::string_view item = items[i];
     if (item.find('=') != std::string_view::npos) {
@@ -280,10 +264,10 @@ ByteCost Strategy::Cost(const KvGeometry& g, int64_t prompt_len) const {
 
 std::vector<Strategy> ParseStrategyList(std::string_view text) {
   std::vector<Strategy> out;
-  for (std::string_view group : Split(text, ';')) {
+  for (std::string_view group : SplitFields(text, ';')) {
     std::vector<std::string> specs;
     bool assignments = false;  // The spec being built started with k=, v= or kv=.
-    for (std::string_view piece : Split(group, ',')) {
+    for (std::string_view piece : SplitFields(group, ',')) {
       const bool assignment = piece.find('=') != std::string_view::npos;
       const bool selector = assignment && piece.find('[') < piece.find('=');
       if (!specs.empty() && (selector || (assignment && assignments))) {

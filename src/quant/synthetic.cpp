@@ -1,29 +1,13 @@
 #include "kvq/quant/synthetic.h"
 
 #include <cmath>
-#include <numbers>
 
 #include "kvq/common/error.h"
+#include "kvq/common/random.h"
 #include "kvq/model/rope.h"
 
 namespace kvq {
 namespace {
-
-struct Rng {
-  uint64_t state;
-  uint64_t Next() {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1p-53; }
-  double Normal() {
-    const double u1 = Uniform(), u2 = Uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
-  }
-};
 
 // Outlier amplitude of a (layer, head) listed in outlier_heads.
 double OutlierAmplitude(int layer) { return layer == 0 ? 125.0 : (layer == 8 ? 30.0 : 40.0); }
@@ -49,7 +33,7 @@ DumpInfo SyntheticDumpOptions::Info() const {
 
 SyntheticLayer MakeSyntheticLayer(const SyntheticDumpOptions& o, int layer) {
   KVQ_CHECK(o.tokens % o.chunk_len == 0);
-  Rng rng{o.seed ^ (0x1000003ull * static_cast<uint64_t>(layer + 1))};
+  SplitMix64 rng(o.seed ^ (0x1000003ull * static_cast<uint64_t>(layer + 1)));
   const auto d = static_cast<size_t>(o.head_dim);
   const size_t per_head = static_cast<size_t>(o.tokens) * d;
   SyntheticLayer out;
@@ -62,18 +46,18 @@ SyntheticLayer MakeSyntheticLayer(const SyntheticDumpOptions& o, int layer) {
     bool has_outliers = false;
     for (auto [l, hh] : o.outlier_heads) has_outliers |= (l == layer && hh == h);
     for (size_t c = 0; c < d; ++c) {
-      channel_scale[c] = static_cast<float>(0.5 + 2.5 * rng.Uniform());
+      channel_scale[c] = static_cast<float>(0.5 + 2.5 * rng.UniformOpen());
       outlier[c] = 0;
     }
     if (has_outliers) {
       // Three channels carry a large, mostly constant-sign offset.
       for (size_t c : {d / 8, d / 2 + 3, d - 5}) {
-        outlier[c] = static_cast<float>(OutlierAmplitude(layer) * (0.5 + 0.5 * rng.Uniform()));
+        outlier[c] = static_cast<float>(OutlierAmplitude(layer) * (0.5 + 0.5 * rng.UniformOpen()));
       }
     }
     float* bias = o.has_k_bias ? out.k_bias.data() + static_cast<size_t>(h) * d : nullptr;
     if (bias != nullptr) {
-      for (size_t c = 0; c < d; ++c) bias[c] = static_cast<float>(rng.Normal());
+      for (size_t c = 0; c < d; ++c) bias[c] = static_cast<float>(rng.NormalOpen());
       if (layer == 0) bias[3] = 40.0f;  // Qwen-like huge k bias in a boundary layer.
     }
     float* k = out.k.data() + static_cast<size_t>(h) * per_head;
@@ -81,14 +65,14 @@ SyntheticLayer MakeSyntheticLayer(const SyntheticDumpOptions& o, int layer) {
     for (int64_t t = 0; t < o.tokens; ++t) {
       float* row = k + static_cast<size_t>(t) * d;
       for (size_t c = 0; c < d; ++c) {
-        const double noise = rng.Normal();
+        const double noise = rng.NormalOpen();
         row[c] = static_cast<float>(channel_scale[c] * noise +
                                     outlier[c] * (0.8 + 0.2 * std::fabs(noise)));
         if (bias != nullptr) row[c] += bias[c];
       }
       ApplyRope(rope, row, 1, o.head_dim, t % o.chunk_len);
       float* vrow = v + static_cast<size_t>(t) * d;
-      for (size_t c = 0; c < d; ++c) vrow[c] = static_cast<float>(0.06 * rng.Normal());
+      for (size_t c = 0; c < d; ++c) vrow[c] = static_cast<float>(0.06 * rng.NormalOpen());
     }
   }
   return out;
@@ -99,11 +83,11 @@ void WriteSyntheticDump(const std::filesystem::path& path, const SyntheticDumpOp
   std::vector<int32_t> ids(static_cast<size_t>(o.tokens));
   for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i % 1000);
   writer.WriteInputIds(ids);
-  Rng rng{o.seed ^ 0xABCDEFull};
+  SplitMix64 rng(o.seed ^ 0xABCDEFull);
   std::vector<float> q(static_cast<size_t>(o.num_heads) * static_cast<size_t>(o.tokens) *
                        static_cast<size_t>(o.head_dim));
   for (int l = 0; l < o.num_layers; ++l) {
-    for (float& x : q) x = static_cast<float>(rng.Normal());
+    for (float& x : q) x = static_cast<float>(rng.NormalOpen());
     const SyntheticLayer layer = MakeSyntheticLayer(o, l);
     writer.WriteLayer(l, q, layer.k, layer.v, layer.k_bias);
   }

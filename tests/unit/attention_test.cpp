@@ -12,25 +12,21 @@
 #include <string>
 #include <vector>
 
+#include "kvq/common/layout.h"
+#include "kvq/common/random.h"
 #include "kvq/model/safetensors.h"
 #include "test_util.h"
 
 namespace kvq {
 namespace {
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // Roughly normal with standard deviation `sigma`: a centred sum of 4 uniforms.
 std::vector<float> RandomValues(size_t n, uint64_t seed, float sigma) {
   std::vector<float> out(n);
+  SplitMix64 rng(seed);
   for (auto& x : out) {
     double sum = 0;
-    for (int i = 0; i < 4; ++i) sum += static_cast<double>(SplitMix64(seed) >> 11) * 0x1.0p-53;
+    for (int i = 0; i < 4; ++i) sum += rng.Uniform();
     x = static_cast<float>((sum - 2.0) * std::sqrt(3.0) * sigma);
   }
   return out;
@@ -96,11 +92,7 @@ HeadsView View(const std::vector<float>& data, int heads, int64_t tokens, int hd
 // [heads, tokens, hd] -> [tokens, heads, hd].
 std::vector<float> ToTokenMajor(const std::vector<float>& x, int heads, int64_t tokens, int hd) {
   std::vector<float> out(x.size());
-  for (int h = 0; h < heads; ++h) {
-    for (int64_t t = 0; t < tokens; ++t) {
-      std::copy_n(x.begin() + (h * tokens + t) * hd, hd, out.begin() + (t * heads + h) * hd);
-    }
-  }
+  kvq::ToTokenMajor(x.data(), tokens, heads, hd, out.data());
   return out;
 }
 

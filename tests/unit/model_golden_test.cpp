@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kvq/common/io.h"
+#include "kvq/common/layout.h"
 #include "kvq/model/model.h"
 #include "test_util.h"
 
@@ -36,13 +37,10 @@ std::vector<float> Floats(const SafeTensorsFile& file, const std::string& name) 
   return values;
 }
 
-// Token-major [T, heads * D] -> head-major [heads, T, D].
+// Token-major [T, heads, D] -> head-major [heads, T, D], as the fixtures hold them.
 std::vector<float> HeadMajor(const float* x, int64_t tokens, int heads, int dim) {
   std::vector<float> out(static_cast<size_t>(tokens * heads * dim));
-  for (int64_t t = 0; t < tokens; ++t)
-    for (int h = 0; h < heads; ++h)
-      for (int d = 0; d < dim; ++d)
-        out[static_cast<size_t>((h * tokens + t) * dim + d)] = x[(t * heads + h) * dim + d];
+  ToHeadMajor(x, tokens, heads, dim, out.data());
   return out;
 }
 

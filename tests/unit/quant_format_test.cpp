@@ -9,6 +9,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
+#include "kvq/common/random.h"
 #include "kvq/model/rope.h"
 #include "kvq/quant/format.h"
 #include "kvq/quant/kernels.h"
@@ -17,27 +18,8 @@
 namespace kvq {
 namespace {
 
-struct Rng {
-  uint64_t state;
-  uint64_t Next() {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1p-53; }
-  float Normal() {
-    const double u1 = Uniform(), u2 = Uniform();
-    return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-  }
-};
-
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+// A float normal on the sequence these blocks were built with.
+float Normal(SplitMix64& rng) { return static_cast<float>(rng.NormalOpen()); }
 
 constexpr int kRows = 64;
 constexpr int kDim = 64;
@@ -45,7 +27,7 @@ constexpr int kDim = 64;
 // Adversarial [kRows, kDim] blocks.
 std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
   std::vector<std::pair<std::string, std::vector<float>>> blocks;
-  Rng rng{7};
+  SplitMix64 rng(7);
   auto make = [&](const std::string& name, auto&& value) {
     std::vector<float> x(kRows * kDim);
     for (int t = 0; t < kRows; ++t) {
@@ -53,18 +35,19 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
     }
     blocks.emplace_back(name, x);
   };
-  make("gauss", [&](int, int) { return rng.Normal(); });
+  make("gauss", [&](int, int) { return Normal(rng); });
   make("outlier_channels",
-       [&](int, int c) { return c == 5 || c == 40 ? 130.0f + rng.Normal() : rng.Normal(); });
+       [&](int, int c) { return c == 5 || c == 40 ? 130.0f + Normal(rng) : Normal(rng); });
   make("all_zero", [](int, int) { return 0.0f; });
   make("negative_zero", [](int, int) { return -0.0f; });
   make("constant", [](int, int) { return 0.37f; });
   make("denormals", [&](int t, int c) {
-    return (t + c) % 3 == 0 ? std::ldexp(rng.Normal(), -140) : std::ldexp(rng.Normal(), -128);
+    return (t + c) % 3 == 0 ? std::ldexp(Normal(rng), -140) : std::ldexp(Normal(rng), -128);
   });
-  make("huge", [&](int, int) { return 3e37f * rng.Normal(); });
-  make("fp16_range", [&](int, int) { return 60000.0f * static_cast<float>(rng.Uniform() - 0.5); });
-  make("sparse", [&](int t, int c) { return (t * 7 + c) % 11 == 0 ? rng.Normal() : 0.0f; });
+  make("huge", [&](int, int) { return 3e37f * Normal(rng); });
+  make("fp16_range",
+       [&](int, int) { return 60000.0f * static_cast<float>(rng.UniformOpen() - 0.5); });
+  make("sparse", [&](int t, int c) { return (t * 7 + c) % 11 == 0 ? Normal(rng) : 0.0f; });
   make("ties", [&](int t, int c) { return 0.5f * static_cast<float>((t * kDim + c) % 255 - 127); });
   return blocks;
 }
@@ -194,7 +177,7 @@ TEST(QuantFormat, EveryFastPathEqualsItsReferenceBitForBit) {
         if (traits.fast == nullptr) continue;
         traits.fast(spec, stats, x.data(), fast.data(), kRows, kDim);
         for (size_t i = 0; i < x.size(); ++i) {
-          ASSERT_EQ(Bits(fast[i]), Bits(ref[i]))
+          ASSERT_EQ(FloatBits(fast[i]), FloatBits(ref[i]))
               << spec.Name() << " block " << name << " element " << i << " x=" << x[i];
         }
         ++compared;
@@ -210,10 +193,10 @@ TEST(QuantFormat, EveryFastPathEqualsItsReferenceBitForBit) {
 
 TEST(QuantFormat, WholePathWithModifiersMatchesReference) {
   const RopeTable rope(RopeConfig{}, kDim, 32);
-  Rng rng{11};
+  SplitMix64 rng(11);
   std::vector<float> bias(kDim), x(kRows * kDim);
-  for (float& b : bias) b = 5 * rng.Normal();
-  for (float& v : x) v = rng.Normal();
+  for (float& b : bias) b = 5 * Normal(rng);
+  for (float& v : x) v = Normal(rng);
   for (const char* name : {"int8:tensor+had", "int4:g32:token+prerope+bias", "int8:channel+sink3",
                            "fp8e4m3+recent5+had", "int2:g64:token+sink2+recent2", "fp16+prerope"}) {
     const FormatSpec f = FormatSpec::Parse(name);
@@ -223,14 +206,14 @@ TEST(QuantFormat, WholePathWithModifiersMatchesReference) {
     ctx.use_reference = true;
     QuantizeHead(f, ctx, x.data(), ref.data(), kRows, kDim);
     for (size_t i = 0; i < x.size(); ++i)
-      ASSERT_EQ(Bits(fast[i]), Bits(ref[i])) << name << " " << i;
+      ASSERT_EQ(FloatBits(fast[i]), FloatBits(ref[i])) << name << " " << i;
   }
 }
 
 TEST(QuantFormat, TruncationGivesAboutFourTimesTheMseOfNearest) {
-  Rng rng{3};
+  SplitMix64 rng(3);
   std::vector<float> x(256 * 64), y(x.size());
-  for (float& v : x) v = static_cast<float>(2 * rng.Uniform() - 1);
+  for (float& v : x) v = static_cast<float>(2 * rng.UniformOpen() - 1);
   auto mse = [&](const char* name) {
     QuantizeHead(FormatSpec::Parse(name), HeadContext{}, x.data(), y.data(), 256, 64);
     double s = 0;
@@ -259,10 +242,10 @@ TEST(QuantFormat, ZeroRangeHeadsNeverDivideByZero) {
 }
 
 TEST(QuantFormat, HadamardIsOrthonormalAndRoundTrips) {
-  Rng rng{5};
+  SplitMix64 rng(5);
   for (int n : {2, 16, 64, 128, 256}) {
     std::vector<float> x(4 * static_cast<size_t>(n));
-    for (float& v : x) v = 100 * rng.Normal();
+    for (float& v : x) v = 100 * Normal(rng);
     std::vector<float> y = x;
     HadamardRows(y.data(), 4, n);
     double norm_x = 0, norm_y = 0, diff = 0;
@@ -279,11 +262,11 @@ TEST(QuantFormat, HadamardIsOrthonormalAndRoundTrips) {
 
 TEST(QuantFormat, HadamardKeyWithOriginalQueryEqualsRotatedAttention) {
   // q . K' (K' returned in the original basis) == (H q) . Q(H K) up to float rounding.
-  Rng rng{9};
+  SplitMix64 rng(9);
   std::vector<float> k(kRows * kDim), q(kDim);
-  for (float& v : k) v = rng.Normal();
+  for (float& v : k) v = Normal(rng);
   for (int c = 0; c < kDim; c += 9) k[c] = 50;  // An outlier channel in token 0.
-  for (float& v : q) v = rng.Normal();
+  for (float& v : q) v = Normal(rng);
   std::vector<float> kq(k.size());
   QuantizeHead(FormatSpec::Parse("int4:token+had"), HeadContext{}, k.data(), kq.data(), kRows,
                kDim);
@@ -304,9 +287,9 @@ TEST(QuantFormat, HadamardKeyWithOriginalQueryEqualsRotatedAttention) {
 }
 
 TEST(QuantFormat, SinkAndRecentTokensStayFp16) {
-  Rng rng{13};
+  SplitMix64 rng(13);
   std::vector<float> x(kRows * kDim), y(x.size());
-  for (float& v : x) v = rng.Normal();
+  for (float& v : x) v = Normal(rng);
   HeadContext ctx;
   ctx.chunk_len = 32;  // Two prompts.
   QuantizeHead(FormatSpec::Parse("int2:g32:dim+sink4+recent3"), ctx, x.data(), y.data(), kRows,
@@ -328,11 +311,11 @@ TEST(QuantFormat, PreRopeAndBiasRemoveWhatTheyShould) {
   // K = R(p)(k0 + b) with k0 small: +prerope+bias quantizes only k0, so the
   // error collapses compared with quantizing K directly.
   const RopeTable rope(RopeConfig{}, kDim, kRows);
-  Rng rng{17};
+  SplitMix64 rng(17);
   std::vector<float> bias(kDim), k(kRows * kDim), y(k.size());
-  for (float& b : bias) b = 30 * rng.Normal();
+  for (float& b : bias) b = 30 * Normal(rng);
   for (int t = 0; t < kRows; ++t) {
-    for (int c = 0; c < kDim; ++c) k[t * kDim + c] = 0.1f * rng.Normal() + bias[c];
+    for (int c = 0; c < kDim; ++c) k[t * kDim + c] = 0.1f * Normal(rng) + bias[c];
     ApplyRope(rope, k.data() + t * kDim, 1, kDim, t);
   }
   HeadContext ctx{kRows, &rope, bias.data(), false};
@@ -388,7 +371,7 @@ TEST(QuantFormat, Fp8DecodeTableIsExhaustivelyRight) {
 }
 
 TEST(QuantFormat, Fp8EncodeIsNearestEvenAndSaturating) {
-  Rng rng{19};
+  SplitMix64 rng(19);
   for (Fp8Type type : {Fp8Type::kE4M3, Fp8Type::kE5M2}) {
     std::vector<float> values;
     // Every midpoint between neighbouring codes, and one float ulp either side.
@@ -403,7 +386,7 @@ TEST(QuantFormat, Fp8EncodeIsNearestEvenAndSaturating) {
       }
     }
     for (int i = 0; i < 20000; ++i) {
-      values.push_back(std::ldexp(rng.Normal(), static_cast<int>(rng.Next() % 50) - 30));
+      values.push_back(std::ldexp(Normal(rng), static_cast<int>(rng.Next() % 50) - 30));
     }
     for (float v : {1e6f, -1e30f, 460.0f, 464.0f, 61440.0f, 1e-30f, -0.0f, 0.0f})
       values.push_back(v);

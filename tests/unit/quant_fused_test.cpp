@@ -4,11 +4,11 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <cstring>
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
+#include "kvq/common/random.h"
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/fused.h"
 #include "kvq/quant/quantize.h"
@@ -18,27 +18,8 @@
 namespace kvq {
 namespace {
 
-struct Rng {
-  uint64_t state;
-  uint64_t Next() {
-    state += 0x9E3779B97F4A7C15ull;
-    uint64_t z = state;
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double Uniform() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1p-53; }
-  float Normal() {
-    const double u1 = Uniform(), u2 = Uniform();
-    return static_cast<float>(std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2));
-  }
-};
-
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+// A float normal on the sequence these blocks were built with.
+float Normal(SplitMix64& rng) { return static_cast<float>(rng.NormalOpen()); }
 
 constexpr int kRows = 96;  // Three prompts of 32 (g<N>:token groups restart).
 constexpr int kDim = 64;
@@ -48,7 +29,7 @@ constexpr int64_t kChunk = 32;
 // the name says otherwise (so the fp16 source sees the same values).
 std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
   std::vector<std::pair<std::string, std::vector<float>>> blocks;
-  Rng rng{2024};
+  SplitMix64 rng(2024);
   auto make = [&](const std::string& name, auto&& value) {
     std::vector<float> x(kRows * kDim);
     for (int t = 0; t < kRows; ++t) {
@@ -56,24 +37,24 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
     }
     blocks.emplace_back(name, x);
   };
-  make("gauss", [&](int, int) { return rng.Normal(); });
+  make("gauss", [&](int, int) { return Normal(rng); });
   make("outlier_channels",
-       [&](int, int c) { return c == 5 || c == 40 ? 130.0f + rng.Normal() : rng.Normal(); });
+       [&](int, int c) { return c == 5 || c == 40 ? 130.0f + Normal(rng) : Normal(rng); });
   make("all_zero", [](int, int) { return 0.0f; });
   make("signed_zeros", [](int t, int c) { return (t + c) % 3 == 0 ? -0.0f : 0.0f; });
   make("zeros_and_positives",
-       [&](int t, int c) { return (t * 5 + c) % 4 == 0 ? std::fabs(rng.Normal()) : -0.0f; });
+       [&](int t, int c) { return (t * 5 + c) % 4 == 0 ? std::fabs(Normal(rng)) : -0.0f; });
   make("constant", [](int, int) { return 0.37f; });
-  make("fp16_subnormals",
-       [&](int t, int c) { return std::ldexp(rng.Normal(), -20 - (t + c) % 6); });
-  make("fp16_range", [&](int, int) { return 60000.0f * static_cast<float>(rng.Uniform() - 0.5); });
-  make("sparse", [&](int t, int c) { return (t * 7 + c) % 11 == 0 ? rng.Normal() : 0.0f; });
+  make("fp16_subnormals", [&](int t, int c) { return std::ldexp(Normal(rng), -20 - (t + c) % 6); });
+  make("fp16_range",
+       [&](int, int) { return 60000.0f * static_cast<float>(rng.UniformOpen() - 0.5); });
+  make("sparse", [&](int t, int c) { return (t * 7 + c) % 11 == 0 ? Normal(rng) : 0.0f; });
   make("ties", [&](int t, int c) { return 0.5f * static_cast<float>((t * kDim + c) % 255 - 127); });
   make("ties_small",
        [&](int t, int c) { return 0.125f * static_cast<float>((t + 3 * c) % 17 - 8); });
   make("first_max_wins", [&](int t, int c) {
     return (c % 32 == 3 || c % 32 == 9) ? ((t % 2) ? 4.0f : -4.0f) * (c % 32 == 9 ? -1 : 1)
-                                        : rng.Normal();
+                                        : Normal(rng);
   });
   // Float-only: far outside fp16 (denormal floats, huge values).
   auto raw = [&](const std::string& name, auto&& value) {
@@ -84,10 +65,10 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
     blocks.emplace_back(name, x);
   };
   raw("float_denormals", [&](int t, int c) {
-    return (t + c) % 3 == 0 ? std::ldexp(rng.Normal(), -140) : std::ldexp(rng.Normal(), -128);
+    return (t + c) % 3 == 0 ? std::ldexp(Normal(rng), -140) : std::ldexp(Normal(rng), -128);
   });
-  raw("float_huge", [&](int, int) { return 3e37f * rng.Normal(); });
-  raw("float_gauss", [&](int, int) { return rng.Normal(); });
+  raw("float_huge", [&](int, int) { return 3e37f * Normal(rng); });
+  raw("float_gauss", [&](int, int) { return Normal(rng); });
   return blocks;
 }
 
@@ -147,8 +128,9 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
       }
       auto check = [&](const char* source, const QdqErrorSums* sums) {
         for (size_t i = 0; i < x.size(); ++i) {
-          ASSERT_EQ(Bits(y[i]), Bits(ref[i])) << name << " block " << block << " source " << source
-                                              << " element " << i << " x=" << x[i];
+          ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i]))
+              << name << " block " << block << " source " << source << " element " << i
+              << " x=" << x[i];
         }
         if (sums == nullptr) return;
         EXPECT_EQ(sums->count, kRows * kDim);
@@ -187,10 +169,10 @@ TEST(QuantFused, CallerStatisticsMatchTheReference) {
 #if !defined(__AVX512F__)
   GTEST_SKIP() << "the fused kernel needs AVX-512";
 #endif
-  Rng rng{5};
+  SplitMix64 rng(5);
   std::vector<float> calib(kRows * kDim), x(kRows * kDim);
-  for (float& v : calib) v = rng.Normal();
-  for (float& v : x) v = 3 * rng.Normal();
+  for (float& v : calib) v = Normal(rng);
+  for (float& v : x) v = 3 * Normal(rng);
   for (const char* name : {"int8:tensor", "int4:tensor:asym", "int8:channel", "int2:channel:asym",
                            "fp8e4m3", "fp8e5m2", "int8:tensor+trunc"}) {
     const FormatSpec f = FormatSpec::Parse(name);
@@ -200,7 +182,8 @@ TEST(QuantFused, CallerStatisticsMatchTheReference) {
     std::vector<float> ref(x.size()), y(x.size());
     QuantizeHead(f, ctx, x.data(), ref.data(), kRows, kDim, &stats);
     FusedQuantizeHead(f, 0, nullptr, x.data(), kRows, kDim, &stats, y.data(), nullptr);
-    for (size_t i = 0; i < x.size(); ++i) ASSERT_EQ(Bits(y[i]), Bits(ref[i])) << name << " " << i;
+    for (size_t i = 0; i < x.size(); ++i)
+      ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " " << i;
   }
 }
 

@@ -15,6 +15,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/random.h"
 #include "test_util.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/normalize.h"
@@ -64,17 +65,8 @@ std::string Nfc(const std::string& text) {
 
 std::string Printable(const std::string& text) { return nlohmann::json(text).dump(); }
 
-// Deterministic generator for the fuzz tests (splitmix64).
-struct SplitMix64 {
-  uint64_t state;
-  uint64_t Next() {
-    uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  uint32_t Below(uint32_t n) { return static_cast<uint32_t>(Next() % n); }
-};
+// Fuzz draws: uniform in [0, n) up to a modulo bias these tests do not mind.
+uint32_t Below(SplitMix64& rng, uint32_t n) { return static_cast<uint32_t>(rng.Next() % n); }
 
 TEST(TokenizerTest, FixtureCasesGiveReferenceIds) {
   const auto cases = ReadCases(DataDir() / "tokenizer/cases.jsonl");
@@ -146,18 +138,18 @@ size_t ReferenceFirstInvalid(const std::string& s) {
 }
 
 TEST(TokenizerTest, FuzzRandomBytesGiveIdsOrInputError) {
-  SplitMix64 rng{42};
+  SplitMix64 rng(42);
   const char* pool[] = {"a",     " ",        "\n",           "<|endoftext|>",
                         "<|im_", "\xC3\xA9", "\xE4\xB8\xAD", "\xF0\x9F\x98\x80",
                         "'s",    "1"};
   for (int iteration = 0; iteration < 3000; ++iteration) {
     std::string text;
-    const uint32_t length = rng.Below(64);
+    const uint32_t length = Below(rng, 64);
     for (uint32_t i = 0; i < length; ++i) {
-      if (rng.Below(3) == 0) {
-        text += pool[rng.Below(10)];
+      if (Below(rng, 3) == 0) {
+        text += pool[Below(rng, 10)];
       } else {
-        text.push_back(static_cast<char>(rng.Below(256)));
+        text.push_back(static_cast<char>(Below(rng, 256)));
       }
     }
     const size_t expected_bad = ReferenceFirstInvalid(text);
@@ -176,24 +168,24 @@ TEST(TokenizerTest, FuzzRandomBytesGiveIdsOrInputError) {
 }
 
 TEST(TokenizerTest, FuzzRandomUnicodeRoundTrips) {
-  SplitMix64 rng{7};
+  SplitMix64 rng(7);
   for (int iteration = 0; iteration < 2000; ++iteration) {
     std::string text;
-    const uint32_t length = 1 + rng.Below(40);
+    const uint32_t length = 1 + Below(rng, 40);
     for (uint32_t i = 0; i < length; ++i) {
       uint32_t cp;
-      switch (rng.Below(4)) {
+      switch (Below(rng, 4)) {
         case 0:
-          cp = rng.Below(0x80);
+          cp = Below(rng, 0x80);
           break;  // ASCII, controls and NUL included
         case 1:
-          cp = 0x80 + rng.Below(0x3000);
+          cp = 0x80 + Below(rng, 0x3000);
           break;  // Latin .. combining marks .. symbols
         case 2:
-          cp = rng.Below(0x10000);
+          cp = Below(rng, 0x10000);
           break;  // the whole BMP
         default:
-          cp = rng.Below(0x110000);
+          cp = Below(rng, 0x110000);
           break;  // every plane
       }
       if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
@@ -212,13 +204,13 @@ TEST(TokenizerTest, StretchwiseNfcEqualsWholeTextNfc) {
                                       0x0328, 0x0345, 0x1100, 0x1161, 0x11A8, 0xAC00, 0x212B,
                                       0x2126, 0x4E00, 0x9FFF, 0x3099, 0x304B, 0x30AB, 0x0F73,
                                       0xF900, 0x00E9, 0x1E9B, 0x05B0, 0x0591, 0x0CD5, 0x0CBF};
-  SplitMix64 rng{5};
+  SplitMix64 rng(5);
   std::string storage;
   for (int iteration = 0; iteration < 5000; ++iteration) {
     std::string text;
-    const uint32_t length = 1 + rng.Below(24);
+    const uint32_t length = 1 + Below(rng, 24);
     for (uint32_t i = 0; i < length; ++i) {
-      utf8::Append(text, pool[rng.Below(static_cast<uint32_t>(pool.size()))]);
+      utf8::Append(text, pool[Below(rng, static_cast<uint32_t>(pool.size()))]);
     }
     ASSERT_EQ(std::string(kvq::Nfc(text, storage)), Nfc(text)) << Printable(text);
   }
@@ -241,20 +233,20 @@ TEST(TokenizerTest, LongWordsAreNotQuadratic) {
 TEST(TokenizerTest, HeapAndScanMergeAlike) {
   // A random merge table over a 6-symbol alphabet; merged tokens get fresh
   // ids so later merges can build on them.
-  SplitMix64 rng{99};
+  SplitMix64 rng(99);
   bpe::MergeTable merges;
   int32_t next_id = 6;
   std::vector<int32_t> known = {0, 1, 2, 3, 4, 5};
   for (int32_t rank = 0; rank < 200; ++rank) {
-    const int32_t left = known[rng.Below(static_cast<uint32_t>(known.size()))];
-    const int32_t right = known[rng.Below(static_cast<uint32_t>(known.size()))];
+    const int32_t left = known[Below(rng, static_cast<uint32_t>(known.size()))];
+    const int32_t right = known[Below(rng, static_cast<uint32_t>(known.size()))];
     if (merges.Find(left, right) != nullptr) continue;
     merges.Insert(left, right, {rank, next_id});
     known.push_back(next_id++);
   }
   for (int iteration = 0; iteration < 2000; ++iteration) {
-    std::vector<int32_t> symbols(1 + rng.Below(120));
-    for (auto& s : symbols) s = static_cast<int32_t>(rng.Below(6));
+    std::vector<int32_t> symbols(1 + Below(rng, 120));
+    for (auto& s : symbols) s = static_cast<int32_t>(Below(rng, 6));
     std::vector<int32_t> by_scan = symbols, by_heap = symbols;
     bpe::MergeByScan(merges, by_scan);
     bpe::MergeByHeap(merges, by_heap);

@@ -16,6 +16,7 @@
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/strings.h"
 #include "kvq/metrics/attention_fidelity.h"
 #include "kvq/quant/strategy.h"
 
@@ -44,10 +45,8 @@ std::vector<int> ParseLayers(const std::string& text, int num_layers) {
     }
     return layers;
   }
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    const std::string item = text.substr(start, end - start);
+  for (const std::string_view field : SplitFields(text, ',')) {
+    const std::string item(field);
     size_t used = 0;
     int layer = -1;
     try {
@@ -62,7 +61,6 @@ std::vector<int> ParseLayers(const std::string& text, int num_layers) {
       ThrowInput("--layers: layer {} does not exist (the dump has {} layers)", layer, num_layers);
     }
     if (std::find(layers.begin(), layers.end(), layer) == layers.end()) layers.push_back(layer);
-    start = end + 1;
   }
   return layers;
 }

@@ -6,7 +6,7 @@
 #include "kvq/common/io.h"
 #include "kvq/metrics/perplexity.h"
 #include "model_arg.h"
-#include "progress.h"
+#include "perplexity_progress.h"
 #include "token_source.h"
 
 namespace kvq::cli {
@@ -23,23 +23,10 @@ void Run(const Options& o) {
   const auto dir = o.model.Resolve();
   const std::vector<int32_t> ids = o.source.Load(dir);
   Model model = Model::Load(dir);
-  const int layers = model.config().num_layers;
   const int passes = 1 + static_cast<int>(strategies.size());
-  Progress progress("ppl", int64_t{passes} * layers, "layers",
-                    static_cast<double>(ids.size()) / layers, "tok");
-  int pass = 0;
-  std::string last_phase;
   const auto start = std::chrono::steady_clock::now();
-  const PerplexityReport report = EvaluatePerplexity(
-      model, ids, o.source.chunk_len, strategies, [&](const PerplexityProgress& p) {
-        if (p.phase == "logits") return;
-        if (p.phase != last_phase) {
-          last_phase = p.phase;
-          ++pass;
-        }
-        progress.Update(int64_t{pass - 1} * layers + p.done);
-      });
-  progress.Finish();
+  const PerplexityReport report =
+      EvaluatePerplexityWithProgress(model, ids, o.source.chunk_len, strategies);
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 

@@ -24,6 +24,7 @@
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "kvq/common/sha256.h"
+#include "kvq/common/strings.h"
 #include "kvq/hub/hub.h"
 #include "kvq/metrics/attention_fidelity.h"
 #include "kvq/metrics/perplexity.h"
@@ -37,6 +38,7 @@
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
 #include "kvq/version.h"
+#include "perplexity_progress.h"
 #include "progress.h"
 
 namespace kvq::cli {
@@ -67,17 +69,6 @@ struct Options {
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= text.size()) {
-    const size_t end = std::min(text.find(',', start), text.size());
-    if (end > start) out.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 // A folder name for a model: ORG--NAME for a Hub id, else the folder's name.
@@ -319,20 +310,8 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   if (!o.no_ppl) {
     start = Clock::now();
     const int passes = 1 + static_cast<int>(strategies.size());
-    Progress progress("ppl", int64_t{passes} * layers, "layers",
-                      static_cast<double>(ids.size()) / layers, "tok");
-    int pass = 0;
-    std::string last_phase;
     const PerplexityReport ppl =
-        EvaluatePerplexity(model, ids, o.chunk_len, strategies, [&](const PerplexityProgress& p) {
-          if (p.phase == "logits") return;
-          if (p.phase != last_phase) {
-            last_phase = p.phase;
-            ++pass;
-          }
-          progress.Update(int64_t{pass - 1} * layers + p.done);
-        });
-    progress.Finish();
+        EvaluatePerplexityWithProgress(model, ids, o.chunk_len, strategies);
     WriteTextFileAtomic(dir / report::kPplJson, PerplexityJson(ppl));
     WriteTextFileAtomic(dir / report::kPplCsv, PerplexityCsv(ppl));
     timings["ppl"] = Since(start);
@@ -355,7 +334,10 @@ void Run(const Options& o) {
   const std::vector<Strategy> strategies =
       ParseStrategyList(default_strategies ? kDefaultStrategies : o.strategies);
   if (strategies.empty()) ThrowInput("--strategy: no strategy given");
-  const std::vector<std::string> corpora = SplitList(o.corpora);
+  std::vector<std::string> corpora;  // Empty items ("wikitext,,c4") are skipped.
+  for (const std::string_view c : SplitFields(o.corpora, ',')) {
+    if (!c.empty()) corpora.emplace_back(c);
+  }
   if (corpora.empty()) ThrowInput("--corpus: no corpus given");
   for (const std::string& c : corpora) CorpusFile(c);
 

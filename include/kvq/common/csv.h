@@ -23,7 +23,6 @@ struct CsvTable {
 
   // Index of a header column; throws InputError naming `where` and the column.
   size_t Column(std::string_view name) const;
-  bool HasColumn(std::string_view name) const;
   // Row `row`'s field in column `name`, as text or as a number ("inf",
   // "-inf", "nan" accepted); throws InputError naming file, row and column
   // for anything else.

@@ -23,15 +23,28 @@ class SplitMix64 {
   // Uniform in [0, 1) with 53 random bits.
   double Uniform() { return static_cast<double>(Next() >> 11) * 0x1.0p-53; }
   double Uniform(double low, double high) { return low + (high - low) * Uniform(); }
+  // Uniform in (0, 1): the midpoint of one of 2^53 equal cells, never 0 or 1.
+  double UniformOpen() { return (static_cast<double>(Next() >> 11) + 0.5) * 0x1.0p-53; }
 
   // Standard normal; one Box-Muller draw per call (the cosine branch).
   double Normal() {
     const double u1 = 1.0 - Uniform();  // (0, 1]
-    const double u2 = Uniform();
-    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+    return BoxMuller(u1, Uniform());
+  }
+  // The same distribution from two UniformOpen draws: a different sequence,
+  // kept because the synthetic KV dumps (quant/synthetic.h), the quantizer
+  // tests built on them and the figures docs/planner.md quotes depend on it.
+  double NormalOpen() {
+    const double u1 = UniformOpen();
+    return BoxMuller(u1, UniformOpen());
   }
 
  private:
+  // sqrt(-2 ln u1) cos(2 pi u2), u1 in (0, 1].
+  static double BoxMuller(double u1, double u2) {
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(2.0 * std::numbers::pi * u2);
+  }
+
   uint64_t state_;
 };
 
