@@ -3,24 +3,29 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "kvq/common/error.h"
+#include "kvq/common/finite.h"
 #include "kvq/common/half.h"
 #include "kvq/version.h"
 
 namespace kvq {
 namespace {
 
+// Integer fields stored as int are bounded so that the narrowing is exact.
 int64_t ParseInt(const std::map<std::string, std::string>& metadata, const std::string& key,
-                 const std::string& where, int64_t min_value) {
+                 const std::string& where, int64_t min_value,
+                 int64_t max_value = std::numeric_limits<int>::max()) {
   auto it = metadata.find(key);
   if (it == metadata.end()) ThrowInput("{}: dump metadata lacks '{}'", where, key);
   int64_t value = 0;
   const auto& text = it->second;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value < min_value) {
-    ThrowInput("{}: dump metadata '{}' = '{}' is not an integer >= {}", where, key, text,
-               min_value);
+  if (ec != std::errc() || end != text.data() + text.size() || value < min_value ||
+      value > max_value) {
+    ThrowInput("{}: dump metadata '{}' = '{}' is not an integer in [{}, {}]", where, key, text,
+               min_value, max_value);
   }
   return value;
 }
@@ -71,8 +76,8 @@ DumpInfo DumpInfo::FromMetadata(const std::map<std::string, std::string>& metada
   info.num_heads = static_cast<int>(ParseInt(metadata, "num_attention_heads", where, 1));
   info.num_kv_heads = static_cast<int>(ParseInt(metadata, "num_key_value_heads", where, 1));
   info.head_dim = static_cast<int>(ParseInt(metadata, "head_dim", where, 2));
-  info.tokens = ParseInt(metadata, "tokens", where, 1);
-  info.chunk_len = ParseInt(metadata, "chunk_len", where, 1);
+  info.tokens = ParseInt(metadata, "tokens", where, 1, std::numeric_limits<int64_t>::max());
+  info.chunk_len = ParseInt(metadata, "chunk_len", where, 1, std::numeric_limits<int64_t>::max());
   if (info.num_heads % info.num_kv_heads != 0) {
     ThrowInput("{}: num_attention_heads {} is not a multiple of num_key_value_heads {}", where,
                info.num_heads, info.num_kv_heads);
@@ -151,6 +156,10 @@ std::vector<float> KvDump::ReadKBias(int layer) const {
   const TensorView& t = file_.Get(fmt::format("layers.{}.k_bias", layer));
   std::vector<float> bias(static_cast<size_t>(t.numel()));
   t.ToFloat(bias);
+  if (const int64_t bad = FirstNonFinite(bias.data(), t.numel()); bad < t.numel()) {
+    ThrowInput("{}: layers.{}.k_bias head {} holds {}", path().string(), layer,
+               bad / info_.head_dim, bias[static_cast<size_t>(bad)]);
+  }
   return bias;
 }
 

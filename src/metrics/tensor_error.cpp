@@ -16,6 +16,7 @@
 #include "common/simd.h"
 #include "kvq/common/csv.h"
 #include "kvq/common/error.h"
+#include "kvq/common/finite.h"
 #include "kvq/common/half.h"
 #include "kvq/quant/fused.h"
 #include "kvq/quant/quantize.h"
@@ -170,6 +171,9 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
         WidenHalf(t.data + 2 * head * per_head, x.data(), per_head);
       } else {
         t.ToFloat(x.data(), head * per_head, per_head);
+      }
+      if (const int64_t bad = FirstNonFinite(x.data(), per_head); bad < per_head) {
+        ThrowInput("token {} holds {}", bad / d, x[static_cast<size_t>(bad)]);
       }
       HeadContext ctx;
       ctx.chunk_len = info.chunk_len;

@@ -46,7 +46,11 @@ RopeConfig ParseRope(const Json& config, const std::string& where) {
     rope.factor = scaling.at("factor").get<double>();
     rope.low_freq_factor = scaling.at("low_freq_factor").get<double>();
     rope.high_freq_factor = scaling.at("high_freq_factor").get<double>();
-    rope.original_max_position = scaling.at("original_max_position_embeddings").get<int64_t>();
+    const Json& max_position = scaling.at("original_max_position_embeddings");
+    if (!max_position.is_number_integer()) {
+      ThrowInput("{}: rope_scaling.original_max_position_embeddings must be an integer", where);
+    }
+    rope.original_max_position = max_position.get<int64_t>();
   } catch (const Json::exception& e) {
     ThrowInput("{}: llama3 rope_scaling is incomplete: {}", where, e.what());
   }
@@ -100,7 +104,7 @@ ModelConfig ModelConfig::Parse(const std::string& json_text, const std::string& 
       ThrowInput("{}: use_sliding_window is true; kvq implements full causal attention only",
                  where);
     }
-    if (config.value("pretraining_tp", 1) != 1) {
+    if (config.contains("pretraining_tp") && config["pretraining_tp"] != 1) {
       ThrowInput("{}: pretraining_tp other than 1 is not implemented", where);
     }
     c.hidden_size = PositiveInt(config, "hidden_size", where);

@@ -9,6 +9,7 @@
 #include "kvq/common/blas.h"
 #include "kvq/common/error.h"
 #include "kvq/common/fast_math.h"
+#include "kvq/common/finite.h"
 #include "kvq/model/attention.h"
 
 namespace kvq {
@@ -69,16 +70,49 @@ const TensorView& Checked(const TensorStore& store, const std::string& name,
   return t;
 }
 
-// Widens a tensor into dst in parallel slices.
-void Widen(const TensorView& t, float* dst) {
+// A weight that holds NaN or Inf: InputError naming the folder, the tensor
+// and the first bad element (the checkpoint is broken, not the run).
+[[noreturn]] void ThrowNonFiniteWeight(const std::filesystem::path& dir, const TensorView& t,
+                                       int64_t index, float value) {
+  const int64_t row_length = t.shape.empty() ? 1 : t.shape.back();
+  ThrowInput("{}: tensor '{}' holds {} at element {} (row {}, column {}); the checkpoint is broken",
+             dir.string(), t.name, value, index, index / row_length, index % row_length);
+}
+
+// Widens a tensor into dst in parallel slices, checking that every value is
+// finite (the scan runs on the slice just written, still in cache).
+void Widen(const std::filesystem::path& dir, const TensorView& t, float* dst) {
   const int64_t n = t.numel();
   constexpr int64_t kSlice = 1 << 16;
   const int64_t slices = (n + kSlice - 1) / kSlice;
-#pragma omp parallel for schedule(static)
+  int64_t first_bad = n;
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
   for (int64_t s = 0; s < slices; ++s) {
     const int64_t begin = s * kSlice;
-    t.ToFloat(dst + begin, begin, std::min(kSlice, n - begin));
+    const int64_t count = std::min(kSlice, n - begin);
+    t.ToFloat(dst + begin, begin, count);
+    const int64_t bad = FirstNonFinite(dst + begin, count);
+    if (bad < count) first_bad = std::min(first_bad, begin + bad);
   }
+  if (first_bad < n) ThrowNonFiniteWeight(dir, t, first_bad, dst[first_bad]);
+}
+
+// The residual stream x [tokens, hidden] after `layer`: RuntimeError naming
+// the layer, the first token (and its prompt position) and the value when
+// one is NaN or Inf, so that a numerical breakdown never flows on silently.
+void CheckResidual(const float* x, int64_t tokens, int64_t hidden, int64_t chunk_len, int layer) {
+  int64_t first_bad = tokens * hidden;
+#pragma omp parallel for schedule(static) reduction(min : first_bad)
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int64_t bad = FirstNonFinite(x + t * hidden, hidden);
+    if (bad < hidden) first_bad = std::min(first_bad, t * hidden + bad);
+  }
+  if (first_bad == tokens * hidden) return;
+  const int64_t token = first_bad / hidden;
+  ThrowRuntime(
+      "layer {}: the residual stream holds {} at token {} (prompt {}, position {}), hidden index "
+      "{}",
+      layer, x[first_bad], token, token / chunk_len, token % chunk_len, first_bad % hidden);
 }
 
 // out[t] = weight * x[t] / sqrt(mean(x[t]^2) + eps), rows of width n.
@@ -195,7 +229,7 @@ std::vector<float> Model::KBias(int layer) const {
   if (!config_.qkv_bias) return {};
   const TensorView& t = store_.Get(LayerName(layer, "self_attn.k_proj.bias"));
   std::vector<float> bias(static_cast<size_t>(t.numel()));
-  t.ToFloat(bias);
+  Widen(dir(), t, bias.data());
   return bias;
 }
 
@@ -225,12 +259,19 @@ void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* 
   for (int64_t t = 0; t < T; ++t) {
     embed.ToFloat(s.x.data() + t * H, int64_t{ids[static_cast<size_t>(t)]} * H, H);
   }
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t bad = FirstNonFinite(s.x.data() + t * H, H);
+    if (bad < H) {
+      ThrowNonFiniteWeight(dir(), embed, int64_t{ids[static_cast<size_t>(t)]} * H + bad,
+                           s.x[static_cast<size_t>(t * H + bad)]);
+    }
+  }
 
   const LayerLayout& L = s.layout;
   float* w = s.weights.data();
   for (int layer = 0; layer < c.num_layers; ++layer) {
     auto widen = [&](const char* name, size_t offset) {
-      Widen(store_.Get(LayerName(layer, name)), w + offset);
+      Widen(dir(), store_.Get(LayerName(layer, name)), w + offset);
     };
     widen("input_layernorm.weight", L.input_norm);
     widen("self_attn.q_proj.weight", L.qkv);
@@ -314,13 +355,14 @@ void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* 
     Linear(s.gate_up.data(), T, I, 2 * I, w + L.down, H, s.x.data(), H, true);
     if (c.mlp_bias) AddBias(s.x.data(), w + L.down_bias, T, H, H);
 
+    CheckResidual(s.x.data(), T, H, chunk_len, layer);
     if (hook) hook->OnOutputs({layer, T, s.attn.data(), s.x.data()});
     if (progress) progress(layer + 1);
   }
 
   if (final_hidden) {
     std::vector<float> norm(static_cast<size_t>(H));
-    store_.Get("model.norm.weight").ToFloat(norm);
+    Widen(dir(), store_.Get("model.norm.weight"), norm.data());
     final_hidden->resize(static_cast<size_t>(T * H));
     RmsNorm(s.x.data(), norm.data(), T, H, H, c.rms_norm_eps, final_hidden->data(), H);
   }
@@ -331,12 +373,18 @@ void Model::Logits(const float* hidden, int64_t rows, float* logits) {
   const TensorView& head =
       store_.Get(c.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight");
   const float* w = nullptr;
-  if (head.dtype == DType::kF32) {
+  // An F32 head is used in place when the file keeps it float-aligned.
+  if (head.dtype == DType::kF32 && reinterpret_cast<uintptr_t>(head.data) % alignof(float) == 0) {
     w = reinterpret_cast<const float*>(head.data);
+    if (!lm_head_checked_) {
+      const int64_t bad = FirstNonFinite(w, head.numel());
+      if (bad < head.numel()) ThrowNonFiniteWeight(dir(), head, bad, w[bad]);
+      lm_head_checked_ = true;
+    }
   } else {
     if (lm_head_.empty()) {
       lm_head_.resize(static_cast<size_t>(head.numel()));
-      Widen(head, lm_head_.data());
+      Widen(dir(), head, lm_head_.data());
     }
     w = lm_head_.data();
   }

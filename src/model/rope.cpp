@@ -30,7 +30,13 @@ RopeConfig RopeConfig::FromJson(const std::string& json) {
       rope.factor = j.at("factor").get<double>();
       rope.low_freq_factor = j.at("low_freq_factor").get<double>();
       rope.high_freq_factor = j.at("high_freq_factor").get<double>();
-      rope.original_max_position = j.at("original_max_position_embeddings").get<int64_t>();
+      // An integer, checked: converting a huge float would be undefined.
+      const auto& max_position = j.at("original_max_position_embeddings");
+      if (!max_position.is_number_integer()) {
+        ThrowInput("rope configuration '{}': original_max_position_embeddings must be an integer",
+                   json);
+      }
+      rope.original_max_position = max_position.get<int64_t>();
     } else if (rope.scaling != "default") {
       ThrowInput("rope scaling '{}' is not implemented (kvq knows default and llama3)",
                  rope.scaling);

@@ -252,8 +252,10 @@ ByteCost FormatCost(const FormatSpec& f, int head_dim, int64_t prompt_len) {
       break;
     }
   }
-  if (f.sink + f.recent > 0 && prompt_len > 0) {
-    const double kept = static_cast<double>(std::min<int64_t>(prompt_len, f.sink + f.recent));
+  // In int64: sink and recent may each be up to INT_MAX.
+  const int64_t protected_tokens = int64_t{f.sink} + f.recent;
+  if (protected_tokens > 0 && prompt_len > 0) {
+    const double kept = static_cast<double>(std::min<int64_t>(prompt_len, protected_tokens));
     const double len = static_cast<double>(prompt_len);
     cost.per_token = ((len - kept) * cost.per_token + kept * 2 * d) / len;
   }

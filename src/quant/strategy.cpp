@@ -125,8 +125,18 @@ Strategy LoadPlan(std::string_view text) {
       ThrowInput("plan {}: 'kind' is not 'kvq.plan' (see docs/strategies.md)", path);
     }
     const auto& g = j.at("geometry");
-    s.plan_geometry = {g.at("num_layers").get<int>(), g.at("num_kv_heads").get<int>(),
-                       g.at("head_dim").get<int>()};
+    // Positive integers, checked before narrowing (a huge float would be
+    // undefined to convert).
+    const auto count = [&](const char* key) {
+      const Json& value = g.at(key);
+      if (!value.is_number_integer() || value.get<int64_t>() <= 0 ||
+          value.get<int64_t>() > (1 << 30)) {
+        ThrowInput("plan {}: geometry.{} must be a positive integer, got {}", path, key,
+                   value.dump());
+      }
+      return value.get<int>();
+    };
+    s.plan_geometry = {count("num_layers"), count("num_kv_heads"), count("head_dim")};
     for (const char* tensor : {"k", "v"}) {
       const auto& layers = j.at(tensor);
       if (!layers.is_array() || static_cast<int>(layers.size()) != s.plan_geometry.num_layers) {

@@ -55,7 +55,14 @@ std::string ReadMaybeGzipped(const std::filesystem::path& file) {
     if (n == 0) break;
     data.append(buffer.data(), static_cast<size_t>(n));
   }
+  // gzread reports a stream cut short only here: it returns what it has, as
+  // at the end of the file, and leaves Z_BUF_ERROR.
+  int code = Z_OK;
+  gzerror(in, &code);
   gzclose(in);
+  if (code == Z_BUF_ERROR) {
+    ThrowInput("{}: cannot read: truncated gzip stream (unexpected end of file)", file.string());
+  }
   if (const size_t bad = utf8::FindInvalid(data); bad != utf8::kValid) {
     ThrowInput("{}: not valid UTF-8 (byte 0x{:02X} at offset {} of the {}text)", file.string(),
                static_cast<uint8_t>(data[bad]), bad,

@@ -34,12 +34,22 @@ KvGeometry GeometryFromConfig(const std::filesystem::path& dir) {
   try {
     const auto j = nlohmann::json::parse(ReadTextFile(path));
     const auto& c = j.contains("text_config") ? j.at("text_config") : j;
-    const int heads = c.at("num_attention_heads").get<int>();
-    const int kv_heads = c.value("num_key_value_heads", heads);
-    const int head_dim = c.contains("head_dim") && !c.at("head_dim").is_null()
-                             ? c.at("head_dim").get<int>()
-                             : c.at("hidden_size").get<int>() / heads;
-    return {c.at("num_hidden_layers").get<int>(), kv_heads, head_dim};
+    // Every count a positive integer: no division by zero, no overflow.
+    const auto positive = [&](const char* key) {
+      const auto& value = c.at(key);
+      if (!value.is_number_integer() || value.get<int64_t>() <= 0 ||
+          value.get<int64_t>() > (1 << 30)) {
+        ThrowInput("{}: '{}' must be a positive integer, got {}", path.string(), key, value.dump());
+      }
+      return value.get<int>();
+    };
+    const auto given = [&](const char* key) { return c.contains(key) && !c.at(key).is_null(); };
+    const int heads = positive("num_attention_heads");
+    const int kv_heads = given("num_key_value_heads") ? positive("num_key_value_heads") : heads;
+    const int head_dim = given("head_dim") ? positive("head_dim") : positive("hidden_size") / heads;
+    if (head_dim <= 0)
+      ThrowInput("{}: hidden_size is smaller than num_attention_heads", path.string());
+    return {positive("num_hidden_layers"), kv_heads, head_dim};
   } catch (const nlohmann::json::exception& e) {
     ThrowInput("{}: cannot read the model geometry: {}", path.string(), e.what());
   }

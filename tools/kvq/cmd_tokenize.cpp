@@ -38,7 +38,19 @@ std::vector<int32_t> ParseIds(const std::string& input, const std::string& origi
   const size_t first = input.find_first_not_of(" \t\r\n");
   if (first != std::string::npos && input[first] == '{') {
     try {
-      return nlohmann::json::parse(input).at("ids").get<std::vector<int32_t>>();
+      // Each id checked before narrowing: a float or a huge integer is refused.
+      const auto json = nlohmann::json::parse(input);
+      if (!json.is_object() || !json.contains("ids") || !json["ids"].is_array()) {
+        ThrowInput("{}: expected {{\"ids\": [...]}}", origin);
+      }
+      for (const auto& id : json["ids"]) {
+        if (!id.is_number_integer() || id.get<int64_t>() < INT32_MIN ||
+            id.get<int64_t>() > INT32_MAX) {
+          ThrowInput("{}: '{}' is not a token id", origin, id.dump());
+        }
+        ids.push_back(id.get<int32_t>());
+      }
+      return ids;
     } catch (const nlohmann::json::exception& e) {
       ThrowInput("{}: expected {{\"ids\": [...]}}: {}", origin, e.what());
     }

@@ -66,6 +66,10 @@ class Model {
   // multiple-of-chunk_len length is required). Calls hook (may be null) per
   // layer. When final_hidden is not null it receives model.norm(x):
   // [tokens, hidden]. `progress(layer_done)` is called after each layer.
+  // Numerics guards: a weight holding NaN or Inf throws InputError naming
+  // the tensor and element as it is widened; after every layer the residual
+  // stream is scanned and a NaN or Inf throws RuntimeError naming the layer,
+  // the token (prompt and position) and the value.
   void Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* hook,
                std::vector<float>* final_hidden, const std::function<void(int)>& progress = {});
 
@@ -83,7 +87,8 @@ class Model {
   ModelConfig config_;
   TensorStore store_;
   std::unique_ptr<Scratch> scratch_;
-  std::vector<float> lm_head_;  // Widened lazily when the stored dtype is not F32.
+  std::vector<float> lm_head_;    // Widened lazily when the stored dtype is not F32.
+  bool lm_head_checked_ = false;  // An F32 head is used in place, scanned for NaN/Inf once.
 };
 
 }  // namespace kvq

@@ -1,0 +1,545 @@
+// The bad-input table of docs/bad-inputs.md, row by row, through the CLI:
+// every row's input gives its one-line message, its exit code (2 bad usage
+// or input, 1 runtime failure) and leaves no output file and no temporary.
+// Rows that docs/bad-inputs.md points at other tests are not repeated here.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <thread>
+
+#include "kvq/capture/capture.h"
+#include "kvq/capture/dump.h"
+#include "kvq/common/error.h"
+#include "kvq/common/half.h"
+#include "kvq/common/io.h"
+#include "kvq/model/config.h"
+#include "kvq/model/model.h"
+#include "kvq/model/random_model.h"
+#include "kvq/model/safetensors.h"
+#include "kvq/quant/strategy.h"
+#include "test_util.h"
+
+namespace kvq {
+namespace {
+
+namespace fs = std::filesystem;
+using test::RunKvq;
+
+// The BF16 fixture every model row starts from.
+fs::path GoodModel() { return test::DataDir() / "qwen2-tiny/tied-bf16"; }
+std::string GoodIds() { return (GoodModel() / "input_ids.json").string(); }
+
+// Every file left in `dir` whose name contains `part`.
+std::vector<std::string> FilesWith(const fs::path& dir, const std::string& part) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(part) != std::string::npos) names.push_back(name);
+  }
+  return names;
+}
+
+// Runs `kvq <args>` and checks the row: exit code, one error line
+// ("kvq: error: " then the message; stdout may hold results printed before
+// the failure), and that `out` (when given) was not written and left no
+// temporary beside it.
+void ExpectRow(const std::string& args, int exit_code, const std::string& message,
+               const fs::path& out = {}) {
+  SCOPED_TRACE("kvq " + args);
+  const test::CommandResult r = RunKvq(args);
+  EXPECT_EQ(r.exit_code, exit_code) << r.output;
+  const std::string prefix = "kvq: error: ";
+  const size_t at = r.output.find(prefix);
+  ASSERT_NE(at, std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find(prefix, at + 1), std::string::npos) << r.output;
+  const std::string line = r.output.substr(at, r.output.find('\n', at) - at);
+  EXPECT_NE(line.find(message), std::string::npos) << r.output;
+  if (!out.empty()) {
+    EXPECT_FALSE(fs::exists(out)) << out;
+    EXPECT_TRUE(FilesWith(out.parent_path(), ".tmp").empty());
+  }
+}
+
+// Every tensor of a safetensors file, bytes copied, in file order.
+std::vector<OwnedTensor> ReadAll(const fs::path& path) {
+  const SafeTensorsFile file = SafeTensorsFile::Open(path);
+  std::vector<OwnedTensor> tensors;
+  for (const TensorView& t : file.tensors()) {
+    tensors.push_back(
+        {{t.name, t.dtype, t.shape}, std::vector<uint8_t>(t.data, t.data + t.nbytes)});
+  }
+  return tensors;
+}
+
+OwnedTensor& Named(std::vector<OwnedTensor>& tensors, const std::string& name) {
+  auto it = std::find_if(tensors.begin(), tensors.end(),
+                         [&](const OwnedTensor& t) { return t.spec.name == name; });
+  EXPECT_NE(it, tensors.end()) << name;
+  return *it;
+}
+
+void SetBf16(OwnedTensor& t, size_t index, float value) {
+  ASSERT_EQ(t.spec.dtype, DType::kBF16);
+  const uint16_t bits = FloatToBf16(value);
+  std::memcpy(t.bytes.data() + 2 * index, &bits, 2);
+}
+
+// A copy of the good model whose tensors went through `edit`.
+fs::path EditedModel(const fs::path& dir, const std::string& name,
+                     const std::function<void(std::vector<OwnedTensor>&)>& edit) {
+  const fs::path model = dir / name;
+  fs::create_directory(model);
+  fs::copy(GoodModel() / "config.json", model / "config.json");
+  std::vector<OwnedTensor> tensors = ReadAll(GoodModel() / "model.safetensors");
+  edit(tensors);
+  WriteSafeTensors(model / "model.safetensors", tensors);
+  return model;
+}
+
+// A copy of the good model whose model.safetensors is `bytes`.
+fs::path RawModel(const fs::path& dir, const std::string& name, const std::string& bytes) {
+  const fs::path model = dir / name;
+  fs::create_directory(model);
+  fs::copy(GoodModel() / "config.json", model / "config.json");
+  std::ofstream(model / "model.safetensors", std::ios::binary) << bytes;
+  return model;
+}
+
+// An 8-byte little-endian length, the header text, then `data_bytes` zeros.
+std::string RawSafetensors(const std::string& header, size_t data_bytes,
+                           uint64_t header_length = std::numeric_limits<uint64_t>::max()) {
+  const uint64_t n =
+      header_length == std::numeric_limits<uint64_t>::max() ? header.size() : header_length;
+  std::string bytes(8, '\0');
+  std::memcpy(bytes.data(), &n, 8);
+  return bytes + header + std::string(data_bytes, '\0');
+}
+
+std::string Capture(const fs::path& model, const fs::path& out, const std::string& more = "") {
+  return "capture --model " + model.string() + " --input-ids " + GoodIds() + " --out " +
+         out.string() + more;
+}
+
+// ---- Usage. ----
+
+TEST(BadInput, UsageErrorsExit2) {
+  test::CommandResult r = RunKvq("version --bogus");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--bogus"), std::string::npos) << r.output;
+  r = RunKvq("quant");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--kv is required"), std::string::npos) << r.output;
+  r = RunKvq("no-such-command");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = RunKvq("capture --model x --input-ids y --corpus wikitext --out z");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("excludes"), std::string::npos) << r.output;
+  EXPECT_EQ(RunKvq("version").exit_code, 0);
+}
+
+// ---- Model files. ----
+
+TEST(BadInput, MalformedSafetensorsExit2) {
+  test::ScratchDir dir;
+  const fs::path out = dir / "out.safetensors";
+  const std::string entry = R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  struct Row {
+    const char* name;
+    std::string bytes;
+    const char* message;
+  };
+  const std::vector<Row> rows = {
+      {"shorter than 8 bytes", "abc", "truncated safetensors file (3 bytes"},
+      {"header length past the end", RawSafetensors(entry, 8, 1 << 20), "runs past the end"},
+      {"header length 2^62", RawSafetensors(entry, 8, uint64_t{1} << 62), "runs past the end"},
+      {"header not JSON", RawSafetensors("{\"w\": [", 8), "header is not valid JSON"},
+      {"header not an object", RawSafetensors("[1, 2]", 0), "header is not a JSON object"},
+      {"offsets outside the data",
+       RawSafetensors(R"({"w":{"dtype":"F32","shape":[2],"data_offsets":[0,16]}})", 8),
+       "outside the data section"},
+      {"offsets disagree with the shape",
+       RawSafetensors(R"({"w":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", 8),
+       "needs 12 bytes, data_offsets give 8"},
+      {"shape overflows",
+       RawSafetensors(
+           R"({"w":{"dtype":"F32","shape":[4294967296,4294967296],"data_offsets":[0,8]}})", 8),
+       "shape is too large"},
+      {"unknown dtype",
+       RawSafetensors(R"({"w":{"dtype":"F128","shape":[2],"data_offsets":[0,8]}})", 8),
+       "unknown dtype \"F128\""},
+      {"overlapping tensors",
+       RawSafetensors(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                      R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                      12),
+       "tensors 'a' and 'b' overlap"},
+      {"empty tensor inside an earlier one, then an overlap",
+       RawSafetensors(R"({"a":{"dtype":"U8","shape":[100],"data_offsets":[0,100]},)"
+                      R"("b":{"dtype":"U8","shape":[0],"data_offsets":[10,10]},)"
+                      R"("c":{"dtype":"U8","shape":[10],"data_offsets":[30,40]}})",
+                      100),
+       "tensors 'a' and 'c' overlap"},
+  };
+  for (const Row& row : rows) {
+    SCOPED_TRACE(row.name);
+    const fs::path model = RawModel(dir.path(), "m", row.bytes);
+    ExpectRow(Capture(model, out), 2, row.message, out);
+    ExpectRow(Capture(model, out), 2, (model / "model.safetensors").string(), out);
+    fs::remove_all(model);
+  }
+}
+
+TEST(BadInput, WeightsOfTheWrongDtypeShapeOrNameExit2) {
+  test::ScratchDir dir;
+  const fs::path out = dir / "out.safetensors";
+  const std::string q = "model.layers.1.self_attn.q_proj.weight";
+  ExpectRow(Capture(EditedModel(dir.path(), "dtype",
+                                [&](auto& t) { Named(t, q).spec.dtype = DType::kI16; }),
+                    out),
+            2, "tensor '" + q + "' has dtype I16; weights must be F32, F16 or BF16", out);
+  ExpectRow(Capture(EditedModel(dir.path(), "shape",
+                                [&](auto& t) {
+                                  Named(t, q).spec.shape = {32, 128};
+                                }),
+                    out),
+            2, "tensor '" + q + "' has shape [32, 128], config.json implies [64, 64]", out);
+  ExpectRow(
+      Capture(EditedModel(dir.path(), "missing", [&](auto& t) { t.erase(t.begin() + 3); }), out), 2,
+      "model has no tensor", out);
+  const fs::path bad_config = dir / "config";
+  fs::create_directory(bad_config);
+  fs::copy(GoodModel() / "model.safetensors", bad_config / "model.safetensors");
+  std::ofstream(bad_config / "config.json") << "{\"architectures\": [\"Qwen2ForCausalLM\"],";
+  ExpectRow(Capture(bad_config, out), 2, "config.json: not valid JSON", out);
+}
+
+TEST(BadInput, ConfigCountsOfZeroExit2) {
+  test::ScratchDir dir;
+  std::string config = ReadTextFile(GoodModel() / "config.json");
+  config.replace(config.find("\"num_attention_heads\": 4"), 24, "\"num_attention_heads\": 0");
+  WriteTextFileAtomic(dir / "config.json", config);
+  ExpectRow("bytes --model " + dir.path().string(), 2,
+            "'num_attention_heads' must be a positive integer, got 0");
+  fs::copy(GoodModel() / "model.safetensors", dir / "model.safetensors");
+  ExpectRow(Capture(dir.path(), dir / "out.safetensors"), 2,
+            "'num_attention_heads' must be a positive integer, got 0", dir / "out.safetensors");
+}
+
+TEST(BadInput, NonFiniteWeightsNameTheTensorAndExit2) {
+  test::ScratchDir dir;
+  const fs::path out = dir / "out.safetensors";
+  const std::string down = "model.layers.1.mlp.down_proj.weight";
+  // down_proj is [64, 160]: element 170 is row 1, column 10.
+  ExpectRow(
+      Capture(EditedModel(dir.path(), "nan", [&](auto& t) { SetBf16(Named(t, down), 170, NAN); }),
+              out),
+      2, "tensor '" + down + "' holds nan at element 170 (row 1, column 10)", out);
+  // The embedding row of a token in the input: named with its element.
+  const std::vector<int32_t> ids = ReadInputIdsJson(GoodIds());
+  const auto row = static_cast<size_t>(ids[3]);
+  ExpectRow(Capture(EditedModel(dir.path(), "embed",
+                                [&](auto& t) {
+                                  SetBf16(Named(t, "model.embed_tokens.weight"), row * 64 + 7,
+                                          INFINITY);
+                                }),
+                    out),
+            2,
+            fmt::format("tensor 'model.embed_tokens.weight' holds inf at element {} (row {}, "
+                        "column 7)",
+                        row * 64 + 7, row),
+            out);
+}
+
+// ---- KV dumps. ----
+
+// A valid dump: 1 layer, 2 heads, 1 kv head, head_dim 4, 8 tokens, F16, with
+// a k bias; `edit` may change q, k, v or the bias before they are written.
+DumpInfo SmallDumpInfo() {
+  DumpInfo info;
+  info.model = "tiny";
+  info.architecture = "Qwen2ForCausalLM";
+  info.num_layers = 1;
+  info.num_heads = 2;
+  info.num_kv_heads = 1;
+  info.head_dim = 4;
+  info.tokens = 8;
+  info.chunk_len = 8;
+  info.has_k_bias = true;
+  return info;
+}
+
+struct DumpValues {
+  std::vector<float> q = std::vector<float>(64, 0.25f), k = std::vector<float>(32, -0.5f),
+                     v = std::vector<float>(32, 0.75f), bias = std::vector<float>(4, 0.125f);
+};
+
+fs::path WriteDump(const fs::path& path, const std::function<void(DumpValues&)>& edit = {}) {
+  DumpValues values;
+  for (size_t i = 0; i < values.k.size(); ++i) values.k[i] += 0.01f * static_cast<float>(i);
+  if (edit) edit(values);
+  DumpWriter writer(path, SmallDumpInfo());
+  writer.WriteInputIds(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8});
+  writer.WriteLayer(0, values.q, values.k, values.v, values.bias);
+  writer.Commit();
+  return path;
+}
+
+// A dump written tensor by tensor (to break what DumpWriter cannot).
+fs::path WriteRawDump(const fs::path& path, std::map<std::string, std::string> metadata,
+                      const std::function<void(std::vector<OwnedTensor>&)>& edit) {
+  test::ScratchDir scratch;
+  std::vector<OwnedTensor> tensors = ReadAll(WriteDump(scratch / "good.safetensors"));
+  edit(tensors);
+  WriteSafeTensors(path, tensors, metadata);
+  return path;
+}
+
+std::string Quant(const fs::path& dump, const std::string& strategy = "strat1") {
+  return "quant --kv " + dump.string() + " --strategy '" + strategy + "' --no-table";
+}
+
+TEST(BadInput, MalformedDumpsExit2) {
+  test::ScratchDir dir;
+  const fs::path csv = dir / "rows.csv";
+  const std::string csv_flag = " --csv " + csv.string();
+  ExpectRow(Quant(GoodModel() / "model.safetensors") + csv_flag, 2, "not a kvq KV dump", csv);
+
+  const auto metadata = SmallDumpInfo().ToMetadata();
+  ExpectRow(Quant(WriteRawDump(dir / "shape.safetensors", metadata,
+                               [](auto& t) {
+                                 Named(t, "layers.0.k").spec.shape = {1, 4, 8};
+                               })) +
+                csv_flag,
+            2, "tensor 'layers.0.k' has shape [1, 4, 8], expected [1, 8, 4] from the metadata",
+            csv);
+  ExpectRow(Quant(WriteRawDump(dir / "dtype.safetensors", metadata,
+                               [](auto& t) { Named(t, "layers.0.v").spec.dtype = DType::kI16; })) +
+                csv_flag,
+            2, "tensor 'layers.0.v' has dtype I16, expected F16 or F32", csv);
+  auto lying = metadata;
+  lying["num_layers"] = "99999999999";
+  ExpectRow(Quant(WriteRawDump(dir / "layers.safetensors", lying, [](auto&) {})) + csv_flag, 2,
+            "dump metadata 'num_layers' = '99999999999' is not an integer in [1, 2147483647]", csv);
+  lying = metadata;
+  lying["num_layers"] = "2";
+  ExpectRow(Quant(WriteRawDump(dir / "missing.safetensors", lying, [](auto&) {})) + csv_flag, 2,
+            "no tensor 'layers.1.q'", csv);
+}
+
+TEST(BadInput, NonFiniteDumpValuesExit2) {
+  test::ScratchDir dir;
+  const fs::path csv = dir / "rows.csv";
+  // K head 0, token 3, dim 1 (k is [1, 8, 4]): element 13.
+  const fs::path k_inf = WriteDump(dir / "k-inf.safetensors", [](auto& v) { v.k[13] = INFINITY; });
+  ExpectRow(Quant(k_inf) + " --csv " + csv.string(), 2, "layer 0 k head 0: token 3 holds inf", csv);
+  ExpectRow("attn --kv " + k_inf.string() + " --strategy fp16 --csv " + csv.string(), 2,
+            "layers.0.k head 0 token 3 holds inf", csv);
+  const fs::path q_nan = WriteDump(dir / "q-nan.safetensors", [](auto& v) { v.q[40] = NAN; });
+  ExpectRow("attn --kv " + q_nan.string() + " --strategy fp16", 2,
+            "layers.0.q head 1 token 2 holds nan");
+  const fs::path bias_nan =
+      WriteDump(dir / "bias-nan.safetensors", [](auto& v) { v.bias[2] = NAN; });
+  // The k bias is read by formats that use it (+bias).
+  ExpectRow(Quant(bias_nan, "k=int8:token+bias,v=fp16") + " --csv " + csv.string(), 2,
+            "layers.0.k_bias head 0 holds nan", csv);
+}
+
+// ---- Strategies and plans. ----
+
+TEST(BadInput, PlanForAnotherGeometryExit2) {
+  test::ScratchDir dir;
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  const fs::path csv = dir / "rows.csv";
+  WriteTextFileAtomic(dir / "plan.json", PlanJson(Strategy::Parse("strat1"), {3, 1, 4}));
+  ExpectRow(Quant(dump, "plan:" + (dir / "plan.json").string()) + " --csv " + csv.string(), 2,
+            "the plan was made for 3 layers x 1 kv heads x head_dim 4, the model has 1 x 1 x 4",
+            csv);
+  WriteTextFileAtomic(dir / "broken.json",
+                      R"({"kind": "kvq.plan", "geometry": {"num_layers": 1}})");
+  ExpectRow(Quant(dump, "plan:" + (dir / "broken.json").string()), 2, "malformed");
+  WriteTextFileAtomic(dir / "formats.json",
+                      R"({"kind": "kvq.plan", "geometry": {"num_layers": 1, "num_kv_heads": 1,)"
+                      R"( "head_dim": 4}, "k": [["int9:token"]], "v": [["fp16"]]})");
+  ExpectRow(Quant(dump, "plan:" + (dir / "formats.json").string()), 2, "k[0][0]");
+  ExpectRow(Quant(dump, "k=int4:g32:dim"), 2, "head_dim");
+}
+
+// ---- Tokens: corpora, tokenizers. ----
+
+std::string CorpusCapture(const fs::path& corpus, const fs::path& out, int tokens) {
+  return "capture --model " + GoodModel().string() + " --tokenizer " +
+         (test::DataDir() / "bad-inputs/byte-bpe-tokenizer.json").string() + " --corpus " +
+         corpus.string() + " --tokens " + std::to_string(tokens) + " --out " + out.string();
+}
+
+TEST(BadInput, CorporaAndTokenizersExit2) {
+  test::ScratchDir dir;
+  const fs::path out = dir / "out.safetensors";
+  WriteTextFileAtomic(dir / "empty.txt", "");
+  ExpectRow(CorpusCapture(dir / "empty.txt", out, 16), 2,
+            "empty.txt has 0 tokens, fewer than the 16 requested", out);
+  WriteTextFileAtomic(dir / "empty.jsonl", "\n\n");
+  ExpectRow(CorpusCapture(dir / "empty.jsonl", out, 16), 2,
+            "empty.jsonl has 0 tokens, fewer than the 16 requested", out);
+  WriteTextFileAtomic(dir / "short.txt", "abc abc abc");
+  ExpectRow(CorpusCapture(dir / "short.txt", out, 100), 2,
+            "short.txt has 5 tokens, fewer than the 100 requested", out);
+  // Gzip magic and a valid header, then a deflate stream cut short.
+  WriteTextFileAtomic(dir / "cut.jsonl.gz",
+                      std::string("\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xab\x56\x2a", 13));
+  ExpectRow(CorpusCapture(dir / "cut.jsonl.gz", out, 16), 2,
+            "cut.jsonl.gz: cannot read: truncated gzip stream", out);
+  // And the run works on a real corpus with that tokenizer.
+  WriteTextFileAtomic(dir / "ok.txt", "abc abc abc abc abc abc abc abc");
+  EXPECT_EQ(RunKvq(CorpusCapture(dir / "ok.txt", out, 8)).exit_code, 0);
+  EXPECT_TRUE(fs::exists(out));
+
+  WriteTextFileAtomic(dir / "tokenizer.json", R"({"model": {"type": "Unigram"}})");
+  ExpectRow("tokenize --tokenizer " + (dir / "tokenizer.json").string() + " --text hi", 2,
+            "tokenizer.json");
+}
+
+// ---- Output: unwritable folders, a full disk, SIGINT. ----
+
+TEST(BadInput, UnwritableOutputExits1) {
+  test::ScratchDir dir;
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  ExpectRow(Quant(dump) + " --csv /nonexistent-kvq-dir/rows.csv", 1,
+            "/nonexistent-kvq-dir/rows.csv: cannot write: No such file or directory");
+  WriteTextFileAtomic(dir / "file", "x");
+  ExpectRow(Quant(dump) + " --json " + (dir / "file/rows.json").string(), 1,
+            "cannot write: Not a directory");
+  ExpectRow(Capture(GoodModel(), dir / "file/out.safetensors"), 1, "cannot write: Not a directory");
+}
+
+// Runs `kvq <args>` with its atomic temporary for `target` pointing at
+// /dev/full: popen's shell makes the link under its own PID ($$), then execs
+// kvq, which keeps that PID, so every write gets ENOSPC as on a full disk.
+test::CommandResult RunOnFullDisk(const fs::path& target, const std::string& args) {
+  const std::string command = "ln -s /dev/full '" + target.string() + ".'$$'.tmp' && exec " +
+                              test::KvqBinary().string() + " " + args + " 2>&1";
+  test::CommandResult result;
+  FILE* pipe = ::popen(command.c_str(), "r");
+  if (pipe == nullptr) return result;
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) {
+    result.output.append(buffer.data(), n);
+  }
+  const int status = ::pclose(pipe);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+TEST(BadInput, FullDiskExits1AndLeavesNothing) {
+  if (!fs::exists("/dev/full")) GTEST_SKIP() << "no /dev/full";
+  test::ScratchDir dir;
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  const fs::path csv = dir / "rows.csv";
+  const fs::path out = dir / "out.safetensors";
+  for (const auto& [target, args] : {std::pair{csv, Quant(dump) + " --csv " + csv.string()},
+                                     std::pair{out, Capture(GoodModel(), out)}}) {
+    SCOPED_TRACE(args);
+    const test::CommandResult r = RunOnFullDisk(target, args);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(target.string() + ": write failed: No space left on device"),
+              std::string::npos)
+        << r.output;
+    EXPECT_FALSE(fs::exists(target));
+    EXPECT_TRUE(FilesWith(dir.path(), ".tmp").empty());
+  }
+}
+
+// SIGINT while capture is writing its dump: the process dies of SIGINT and
+// neither the dump nor its temporary remains.
+TEST(BadInput, SigintDuringCaptureLeavesNoFile) {
+  test::ScratchDir dir;
+  // Big enough that the forward pass takes a while after the dump's
+  // temporary appears: 4 layers, 8192 tokens in one prompt.
+  ModelConfig config = FindModelPreset("tiny").config;
+  config.vocab_size = 1000;
+  config.num_layers = 4;
+  WriteRandomModel(config, 7, DType::kBF16, dir / "model");
+  std::string ids = "{\"input_ids\": [";
+  for (int t = 0; t < 8192; ++t) ids += (t ? "," : "") + std::to_string((t * 7919) % 1000);
+  WriteTextFileAtomic(dir / "ids.json", ids + "]}");
+  const std::string out = (dir / "dump.safetensors").string();
+  const std::string model = (dir / "model").string();
+  const std::string ids_path = (dir / "ids.json").string();
+  const std::string binary = test::KvqBinary().string();
+
+  const pid_t pid = ::fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    const int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, STDERR_FILENO);
+    ::execl(binary.c_str(), binary.c_str(), "capture", "--model", model.c_str(), "--input-ids",
+            ids_path.c_str(), "--out", out.c_str(), static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  // Wait (up to 60 s) for the temporary, then interrupt.
+  bool seen = false;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (!seen && std::chrono::steady_clock::now() < deadline) {
+    seen = !FilesWith(dir.path(), ".tmp").empty();
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ::kill(pid, SIGINT);
+  int status = 0;
+  ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(seen) << "the capture never created its temporary";
+  ASSERT_TRUE(WIFSIGNALED(status))
+      << "exit status " << WEXITSTATUS(status) << ": the capture finished before SIGINT";
+  EXPECT_EQ(WTERMSIG(status), SIGINT);
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(FilesWith(dir.path(), ".tmp").empty());
+}
+
+// The final norm is only read when final hidden states are asked for.
+TEST(BadInput, NonFiniteFinalNormIsNamedWhenUsed) {
+  test::ScratchDir dir;
+  const fs::path model_dir = EditedModel(
+      dir.path(), "norm", [](auto& t) { SetBf16(Named(t, "model.norm.weight"), 5, -INFINITY); });
+  Model model = Model::Load(model_dir);
+  const std::vector<int32_t> ids = {1, 2, 3, 4};
+  model.Forward(ids, 4, nullptr, nullptr);
+  std::vector<float> hidden;
+  try {
+    model.Forward(ids, 4, nullptr, &hidden);
+    ADD_FAILURE() << "accepted an Inf in model.norm.weight";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("tensor 'model.norm.weight' holds -inf at element 5"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+// Finite weights whose products overflow float32: the residual stream check
+// stops the run at the layer where it happens (a runtime failure, exit 1).
+TEST(BadInput, ResidualOverflowNamesLayerAndTokenAndExits1) {
+  test::ScratchDir dir;
+  const fs::path out = dir / "out.safetensors";
+  // A post-attention norm weight of 3e38: gate and up reach ~1e37 and their
+  // product overflows for every token.
+  const fs::path model = EditedModel(dir.path(), "overflow", [](auto& t) {
+    OwnedTensor& norm = Named(t, "model.layers.1.post_attention_layernorm.weight");
+    for (size_t i = 0; i < norm.bytes.size() / 2; ++i) SetBf16(norm, i, 3e38f);
+  });
+  ExpectRow(Capture(model, out), 1, "layer 1: the residual stream holds ", out);
+  ExpectRow(Capture(model, out), 1, "at token 0 (prompt 0, position 0)", out);
+}
+
+}  // namespace
+}  // namespace kvq
