@@ -7,7 +7,7 @@ MODEL  ?= Qwen/Qwen2.5-0.5B
 OUT    ?= runs/latest
 JOBS   ?= $(shell nproc)
 
-.PHONY: all setup configure build test run bench asan format format-check clean
+.PHONY: all setup configure build test run bench asan fuzz ci format format-check clean
 
 all: build
 
@@ -31,6 +31,14 @@ bench: build
 
 asan:
 	@$(MAKE) --no-print-directory test PRESET=asan
+
+# Every libFuzzer target for FUZZ_SECONDS (default 60) each, under ASan + UBSan.
+fuzz: setup
+	@scripts/fuzz.sh
+
+# What CI runs: the suite, the suite under sanitizers, the bounded fuzz jobs.
+ci: test
+	@scripts/ci-extra.sh
 
 format:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format -i

@@ -225,14 +225,6 @@ Model Model::Load(const std::filesystem::path& dir) {
   return model;
 }
 
-std::vector<float> Model::KBias(int layer) const {
-  if (!config_.qkv_bias) return {};
-  const TensorView& t = store_.Get(LayerName(layer, "self_attn.k_proj.bias"));
-  std::vector<float> bias(static_cast<size_t>(t.numel()));
-  Widen(dir(), t, bias.data());
-  return bias;
-}
-
 void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* hook,
                     std::vector<float>* final_hidden, const std::function<void(int)>& progress) {
   const ModelConfig& c = config_;

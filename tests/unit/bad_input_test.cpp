@@ -473,7 +473,10 @@ TEST(BadInput, SigintDuringCaptureLeavesNoFile) {
   config.num_layers = 4;
   WriteRandomModel(config, 7, DType::kBF16, dir / "model");
   std::string ids = "{\"input_ids\": [";
-  for (int t = 0; t < 8192; ++t) ids += (t ? "," : "") + std::to_string((t * 7919) % 1000);
+  for (int t = 0; t < 8192; ++t) {
+    if (t) ids += ',';
+    ids += std::to_string((t * 7919) % 1000);
+  }
   WriteTextFileAtomic(dir / "ids.json", ids + "]}");
   const std::string out = (dir / "dump.safetensors").string();
   const std::string model = (dir / "model").string();

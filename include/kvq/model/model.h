@@ -77,9 +77,6 @@ class Model {
   // hidden [rows, hidden_size] -> logits [rows, vocab_size].
   void Logits(const float* hidden, int64_t rows, float* logits);
 
-  // The layer's k_proj bias, [num_kv_heads * head_dim] (empty without bias).
-  std::vector<float> KBias(int layer) const;
-
  private:
   Model() = default;
   struct Scratch;
