@@ -16,6 +16,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+# A fixed seed makes a CI run repeatable; FUZZ_SEED=0 lets libFuzzer pick one.
+FUZZ_SEED=${FUZZ_SEED:-1}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
 BUILD=build/fuzz
 
@@ -35,7 +37,7 @@ run_one() {
   # -timeout: an input running longer is a hang; -rss_limit_mb: a runaway
   # allocation; both are findings like a crash. Sanitizer reports abort.
   if UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-      "$BUILD/fuzz/fuzz_$target" -max_total_time="$FUZZ_SECONDS" -timeout=20 -rss_limit_mb=2048 \
+      "$BUILD/fuzz/fuzz_$target" -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -timeout=20 -rss_limit_mb=2048 \
       -print_final_stats=1 -artifact_prefix="$findings/" "$work" "fuzz/corpus/$target" \
       >"$BUILD/logs/$target.log" 2>&1; then
     echo "fuzz $target: ok, $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$BUILD/logs/$target.log" | grep -o '[0-9]*$') runs in ${FUZZ_SECONDS} s"
@@ -45,7 +47,7 @@ run_one() {
   fi
 }
 export -f run_one
-export BUILD FUZZ_SECONDS
+export BUILD FUZZ_SECONDS FUZZ_SEED
 
 status=0
 printf '%s\n' "${targets[@]}" | xargs -P "$FUZZ_JOBS" -I{} bash -c 'run_one {}' || status=1
