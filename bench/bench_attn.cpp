@@ -9,7 +9,7 @@
 // query) pair, 2 matmuls x 2 * head_dim, for the original and the quantized
 // side (x2), over all layers.
 //
-// Reference (../shared/notes/performance.md, same machine kind, 1 x 4096):
+// Reference (the project machine kind's measured figures, 1 x 4096):
 // PyTorch 1.13 best config 22.6 s (64 GFLOP/s useful); kvq target <= 10 s,
 // stretch 5 s; OpenBLAS sgemm peak 384 GFLOP/s (2 threads), so half of it is
 // 192 GFLOP/s.

@@ -6,7 +6,7 @@
 // 4096-token prompt, dumping Q/K/V as kvq capture does. Prints tokens/s and
 // the process's peak RSS.
 //
-// Reference (../shared/notes/performance.md, same machine kind, 2 threads,
+// Reference (the project machine kind's measured figures, 2 threads,
 // Qwen2.5-0.5B shape, 4096 tokens): llama.cpp 81ff7ab F32 29.1 s (140 tok/s),
 // BF16 15.6 s (262 tok/s); PyTorch 1.13 best 20.5 s (200 tok/s). kvq target:
 // fp32 compute <= 20 s, stretch 12 s; peak RSS under 4 GiB (target 3 GiB).

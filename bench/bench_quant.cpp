@@ -2,7 +2,7 @@
 // 4096-token dump (24 layers x 2 kv heads x 4096 x 64, K and V: 50.3 MB of
 // fp16), per strategy. bytes_per_second counts that fp16 input.
 //
-// Reference figures (../shared/notes/performance.md, 2 threads): STREAM
+// Reference figures (the project machine kind's measured figures, 2 threads): STREAM
 // triad 54 GB/s, read-only 39 GB/s; llama.cpp's q8_0 row quantizer 16.7 GB/s
 // on 1 thread. Target: >= 27 GB/s (half the triad bandwidth) for the int8
 // strategies, at most 50 ms per strategy. BM_ReadFloor measures, in the same
