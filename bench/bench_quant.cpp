@@ -11,14 +11,7 @@
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
-#if defined(__AVX512F__)
-// GCC 12 PR 105593: AVX-512 intrinsics trip -Wuninitialized inside the header.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "common/avx512.h"
 
 #include <algorithm>
 #include <cmath>

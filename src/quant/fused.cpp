@@ -1,15 +1,6 @@
 #include "kvq/quant/fused.h"
 
-#if defined(__AVX512F__)
-// GCC 12's _mm512_undefined_* (behind most AVX-512 intrinsics) trips
-// -Wuninitialized once inlined (GCC PR 105593, fixed in 13); the warnings
-// point into the header, so they are silenced for it alone.
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#include <immintrin.h>
-#pragma GCC diagnostic pop
-#endif
+#include "common/avx512.h"
 
 #include <algorithm>
 #include <cfloat>
