@@ -3,10 +3,10 @@
 #include "common/avx512.h"
 
 #include <algorithm>
-#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "kvq/common/error.h"
@@ -17,11 +17,15 @@ namespace kvq {
 #if defined(__AVX512F__)
 namespace {
 
+// The per-vector steps must inline into the loops: called, they take the
+// accumulators through memory, three times slower.
+#define KVQ_INLINE inline __attribute__((always_inline))
+
 // Where the 16 values at flat index i come from, widened to float exactly
 // (vcvtph2ps equals HalfToFloat, subnormals included).
 struct HalfSource {
   const uint16_t* p;
-  __m512 Load(int64_t i) const {
+  KVQ_INLINE __m512 Load(int64_t i) const {
     return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i)));
   }
   float At(int64_t i) const {
@@ -33,7 +37,7 @@ struct HalfSource {
 
 struct FloatSource {
   const float* p;
-  __m512 Load(int64_t i) const { return _mm512_loadu_ps(p + i); }
+  KVQ_INLINE __m512 Load(int64_t i) const { return _mm512_loadu_ps(p + i); }
   float At(int64_t i) const {
     float v;
     std::memcpy(&v, p + i, 4);
@@ -41,50 +45,120 @@ struct FloatSource {
   }
 };
 
-// Where the round trip goes: y (optional), the finiteness check of x and,
-// with kSums, the error sums in double, 16 lanes in two halves of 8.
-template <bool kSums>
-struct Sink {
-  float* y;
-  __m512d sse[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
-  __m512d sq[2] = {_mm512_setzero_pd(), _mm512_setzero_pd()};
-  __m512 amax = _mm512_setzero_ps();
-  __mmask16 bad = 0;
+// How the error sums are kept. kHalf is for fp16 sources: float lanes, which
+// cannot overflow there (|x|, |x - y| <= 2^17), folded into double before a
+// lane holds more than 16 terms; x^2 is exact in float and (x - y) * 2^24
+// keeps e^2 clear of float subnormals. Relative error: at most (16 + 3) *
+// 2^-24 (1.2e-6) for SSE, 16 * 2^-24 for sum x^2. kDouble is for float
+// sources, whose values may be anywhere in float's range: double lanes
+// (about 1e-15 relative). kNone only checks that x is finite.
+enum class Sums { kNone, kHalf, kDouble };
 
-  static __m512d Half(__m512 v, int half) {
-    return _mm512_cvtps_pd(half == 0
-                               ? _mm512_castps512_ps256(v)
-                               : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-  }
+// One head's running results, updated at the end of each RowLoop.
+struct Totals {
+  double sse = 0, sum_sq = 0;
+  float max_abs = 0;
+  bool finite = true;
+};
 
-  void Put(int64_t i, __m512 x, __m512 v) {
-    const __m512 ax = _mm512_abs_ps(x);
-    // Not <= FLT_MAX (unordered included): +-Inf or NaN.
-    bad |= _mm512_cmp_ps_mask(ax, _mm512_set1_ps(FLT_MAX), _CMP_NLE_UQ);
+__m512d WidenHalf(__m512 v, int half) {
+  return _mm512_cvtps_pd(half == 0
+                             ? _mm512_castps512_ps256(v)
+                             : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+}
+
+// Rows [t0, t1) of a [tokens, d] head through `row`: row.Begin(t) sets the
+// row's parameters, row.One(t, j, x) maps the 16 values at column j, and
+// row.Two(t, j, ...) (where a row has it) the 32 at j and j + 16 at once.
+// The accumulators are this function's locals, so they stay in registers;
+// two sets, for the even and the odd vector of each pair, so that
+// consecutive FMAs do not wait for each other.
+template <Sums kSums, class Source, class Row>
+void RowLoop(const Source& in, int64_t t0, int64_t t1, int d, float* y, Totals& totals, Row& row) {
+  constexpr float kErrorScale = 0x1p24f;
+  constexpr int kFoldTerms = 16;
+  const __m512 zero = _mm512_setzero_ps();
+  __m512 sse_even = zero, sse_odd = zero, sq_even = zero, sq_odd = zero;
+  __m512 amax = zero, check_even = zero, check_odd = zero;
+  __m512d sse_lo = _mm512_setzero_pd(), sse_hi = sse_lo, sq_lo = sse_lo, sq_hi = sse_lo;
+  int terms = 0;  // Per float lane since the last fold.
+
+  auto put = [&](int64_t i, __m512 x, __m512 v, __m512& sse, __m512& sq, __m512& check) {
     if (y != nullptr) _mm512_storeu_ps(y + i, v);
-    if constexpr (kSums) {
-      amax = _mm512_max_ps(amax, ax);
-      for (int h = 0; h < 2; ++h) {
-        const __m512d xd = Half(x, h);
-        const __m512d e = _mm512_sub_pd(xd, Half(v, h));
-        // x^2 is exact in double, so fmadd rounds like multiply-then-add;
-        // e^2 is too unless x and y are 2^29 apart.
-        sse[h] = _mm512_fmadd_pd(e, e, sse[h]);
-        sq[h] = _mm512_fmadd_pd(xd, xd, sq[h]);
+    if constexpr (kSums == Sums::kNone) {
+      check = _mm512_add_ps(check, _mm512_sub_ps(x, x));  // NaN from here on if x is not finite.
+    } else {
+      amax = _mm512_max_ps(amax, _mm512_abs_ps(x));
+      if constexpr (kSums == Sums::kHalf) {
+        const __m512 e = _mm512_mul_ps(_mm512_sub_ps(x, v), _mm512_set1_ps(kErrorScale));
+        sse = _mm512_fmadd_ps(e, e, sse);
+        sq = _mm512_fmadd_ps(x, x, sq);  // Inf or NaN from here on if x is not finite.
+      } else {
+        for (int h = 0; h < 2; ++h) {
+          const __m512d xd = WidenHalf(x, h);
+          const __m512d e = _mm512_sub_pd(xd, WidenHalf(v, h));
+          // x^2 is exact in double, so fmadd rounds like multiply-then-add;
+          // e^2 is too unless x and y are 2^29 apart.
+          (h == 0 ? sse_lo : sse_hi) = _mm512_fmadd_pd(e, e, h == 0 ? sse_lo : sse_hi);
+          (h == 0 ? sq_lo : sq_hi) = _mm512_fmadd_pd(xd, xd, h == 0 ? sq_lo : sq_hi);
+        }
+      }
+    }
+  };
+  auto fold = [&] {
+    const __m512 e = _mm512_add_ps(sse_even, sse_odd), x = _mm512_add_ps(sq_even, sq_odd);
+    sse_lo = _mm512_add_pd(sse_lo, WidenHalf(e, 0));
+    sse_hi = _mm512_add_pd(sse_hi, WidenHalf(e, 1));
+    sq_lo = _mm512_add_pd(sq_lo, WidenHalf(x, 0));
+    sq_hi = _mm512_add_pd(sq_hi, WidenHalf(x, 1));
+    sse_even = sse_odd = sq_even = sq_odd = zero;
+    terms = 0;
+  };
+
+  constexpr bool kPairs = requires(__m512 v) { row.Two(0, 0, v, v, v, v); };
+  if (kPairs) KVQ_CHECK(d % 32 == 0);
+  for (int64_t t = t0; t < t1; ++t) {
+    row.Begin(t);
+    int j = 0;
+    for (; j + 32 <= d; j += 32) {
+      const int64_t i = t * d + j;
+      const __m512 x0 = in.Load(i), x1 = in.Load(i + 16);
+      __m512 v0, v1;
+      if constexpr (kPairs) {
+        row.Two(t, j, x0, x1, v0, v1);
+      } else {
+        v0 = row.One(t, j, x0);
+        v1 = row.One(t, j + 16, x1);
+      }
+      put(i, x0, v0, sse_even, sq_even, check_even);
+      put(i + 16, x1, v1, sse_odd, sq_odd, check_odd);
+      if (kSums == Sums::kHalf && ++terms == kFoldTerms) fold();
+    }
+    if constexpr (!kPairs) {
+      if (j < d) {
+        const int64_t i = t * d + j;
+        const __m512 x = in.Load(i);
+        put(i, x, row.One(t, j, x), sse_even, sq_even, check_even);
+        if (kSums == Sums::kHalf && ++terms == kFoldTerms) fold();
       }
     }
   }
 
-  void Finish(int64_t count, QdqErrorSums* sums) const {
-    if (bad != 0) ThrowInput("non-finite value in the block to quantize");
-    if constexpr (kSums) {
-      sums->count += count;
-      sums->sse += _mm512_reduce_add_pd(_mm512_add_pd(sse[0], sse[1]));
-      sums->sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq[0], sq[1]));
-      sums->max_abs = std::max(sums->max_abs, _mm512_reduce_max_ps(amax));
+  if constexpr (kSums == Sums::kNone) {
+    totals.finite =
+        totals.finite && _mm512_reduce_add_ps(_mm512_add_ps(check_even, check_odd)) == 0;
+  } else {
+    double scale = 1.0;
+    if constexpr (kSums == Sums::kHalf) {
+      fold();
+      scale = 1.0 / (static_cast<double>(kErrorScale) * kErrorScale);
     }
+    totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi)) * scale;
+    totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
+    totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
+    totals.finite = totals.finite && std::isfinite(totals.sum_sq);
   }
-};
+}
 
 // ---------------------------------------------------------------------------
 // int<b>: the element math of kernels.h's IntKernel, 16 lanes at a time.
@@ -116,7 +190,7 @@ IntParams MakeParams(float lo, float hi, int levels) {
 }
 
 template <bool kAsym, bool kTrunc>
-__m512 IntElement(__m512 x, __m512 s, __m512 offset, __mmask16 keep, __m512 top) {
+KVQ_INLINE __m512 IntElement(__m512 x, __m512 s, __m512 offset, __mmask16 keep, __m512 top) {
   constexpr int kMode =
       (kTrunc ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC;
   if constexpr (kAsym) {
@@ -130,52 +204,106 @@ __m512 IntElement(__m512 x, __m512 s, __m512 offset, __mmask16 keep, __m512 top)
   }
 }
 
+// HasFusedKernel's bound on head_dim / group for g<N>:dim.
+constexpr int kMaxGroupsPerRow = 64;
+
 // lo/hi +0 turns -0 into +0, as kernels.cpp's MinMax does.
 void BlockMinMax(__m512 lo, __m512 hi, float& min, float& max) {
   min = _mm512_reduce_min_ps(lo) + 0.0f;
   max = _mm512_reduce_max_ps(hi) + 0.0f;
 }
 
-template <bool kAsym, bool kTrunc, class Source, class Out>
-void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out& sink,
-             int64_t tokens, int d, int64_t chunk_len) {
-  // A local copy keeps the accumulators in registers (the caller's Sink
-  // lives in memory); written back at the end.
-  Out out = sink;
+// One set of parameters for every value (tensor scale).
+template <bool kAsym, bool kTrunc>
+struct IntUniformRow {
+  __m512 s, offset, top;
+  __mmask16 keep;
+  IntUniformRow(const IntParams& p, __m512 top_)
+      : s(_mm512_set1_ps(p.s)),
+        offset(_mm512_set1_ps(p.offset)),
+        top(top_),
+        keep(p.keep != 0 ? 0xffff : 0) {}
+  void Begin(int64_t) {}
+  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
+    return IntElement<kAsym, kTrunc>(x, s, offset, keep, top);
+  }
+};
+
+// Parameters per group of g values along head_dim (g == d: per token),
+// computed from the row in Begin. g is a multiple of 16.
+template <bool kAsym, bool kTrunc, class Source>
+struct IntGroupDimRow {
+  const Source& in;
+  int d, g, levels;
+  __m512 top;
+  IntParams params[kMaxGroupsPerRow] = {};
+  IntUniformRow<kAsym, kTrunc> first{IntParams{1, 0, 0}, top};  // Group 0, in registers.
+
+  KVQ_INLINE void Begin(int64_t t) {
+    constexpr float kInf = std::numeric_limits<float>::infinity();
+    for (int c0 = 0, k = 0; c0 < d; c0 += g, ++k) {
+      const int64_t i0 = t * d + c0;
+      __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
+      for (int j = 0; j < g; j += 16) {
+        const __m512 x = in.Load(i0 + j);
+        if (kAsym) {
+          vlo = _mm512_min_ps(vlo, x);
+          vhi = _mm512_max_ps(vhi, x);
+        } else {
+          vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
+        }
+      }
+      if (kAsym) {
+        float min, max;
+        BlockMinMax(vlo, vhi, min, max);
+        params[k] = MakeParams<true>(min, max, levels);
+      } else {
+        const float amax = _mm512_reduce_max_ps(vhi);
+        params[k] = MakeParams<false>(-amax, amax, levels);
+      }
+    }
+    first = IntUniformRow<kAsym, kTrunc>(params[0], top);
+  }
+  KVQ_INLINE __m512 One(int64_t t, int j, __m512 x) const {
+    if (j < g) return first.One(t, j, x);
+    return IntUniformRow<kAsym, kTrunc>(params[j / g], top).One(t, j, x);
+  }
+};
+
+// Parameters per channel (channel, g<N>:token).
+template <bool kAsym, bool kTrunc>
+struct IntChannelRow {
+  const float *s, *offset, *keep;
+  __m512 top;
+  void Begin(int64_t) {}
+  KVQ_INLINE __m512 One(int64_t, int j, __m512 x) const {
+    const __mmask16 k =
+        _mm512_cmp_ps_mask(_mm512_loadu_ps(keep + j), _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    return IntElement<kAsym, kTrunc>(x, _mm512_loadu_ps(s + j), _mm512_loadu_ps(offset + j), k,
+                                     top);
+  }
+};
+
+template <Sums kSums, bool kAsym, bool kTrunc, class Source>
+void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int64_t tokens, int d,
+             int64_t chunk_len, float* y, Totals& totals) {
   const int levels = kAsym ? (1 << f.bits) - 1 : (1 << (f.bits - 1)) - 1;
   const __m512 top = _mm512_set1_ps(static_cast<float>(levels));
   const int64_t n = tokens * d;
   constexpr float kInf = std::numeric_limits<float>::infinity();
 
-  // Every value with the same parameters (tensor scale; one token when g == d).
-  auto uniform = [&](int64_t begin, int64_t end, const IntParams& p) {
-    const __m512 s = _mm512_set1_ps(p.s), offset = _mm512_set1_ps(p.offset);
-    const __mmask16 keep = p.keep != 0 ? 0xffff : 0;
-    for (int64_t i = begin; i < end; i += 16) {
-      const __m512 x = in.Load(i);
-      out.Put(i, x, IntElement<kAsym, kTrunc>(x, s, offset, keep, top));
-    }
-  };
-  // Per-channel parameters [d] (channel, g<N>:token, g<N>:dim).
+  // Per-channel parameters [d] (channel, g<N>:token).
   std::vector<float> ps(static_cast<size_t>(d)), po(ps.size()), pk(ps.size());
   std::vector<float> lo(ps.size()), hi(ps.size());
-  auto set = [&](int c, const IntParams& p) {
-    ps[static_cast<size_t>(c)] = p.s;
-    po[static_cast<size_t>(c)] = p.offset;
-    pk[static_cast<size_t>(c)] = p.keep;
-  };
-  auto rows = [&](int64_t t0, int64_t t1) {
-    for (int64_t t = t0; t < t1; ++t) {
-      for (int j = 0; j < d; j += 16) {
-        const __m512 x = in.Load(t * d + j);
-        const __mmask16 keep =
-            _mm512_cmp_ps_mask(_mm512_loadu_ps(pk.data() + j), _mm512_setzero_ps(), _CMP_NEQ_OQ);
-        out.Put(t * d + j, x,
-                IntElement<kAsym, kTrunc>(x, _mm512_loadu_ps(ps.data() + j),
-                                          _mm512_loadu_ps(po.data() + j), keep, top));
-      }
+  auto set_channels = [&] {
+    for (size_t c = 0; c < ps.size(); ++c) {
+      const IntParams p = MakeParams<kAsym>(lo[c], hi[c], levels);
+      ps[c] = p.s;
+      po[c] = p.offset;
+      pk[c] = p.keep;
     }
   };
+  IntChannelRow<kAsym, kTrunc> channel_row{ps.data(), po.data(), pk.data(), top};
   // Per-channel min / max of rows [t0, t1) into lo / hi, +0 normalised.
   auto channel_ranges = [&](int64_t t0, int64_t t1) {
     std::fill(lo.begin(), lo.end(), kInf);
@@ -211,8 +339,9 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
         amax = std::max(std::fabs(min), std::fabs(max));
         if (n == 0) min = max = amax = 0;
       }
-      uniform(0, n,
-              kAsym ? MakeParams<true>(min, max, levels) : MakeParams<false>(-amax, amax, levels));
+      IntUniformRow<kAsym, kTrunc> row(
+          kAsym ? MakeParams<true>(min, max, levels) : MakeParams<false>(-amax, amax, levels), top);
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
       break;
     }
     case Granularity::kChannel:
@@ -223,44 +352,15 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
       } else {
         channel_ranges(0, tokens);
       }
-      for (int c = 0; c < d; ++c) {
-        set(c, MakeParams<kAsym>(lo[static_cast<size_t>(c)], hi[static_cast<size_t>(c)], levels));
-      }
-      rows(0, tokens);
+      set_channels();
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, channel_row);
       break;
     case Granularity::kToken:
     case Granularity::kGroupDim: {
       const int g = f.granularity == Granularity::kToken ? d : f.group;
-      for (int64_t t = 0; t < tokens; ++t) {
-        for (int c0 = 0; c0 < d; c0 += g) {
-          const int64_t i0 = t * d + c0;
-          __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
-          for (int j = 0; j < g; j += 16) {
-            const __m512 x = in.Load(i0 + j);
-            if (kAsym) {
-              vlo = _mm512_min_ps(vlo, x);
-              vhi = _mm512_max_ps(vhi, x);
-            } else {
-              vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
-            }
-          }
-          IntParams p;
-          if (kAsym) {
-            float min, max;
-            BlockMinMax(vlo, vhi, min, max);
-            p = MakeParams<true>(min, max, levels);
-          } else {
-            const float amax = _mm512_reduce_max_ps(vhi);
-            p = MakeParams<false>(-amax, amax, levels);
-          }
-          if (g == d) {
-            uniform(i0, i0 + g, p);
-          } else {
-            for (int c = c0; c < c0 + g; ++c) set(c, p);
-          }
-        }
-        if (g != d) rows(t, t + 1);
-      }
+      KVQ_CHECK(d / g <= kMaxGroupsPerRow);
+      IntGroupDimRow<kAsym, kTrunc, Source> row{in, d, g, levels, top};
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
       break;
     }
     case Granularity::kGroupToken: {
@@ -270,79 +370,65 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
         for (int64_t t0 = b; t0 < e; t0 += f.group) {
           const int64_t t1 = std::min(e, t0 + f.group);
           channel_ranges(t0, t1);
-          for (int c = 0; c < d; ++c) {
-            set(c,
-                MakeParams<kAsym>(lo[static_cast<size_t>(c)], hi[static_cast<size_t>(c)], levels));
-          }
-          rows(t0, t1);
+          set_channels();
+          RowLoop<kSums>(in, t0, t1, d, y, totals, channel_row);
         }
       }
       break;
     }
   }
-  sink = out;
 }
 
 // ---------------------------------------------------------------------------
 // fp16 and fp8 (kernels.cpp's Fp16Fast / RoundMiniFloat, vectorised).
 
-template <class Source, class Out>
-void Fp16Head(const Source& in, Out& sink, int64_t n) {
-  // A local copy keeps the accumulators in registers (the caller's Sink
-  // lives in memory); written back at the end.
-  Out out = sink;
-  for (int64_t i = 0; i < n; i += 16) {
-    const __m512 x = in.Load(i);
-    out.Put(i, x,
-            _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+struct Fp16Row {
+  void Begin(int64_t) {}
+  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
+    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   }
-  sink = out;
-}
+};
 
-template <class Source, class Out>
-void Fp8Head(const FormatSpec& f, const HeadStats* stats, const Source& in, Out& sink, int64_t n) {
-  // A local copy keeps the accumulators in registers (the caller's Sink
-  // lives in memory); written back at the end.
-  Out out = sink;
-  const bool e4m3 = f.kind == FormatKind::kFp8E4M3;
-  const int man_bits = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
-  const float fmax = e4m3 ? 448.0f : 57344.0f;
-  float amax;
-  if (stats != nullptr) {
-    amax = stats->amax;
-  } else {
-    __m512 m = _mm512_setzero_ps();
-    for (int64_t i = 0; i < n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(in.Load(i)));
-    amax = _mm512_reduce_max_ps(m);
+// v = x / s; a = |v|; quantum = 2^(max(floor(log2 a), 1 - bias) - man_bits);
+// r = min(rint(a / quantum) * quantum, max), r = max where !(a < max);
+// y = copysign(r, v) * s. (getexp(0) = -inf picks 1 - bias, where frexp
+// picks -1: both round 0 to 0.) s == 0 (an all-zero head) gives 0.
+struct Fp8Row {
+  __m512 vs, vmax, min_exp, man;
+  bool zero_scale;
+  Fp8Row(bool e4m3, float amax) {
+    const int man_bits = e4m3 ? 3 : 2, bias = e4m3 ? 7 : 15;
+    const float fmax = e4m3 ? 448.0f : 57344.0f;
+    const float s = amax / fmax;
+    zero_scale = s == 0;
+    vs = _mm512_set1_ps(s);
+    vmax = _mm512_set1_ps(fmax);
+    min_exp = _mm512_set1_ps(static_cast<float>(1 - bias));
+    man = _mm512_set1_ps(static_cast<float>(man_bits));
   }
-  const float s = amax / fmax;
-  const __m512 vs = _mm512_set1_ps(s), vmax = _mm512_set1_ps(fmax);
-  const __m512 min_exp = _mm512_set1_ps(static_cast<float>(1 - bias));
-  const __m512 man = _mm512_set1_ps(static_cast<float>(man_bits));
-  const __m512 one = _mm512_set1_ps(1.0f), sign = _mm512_set1_ps(-0.0f);
-  for (int64_t i = 0; i < n; i += 16) {
-    const __m512 x = in.Load(i);
-    if (s == 0) {
-      out.Put(i, x, _mm512_setzero_ps());
-      continue;
-    }
-    // v = x / s; a = |v|; quantum = 2^(max(floor(log2 a), 1 - bias) - man_bits);
-    // r = min(rint(a / quantum) * quantum, max), r = max where !(a < max);
-    // y = copysign(r, v) * s. (getexp(0) = -inf picks 1 - bias, where frexp
-    // picks -1: both round 0 to 0.)
+  void Begin(int64_t) {}
+  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
+    if (zero_scale) return _mm512_setzero_ps();
     const __m512 v = _mm512_div_ps(x, vs);
     const __m512 a = _mm512_abs_ps(v);
     const __m512 e = _mm512_max_ps(_mm512_getexp_ps(a), min_exp);
-    const __m512 quantum = _mm512_scalef_ps(one, _mm512_sub_ps(e, man));
+    const __m512 quantum = _mm512_scalef_ps(_mm512_set1_ps(1.0f), _mm512_sub_ps(e, man));
     __m512 r = _mm512_mul_ps(_mm512_roundscale_ps(_mm512_div_ps(a, quantum),
                                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
                              quantum);
     r = _mm512_min_ps(vmax, r);
     r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, vmax, _CMP_LT_OQ), vmax, r);
-    r = _mm512_or_ps(r, _mm512_and_ps(v, sign));
-    out.Put(i, x, _mm512_mul_ps(r, vs));
+    r = _mm512_or_ps(r, _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+    return _mm512_mul_ps(r, vs);
   }
-  sink = out;
+};
+
+template <class Source>
+float HeadAmax(const HeadStats* stats, const Source& in, int64_t n) {
+  if (stats != nullptr) return stats->amax;
+  __m512 m = _mm512_setzero_ps();
+  for (int64_t i = 0; i < n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(in.Load(i)));
+  return _mm512_reduce_max_ps(m);
 }
 
 // ---------------------------------------------------------------------------
@@ -353,7 +439,7 @@ void Fp8Head(const FormatSpec& f, const HeadStats* stats, const Source& in, Out&
 
 float HalfRound(float v) { return HalfToFloat(FloatToHalf(v)); }
 
-__m512 RoundHalfAway(__m512 v) {  // roundf: exact, since v - trunc(v) is.
+KVQ_INLINE __m512 RoundHalfAway(__m512 v) {  // roundf: exact, since v - trunc(v) is.
   const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
   const __mmask16 up =
       _mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(v, t)), _mm512_set1_ps(0.5f), _CMP_GE_OQ);
@@ -369,17 +455,16 @@ int FirstEqual(__m512 v0, __m512 v1, float value) {
   return __builtin_ctz(mask);
 }
 
-template <class Source, class Out>
-void GgmlHead(FormatKind kind, const Source& in, Out& sink, int64_t n) {
-  // A local copy keeps the accumulators in registers (the caller's Sink
-  // lives in memory); written back at the end.
-  Out out = sink;
-  const __m512 zero = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 32) {
-    const __m512 v0 = in.Load(i), v1 = in.Load(i + 16);
+template <FormatKind kKind, class Source>
+struct GgmlRow {
+  const Source& in;
+  int head_dim;
+  void Begin(int64_t) {}
+  KVQ_INLINE void Two(int64_t t, int j, __m512 v0, __m512 v1, __m512& y0, __m512& y1) const {
+    const int64_t i = t * head_dim + j;
+    const __m512 zero = _mm512_setzero_ps();
     float d, id;
-    __m512 y0, y1;
-    if (kind == FormatKind::kQ8_0) {
+    if constexpr (kKind == FormatKind::kQ8_0) {
       const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
       d = amax / 127.0f;
       id = d != 0 ? 1.0f / d : 0.0f;
@@ -387,7 +472,7 @@ void GgmlHead(FormatKind kind, const Source& in, Out& sink, int64_t n) {
       // (float)(int8_t)roundf(v): +0 for a rounded -0.
       y0 = _mm512_mul_ps(_mm512_add_ps(RoundHalfAway(_mm512_mul_ps(v0, vid)), zero), dh);
       y1 = _mm512_mul_ps(_mm512_add_ps(RoundHalfAway(_mm512_mul_ps(v1, vid)), zero), dh);
-    } else if (kind == FormatKind::kQ4_0) {
+    } else if constexpr (kKind == FormatKind::kQ4_0) {
       // max: the signed value of largest magnitude, the first one on ties; +0
       // for an all-zero block.
       const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
@@ -438,48 +523,55 @@ void GgmlHead(FormatKind kind, const Source& in, Out& sink, int64_t n) {
       uint8_t bytes[34];
       _mm512_store_ps(x, v0);
       _mm512_store_ps(x + 16, v1);
-      GgmlQuantizeRow(kind, false, x, 32, bytes);
-      GgmlDequantizeRow(kind, bytes, 32, y);
+      GgmlQuantizeRow(kKind, false, x, 32, bytes);
+      GgmlDequantizeRow(kKind, bytes, 32, y);
       y0 = _mm512_load_ps(y);
       y1 = _mm512_load_ps(y + 16);
     }
-    out.Put(i, v0, y0);
-    out.Put(i + 16, v1, y1);
   }
-  sink = out;
-}
+};
 
 // ---------------------------------------------------------------------------
 
-template <class Source, class Out>
+template <Sums kSums, class Source>
 void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t tokens, int d,
-              const HeadStats* stats, Out& out) {
-  const int64_t n = tokens * d;
+              const HeadStats* stats, float* y, Totals& totals) {
   switch (f.kind) {
-    case FormatKind::kFp16:
-      Fp16Head(in, out, n);
+    case FormatKind::kFp16: {
+      Fp16Row row;
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
       return;
+    }
     case FormatKind::kFp8E4M3:
-    case FormatKind::kFp8E5M2:
-      Fp8Head(f, stats, in, out, n);
+    case FormatKind::kFp8E5M2: {
+      Fp8Row row(f.kind == FormatKind::kFp8E4M3, HeadAmax(stats, in, tokens * d));
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
       return;
-    case FormatKind::kQ8_0:
-    case FormatKind::kQ4_0:
-    case FormatKind::kQ4_1:
-      GgmlHead(f.kind, in, out, n);
+    }
+    case FormatKind::kQ8_0: {
+      GgmlRow<FormatKind::kQ8_0, Source> row{in, d};
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
       return;
+    }
+    case FormatKind::kQ4_0: {
+      GgmlRow<FormatKind::kQ4_0, Source> row{in, d};
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      return;
+    }
+    case FormatKind::kQ4_1: {
+      GgmlRow<FormatKind::kQ4_1, Source> row{in, d};
+      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      return;
+    }
     case FormatKind::kInt: {
       const bool trunc = f.rounding == Rounding::kTrunc;
+      auto run = [&]<bool kAsym, bool kTrunc>() {
+        IntHead<kSums, kAsym, kTrunc>(f, stats, in, tokens, d, chunk_len, y, totals);
+      };
       if (f.zero_point) {
-        if (trunc) {
-          IntHead<true, true>(f, stats, in, out, tokens, d, chunk_len);
-        } else {
-          IntHead<true, false>(f, stats, in, out, tokens, d, chunk_len);
-        }
-      } else if (trunc) {
-        IntHead<false, true>(f, stats, in, out, tokens, d, chunk_len);
+        trunc ? run.template operator()<true, true>() : run.template operator()<true, false>();
       } else {
-        IntHead<false, false>(f, stats, in, out, tokens, d, chunk_len);
+        trunc ? run.template operator()<false, true>() : run.template operator()<false, false>();
       }
       return;
     }
@@ -491,16 +583,23 @@ void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t 
 template <class Source>
 void Run(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t tokens, int d,
          const HeadStats* stats, float* y, QdqErrorSums* sums) {
+  constexpr Sums kSums = std::is_same_v<Source, HalfSource> ? Sums::kHalf : Sums::kDouble;
+  Totals totals;
   if (sums != nullptr) {
-    Sink<true> out{y};
-    Dispatch(f, chunk_len, in, tokens, d, stats, out);
-    out.Finish(tokens * d, sums);
+    Dispatch<kSums>(f, chunk_len, in, tokens, d, stats, y, totals);
   } else {
-    Sink<false> out{y};
-    Dispatch(f, chunk_len, in, tokens, d, stats, out);
-    out.Finish(tokens * d, sums);
+    Dispatch<Sums::kNone>(f, chunk_len, in, tokens, d, stats, y, totals);
+  }
+  if (!totals.finite) ThrowInput("non-finite value in the block to quantize");
+  if (sums != nullptr) {
+    sums->count += tokens * d;
+    sums->sse += totals.sse;
+    sums->sum_sq += totals.sum_sq;
+    sums->max_abs = std::max(sums->max_abs, totals.max_abs);
   }
 }
+
+#undef KVQ_INLINE
 
 }  // namespace
 #endif

@@ -24,6 +24,8 @@ float Normal(SplitMix64& rng) { return static_cast<float>(rng.NormalOpen()); }
 constexpr int kRows = 96;  // Three prompts of 32 (g<N>:token groups restart).
 constexpr int kDim = 64;
 constexpr int64_t kChunk = 32;
+// fused.h: SSE within (16 + 3) * 2^-24 relative for fp16 sources.
+constexpr double kHalfSumsTolerance = 1.2e-6;
 
 // Adversarial [kRows, kDim] blocks; every value representable in fp16 unless
 // the name says otherwise (so the fp16 source sees the same values).
@@ -101,7 +103,8 @@ TEST(QuantFused, CoversThePresetsFormatsAndDeclinesTheRest) {
 
 // y from the fused kernel (fp16 and float sources, in place too) equals the
 // scalar reference path bit for bit; the error sums equal a serial double sum
-// to 1e-12 relative (only the summation order differs).
+// within fused.h's bounds: 1e-12 relative for float sources (double lanes),
+// 1.2e-6 for fp16 sources (float lanes folded into double every 16 terms).
 TEST(QuantFused, EqualsTheReferenceBitForBit) {
 #if !defined(__AVX512F__)
   GTEST_SKIP() << "the fused kernel needs AVX-512";
@@ -126,7 +129,7 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
         sum_sq += static_cast<double>(x[i]) * x[i];
         max_abs = std::max(max_abs, std::fabs(x[i]));
       }
-      auto check = [&](const char* source, const QdqErrorSums* sums) {
+      auto check = [&](const char* source, const QdqErrorSums* sums, double tolerance) {
         for (size_t i = 0; i < x.size(); ++i) {
           ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i]))
               << name << " block " << block << " source " << source << " element " << i
@@ -136,27 +139,28 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
         EXPECT_EQ(sums->count, kRows * kDim);
         EXPECT_EQ(sums->max_abs, max_abs) << name << " " << block;
         if (std::isfinite(sse)) {
-          EXPECT_NEAR(sums->sse, sse, 1e-12 * sse) << name << " " << block << " " << source;
+          EXPECT_NEAR(sums->sse, sse, tolerance * sse) << name << " " << block << " " << source;
         }
-        EXPECT_NEAR(sums->sum_sq, sum_sq, 1e-12 * sum_sq) << name << " " << block;
+        EXPECT_NEAR(sums->sum_sq, sum_sq, tolerance * sum_sq)
+            << name << " " << block << " " << source;
       };
       QdqErrorSums sums;
       FusedQuantizeHead(f, kChunk, nullptr, x.data(), kRows, kDim, nullptr, y.data(), &sums);
-      check("float", &sums);
+      check("float", &sums, 1e-12);
       if (fp16_exact) {
         sums = {};
         std::fill(y.begin(), y.end(), 1.0f);
         FusedQuantizeHead(f, kChunk, half.data(), nullptr, kRows, kDim, nullptr, y.data(), &sums);
-        check("fp16", &sums);
+        check("fp16", &sums, kHalfSumsTolerance);
       }
       y = x;  // In place, no sums (QuantizeHead's use).
       FusedQuantizeHead(f, kChunk, nullptr, y.data(), kRows, kDim, nullptr, y.data(), nullptr);
-      check("in place", nullptr);
+      check("in place", nullptr, 0);
       // QuantizeHead's fast path is this kernel.
       HeadContext fast_ctx = ref_ctx;
       fast_ctx.use_reference = false;
       QuantizeHead(f, fast_ctx, x.data(), y.data(), kRows, kDim);
-      check("QuantizeHead", nullptr);
+      check("QuantizeHead", nullptr, 0);
       ++compared;
     }
   }
@@ -251,8 +255,11 @@ TEST(QuantFused, MeasureDumpMatchesThePlainPath) {
       }
       EXPECT_EQ(row.error.count, per_head);
       EXPECT_EQ(row.error.max_abs, max_abs);
-      EXPECT_NEAR(row.error.sse, sse, 1e-12 * sse) << spec << " " << row.layer << " " << row.head;
-      EXPECT_NEAR(row.error.sum_sq, sum_sq, 1e-12 * sum_sq);
+      // fp16 dump: the fused kernel's float-lane bound (the generic path is
+      // closer still).
+      EXPECT_NEAR(row.error.sse, sse, kHalfSumsTolerance * sse)
+          << spec << " " << row.layer << " " << row.head;
+      EXPECT_NEAR(row.error.sum_sq, sum_sq, kHalfSumsTolerance * sum_sq);
     }
   }
 }
