@@ -54,7 +54,25 @@ struct FloatSource {
 // (about 1e-15 relative). kNone only checks that x is finite.
 enum class Sums { kNone, kHalf, kDouble };
 
-// One head's running results, updated at the end of each RowLoop.
+// lo/hi +0 turns -0 into +0, as kernels.cpp's MinMax does.
+void BlockMinMax(__m512 lo, __m512 hi, float& min, float& max) {
+  min = _mm512_reduce_min_ps(lo) + 0.0f;
+  max = _mm512_reduce_max_ps(hi) + 0.0f;
+}
+
+// What a kernel instantiation does besides the round trip: which error sums
+// it keeps, whether it writes y, and whether the round-trip loop sums x^2
+// and max|x| (false where a statistics pass over the same values did).
+struct Mode {
+  Sums sums;
+  bool store;
+  bool squares = true;
+};
+
+constexpr float kErrorScale = 0x1p24f;  // Scales x - y for kHalf's float lanes.
+constexpr int kFoldTerms = 16;          // kHalf: terms per float lane before a fold.
+
+// One head's running results: added to at the end of each loop.
 struct Totals {
   double sse = 0, sum_sq = 0;
   float max_abs = 0;
@@ -67,16 +85,78 @@ __m512d WidenHalf(__m512 v, int half) {
                              : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 }
 
+// A float lane pair folded into double lanes (kHalf).
+KVQ_INLINE void FoldInto(__m512 even, __m512 odd, __m512d& lo, __m512d& hi) {
+  const __m512 sum = _mm512_add_ps(even, odd);
+  lo = _mm512_add_pd(lo, WidenHalf(sum, 0));
+  hi = _mm512_add_pd(hi, WidenHalf(sum, 1));
+}
+
+// The statistics pass of a sequence-global format over the n values of one
+// head: min and max (+0 for -0) and, where the mode keeps error sums, sum
+// x^2 and max|x| too, so that the round-trip pass does not redo them. This
+// pass reads the head from memory; the round trip then finds it in cache.
+template <Mode kMode, class SourceRef>
+void ScanHead(const SourceRef& source, int64_t n, float& min, float& max, Totals& totals) {
+  const auto in = source;  // A copy: stores elsewhere cannot change its pointer.
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  __m512 lo0 = _mm512_set1_ps(kInf), hi0 = _mm512_set1_ps(-kInf), lo1 = lo0, hi1 = hi0;
+  __m512 sq_even = _mm512_setzero_ps(), sq_odd = sq_even;
+  __m512d sq_lo = _mm512_setzero_pd(), sq_hi = sq_lo;
+  int terms = 0;
+  auto square = [&](__m512 x, __m512& sq) {
+    if constexpr (kMode.sums == Sums::kHalf) {
+      sq = _mm512_fmadd_ps(x, x, sq);
+    } else if constexpr (kMode.sums == Sums::kDouble) {
+      const __m512d a = WidenHalf(x, 0), b = WidenHalf(x, 1);
+      sq_lo = _mm512_fmadd_pd(a, a, sq_lo);
+      sq_hi = _mm512_fmadd_pd(b, b, sq_hi);
+    }
+  };
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    const __m512 x0 = in.Load(i), x1 = in.Load(i + 16);
+    lo0 = _mm512_min_ps(lo0, x0);
+    hi0 = _mm512_max_ps(hi0, x0);
+    lo1 = _mm512_min_ps(lo1, x1);
+    hi1 = _mm512_max_ps(hi1, x1);
+    square(x0, sq_even);
+    square(x1, sq_odd);
+    if (kMode.sums == Sums::kHalf && ++terms == kFoldTerms) {
+      FoldInto(sq_even, sq_odd, sq_lo, sq_hi);
+      sq_even = sq_odd = _mm512_setzero_ps();
+      terms = 0;
+    }
+  }
+  if (i < n) {
+    const __m512 x = in.Load(i);
+    lo0 = _mm512_min_ps(lo0, x);
+    hi0 = _mm512_max_ps(hi0, x);
+    square(x, sq_even);
+  }
+  BlockMinMax(_mm512_min_ps(lo0, lo1), _mm512_max_ps(hi0, hi1), min, max);
+  if (n == 0) min = max = 0;
+  if constexpr (kMode.sums == Sums::kHalf) FoldInto(sq_even, sq_odd, sq_lo, sq_hi);
+  if constexpr (kMode.sums != Sums::kNone) {
+    totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
+    totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+    totals.max_abs = std::max({totals.max_abs, std::fabs(min), std::fabs(max)});
+  }
+}
+
 // Rows [t0, t1) of a [tokens, d] head through `row`: row.Begin(t) sets the
 // row's parameters, row.One(t, j, x) maps the 16 values at column j, and
 // row.Two(t, j, ...) (where a row has it) the 32 at j and j + 16 at once.
-// The accumulators are this function's locals, so they stay in registers;
+// The accumulators and the row are this function's locals, so that they
+// can stay in registers;
 // two sets, for the even and the odd vector of each pair, so that
 // consecutive FMAs do not wait for each other.
-template <Sums kSums, class Source, class Row>
-void RowLoop(const Source& in, int64_t t0, int64_t t1, int d, float* y, Totals& totals, Row& row) {
-  constexpr float kErrorScale = 0x1p24f;
-  constexpr int kFoldTerms = 16;
+template <Mode kMode, class SourceRef, class Row>
+void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, Totals& totals,
+             Row row) {
+  constexpr Sums kSums = kMode.sums;
+  constexpr bool kSquares = kMode.squares;
+  const auto in = source;  // A copy: stores to y cannot change its pointer.
   const __m512 zero = _mm512_setzero_ps();
   __m512 sse_even = zero, sse_odd = zero, sq_even = zero, sq_odd = zero;
   __m512 amax = zero, check_even = zero, check_odd = zero;
@@ -84,15 +164,15 @@ void RowLoop(const Source& in, int64_t t0, int64_t t1, int d, float* y, Totals& 
   int terms = 0;  // Per float lane since the last fold.
 
   auto put = [&](int64_t i, __m512 x, __m512 v, __m512& sse, __m512& sq, __m512& check) {
-    if (y != nullptr) _mm512_storeu_ps(y + i, v);
+    if constexpr (kMode.store) _mm512_storeu_ps(y + i, v);
     if constexpr (kSums == Sums::kNone) {
       check = _mm512_add_ps(check, _mm512_sub_ps(x, x));  // NaN from here on if x is not finite.
     } else {
-      amax = _mm512_max_ps(amax, _mm512_abs_ps(x));
+      if constexpr (kSquares) amax = _mm512_max_ps(amax, _mm512_abs_ps(x));
       if constexpr (kSums == Sums::kHalf) {
         const __m512 e = _mm512_mul_ps(_mm512_sub_ps(x, v), _mm512_set1_ps(kErrorScale));
         sse = _mm512_fmadd_ps(e, e, sse);
-        sq = _mm512_fmadd_ps(x, x, sq);  // Inf or NaN from here on if x is not finite.
+        if constexpr (kSquares) sq = _mm512_fmadd_ps(x, x, sq);  // Inf/NaN stay: the check.
       } else {
         for (int h = 0; h < 2; ++h) {
           const __m512d xd = WidenHalf(x, h);
@@ -100,17 +180,15 @@ void RowLoop(const Source& in, int64_t t0, int64_t t1, int d, float* y, Totals& 
           // x^2 is exact in double, so fmadd rounds like multiply-then-add;
           // e^2 is too unless x and y are 2^29 apart.
           (h == 0 ? sse_lo : sse_hi) = _mm512_fmadd_pd(e, e, h == 0 ? sse_lo : sse_hi);
-          (h == 0 ? sq_lo : sq_hi) = _mm512_fmadd_pd(xd, xd, h == 0 ? sq_lo : sq_hi);
+          if constexpr (kSquares)
+            (h == 0 ? sq_lo : sq_hi) = _mm512_fmadd_pd(xd, xd, h == 0 ? sq_lo : sq_hi);
         }
       }
     }
   };
   auto fold = [&] {
-    const __m512 e = _mm512_add_ps(sse_even, sse_odd), x = _mm512_add_ps(sq_even, sq_odd);
-    sse_lo = _mm512_add_pd(sse_lo, WidenHalf(e, 0));
-    sse_hi = _mm512_add_pd(sse_hi, WidenHalf(e, 1));
-    sq_lo = _mm512_add_pd(sq_lo, WidenHalf(x, 0));
-    sq_hi = _mm512_add_pd(sq_hi, WidenHalf(x, 1));
+    FoldInto(sse_even, sse_odd, sse_lo, sse_hi);
+    if constexpr (kSquares) FoldInto(sq_even, sq_odd, sq_lo, sq_hi);
     sse_even = sse_odd = sq_even = sq_odd = zero;
     terms = 0;
   };
@@ -119,27 +197,32 @@ void RowLoop(const Source& in, int64_t t0, int64_t t1, int d, float* y, Totals& 
   if (kPairs) KVQ_CHECK(d % 32 == 0);
   for (int64_t t = t0; t < t1; ++t) {
     row.Begin(t);
-    int j = 0;
-    for (; j + 32 <= d; j += 32) {
-      const int64_t i = t * d + j;
-      const __m512 x0 = in.Load(i), x1 = in.Load(i + 16);
-      __m512 v0, v1;
-      if constexpr (kPairs) {
-        row.Two(t, j, x0, x1, v0, v1);
-      } else {
-        v0 = row.One(t, j, x0);
-        v1 = row.One(t, j + 16, x1);
-      }
-      put(i, x0, v0, sse_even, sq_even, check_even);
-      put(i + 16, x1, v1, sse_odd, sq_odd, check_odd);
-      if (kSums == Sums::kHalf && ++terms == kFoldTerms) fold();
-    }
-    if constexpr (!kPairs) {
-      if (j < d) {
+    // Stretches of at most kFoldTerms vectors per accumulator, the fold
+    // check once per stretch (per row for head_dim <= 512).
+    for (int j = 0; j < d;) {
+      const int end = std::min(d, j + 32 * kFoldTerms);
+      if (kSums == Sums::kHalf && terms + (end - j + 31) / 32 > kFoldTerms) fold();
+      terms += (end - j + 31) / 32;
+      for (; j + 32 <= end; j += 32) {
         const int64_t i = t * d + j;
-        const __m512 x = in.Load(i);
-        put(i, x, row.One(t, j, x), sse_even, sq_even, check_even);
-        if (kSums == Sums::kHalf && ++terms == kFoldTerms) fold();
+        const __m512 x0 = in.Load(i), x1 = in.Load(i + 16);
+        __m512 v0, v1;
+        if constexpr (kPairs) {
+          row.Two(t, j, x0, x1, v0, v1);
+        } else {
+          v0 = row.One(t, j, x0);
+          v1 = row.One(t, j + 16, x1);
+        }
+        put(i, x0, v0, sse_even, sq_even, check_even);
+        put(i + 16, x1, v1, sse_odd, sq_odd, check_odd);
+      }
+      if constexpr (!kPairs) {
+        if (j < end) {
+          const int64_t i = t * d + j;
+          const __m512 x = in.Load(i);
+          put(i, x, row.One(t, j, x), sse_even, sq_even, check_even);
+          j += 16;
+        }
       }
     }
   }
@@ -148,15 +231,15 @@ void RowLoop(const Source& in, int64_t t0, int64_t t1, int d, float* y, Totals& 
     totals.finite =
         totals.finite && _mm512_reduce_add_ps(_mm512_add_ps(check_even, check_odd)) == 0;
   } else {
-    double scale = 1.0;
-    if constexpr (kSums == Sums::kHalf) {
-      fold();
-      scale = 1.0 / (static_cast<double>(kErrorScale) * kErrorScale);
-    }
+    if constexpr (kSums == Sums::kHalf) fold();
+    const double scale =
+        kSums == Sums::kHalf ? 1.0 / (static_cast<double>(kErrorScale) * kErrorScale) : 1.0;
     totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi)) * scale;
-    totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
-    totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
-    totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+    if constexpr (kSquares) {
+      totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
+      totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
+      totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+    }
   }
 }
 
@@ -207,12 +290,6 @@ KVQ_INLINE __m512 IntElement(__m512 x, __m512 s, __m512 offset, __mmask16 keep, 
 // HasFusedKernel's bound on head_dim / group for g<N>:dim.
 constexpr int kMaxGroupsPerRow = 64;
 
-// lo/hi +0 turns -0 into +0, as kernels.cpp's MinMax does.
-void BlockMinMax(__m512 lo, __m512 hi, float& min, float& max) {
-  min = _mm512_reduce_min_ps(lo) + 0.0f;
-  max = _mm512_reduce_max_ps(hi) + 0.0f;
-}
-
 // One set of parameters for every value (tensor scale).
 template <bool kAsym, bool kTrunc>
 struct IntUniformRow {
@@ -229,8 +306,44 @@ struct IntUniformRow {
   }
 };
 
-// Parameters per group of g values along head_dim (g == d: per token),
-// computed from the row in Begin. g is a multiple of 16.
+// Parameters per token (g == head_dim), computed from the row in Begin. Scalar
+// members, so that the row object lives in registers.
+template <bool kAsym, bool kTrunc, class Source>
+struct IntTokenRow {
+  Source in;
+  int d;
+  float levels;
+  IntParams p{1, 0, 0};
+
+  KVQ_INLINE void Begin(int64_t t) {
+    constexpr float kInf = std::numeric_limits<float>::infinity();
+    __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
+    for (int j = 0; j < d; j += 16) {
+      const __m512 x = in.Load(t * d + j);
+      if (kAsym) {
+        vlo = _mm512_min_ps(vlo, x);
+        vhi = _mm512_max_ps(vhi, x);
+      } else {
+        vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
+      }
+    }
+    if (kAsym) {
+      float min, max;
+      BlockMinMax(vlo, vhi, min, max);
+      p = MakeParams<true>(min, max, static_cast<int>(levels));
+    } else {
+      const float amax = _mm512_reduce_max_ps(vhi);
+      p = MakeParams<false>(-amax, amax, static_cast<int>(levels));
+    }
+  }
+  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
+    return IntElement<kAsym, kTrunc>(x, _mm512_set1_ps(p.s), _mm512_set1_ps(p.offset),
+                                     p.keep != 0 ? 0xffff : 0, _mm512_set1_ps(levels));
+  }
+};
+
+// Parameters per group of g values along head_dim, computed from the row in
+// Begin. g is a multiple of 16.
 template <bool kAsym, bool kTrunc, class Source>
 struct IntGroupDimRow {
   const Source& in;
@@ -284,7 +397,7 @@ struct IntChannelRow {
   }
 };
 
-template <Sums kSums, bool kAsym, bool kTrunc, class Source>
+template <Mode kMode, bool kAsym, bool kTrunc, class Source>
 void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int64_t tokens, int d,
              int64_t chunk_len, float* y, Totals& totals) {
   const int levels = kAsym ? (1 << f.bits) - 1 : (1 << (f.bits - 1)) - 1;
@@ -323,25 +436,21 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
 
   switch (f.granularity) {
     case Granularity::kTensor: {
-      float min, max, amax;
+      float min, max;
       if (stats != nullptr) {
         min = stats->min;
         max = stats->max;
-        amax = stats->amax;
       } else {
-        __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
-        for (int64_t i = 0; i < n; i += 16) {
-          const __m512 x = in.Load(i);
-          vlo = _mm512_min_ps(vlo, x);
-          vhi = _mm512_max_ps(vhi, x);
-        }
-        BlockMinMax(vlo, vhi, min, max);
-        amax = std::max(std::fabs(min), std::fabs(max));
-        if (n == 0) min = max = amax = 0;
+        ScanHead<kMode>(in, n, min, max, totals);
       }
+      const float amax = stats != nullptr ? stats->amax : std::max(std::fabs(min), std::fabs(max));
       IntUniformRow<kAsym, kTrunc> row(
           kAsym ? MakeParams<true>(min, max, levels) : MakeParams<false>(-amax, amax, levels), top);
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      if (stats != nullptr) {
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+      } else {
+        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals, row);
+      }
       break;
     }
     case Granularity::kChannel:
@@ -353,14 +462,18 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
         channel_ranges(0, tokens);
       }
       set_channels();
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, channel_row);
+      RowLoop<kMode>(in, 0, tokens, d, y, totals, channel_row);
       break;
-    case Granularity::kToken:
+    case Granularity::kToken: {
+      IntTokenRow<kAsym, kTrunc, Source> row{in, d, static_cast<float>(levels)};
+      RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+      break;
+    }
     case Granularity::kGroupDim: {
-      const int g = f.granularity == Granularity::kToken ? d : f.group;
+      const int g = f.group;
       KVQ_CHECK(d / g <= kMaxGroupsPerRow);
       IntGroupDimRow<kAsym, kTrunc, Source> row{in, d, g, levels, top};
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       break;
     }
     case Granularity::kGroupToken: {
@@ -371,7 +484,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
           const int64_t t1 = std::min(e, t0 + f.group);
           channel_ranges(t0, t1);
           set_channels();
-          RowLoop<kSums>(in, t0, t1, d, y, totals, channel_row);
+          RowLoop<kMode>(in, t0, t1, d, y, totals, channel_row);
         }
       }
       break;
@@ -422,14 +535,6 @@ struct Fp8Row {
     return _mm512_mul_ps(r, vs);
   }
 };
-
-template <class Source>
-float HeadAmax(const HeadStats* stats, const Source& in, int64_t n) {
-  if (stats != nullptr) return stats->amax;
-  __m512 m = _mm512_setzero_ps();
-  for (int64_t i = 0; i < n; i += 16) m = _mm512_max_ps(m, _mm512_abs_ps(in.Load(i)));
-  return _mm512_reduce_max_ps(m);
-}
 
 // ---------------------------------------------------------------------------
 // ggml q8_0 / q4_0 / q4_1 (kernels.cpp's QuantizeQ* + GgmlDequantizeRow),
@@ -533,40 +638,48 @@ struct GgmlRow {
 
 // ---------------------------------------------------------------------------
 
-template <Sums kSums, class Source>
+template <Mode kMode, class Source>
 void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t tokens, int d,
               const HeadStats* stats, float* y, Totals& totals) {
   switch (f.kind) {
     case FormatKind::kFp16: {
       Fp16Row row;
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kFp8E4M3:
     case FormatKind::kFp8E5M2: {
-      Fp8Row row(f.kind == FormatKind::kFp8E4M3, HeadAmax(stats, in, tokens * d));
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      const bool e4m3 = f.kind == FormatKind::kFp8E4M3;
+      if (stats != nullptr) {
+        Fp8Row row(e4m3, stats->amax);
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+      } else {
+        float min, max;
+        ScanHead<kMode>(in, tokens * d, min, max, totals);
+        Fp8Row row(e4m3, std::max(std::fabs(min), std::fabs(max)));
+        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals, row);
+      }
       return;
     }
     case FormatKind::kQ8_0: {
       GgmlRow<FormatKind::kQ8_0, Source> row{in, d};
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kQ4_0: {
       GgmlRow<FormatKind::kQ4_0, Source> row{in, d};
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kQ4_1: {
       GgmlRow<FormatKind::kQ4_1, Source> row{in, d};
-      RowLoop<kSums>(in, 0, tokens, d, y, totals, row);
+      RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kInt: {
       const bool trunc = f.rounding == Rounding::kTrunc;
       auto run = [&]<bool kAsym, bool kTrunc>() {
-        IntHead<kSums, kAsym, kTrunc>(f, stats, in, tokens, d, chunk_len, y, totals);
+        IntHead<kMode, kAsym, kTrunc>(f, stats, in, tokens, d, chunk_len, y, totals);
       };
       if (f.zero_point) {
         trunc ? run.template operator()<true, true>() : run.template operator()<true, false>();
@@ -586,9 +699,15 @@ void Run(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t token
   constexpr Sums kSums = std::is_same_v<Source, HalfSource> ? Sums::kHalf : Sums::kDouble;
   Totals totals;
   if (sums != nullptr) {
-    Dispatch<kSums>(f, chunk_len, in, tokens, d, stats, y, totals);
+    if (y != nullptr) {
+      Dispatch<Mode{kSums, true}>(f, chunk_len, in, tokens, d, stats, y, totals);
+    } else {
+      Dispatch<Mode{kSums, false}>(f, chunk_len, in, tokens, d, stats, y, totals);
+    }
+  } else if (y != nullptr) {
+    Dispatch<Mode{Sums::kNone, true}>(f, chunk_len, in, tokens, d, stats, y, totals);
   } else {
-    Dispatch<Sums::kNone>(f, chunk_len, in, tokens, d, stats, y, totals);
+    Dispatch<Mode{Sums::kNone, false}>(f, chunk_len, in, tokens, d, stats, y, totals);
   }
   if (!totals.finite) ThrowInput("non-finite value in the block to quantize");
   if (sums != nullptr) {
