@@ -145,8 +145,10 @@ void ScanHead(const SourceRef& source, int64_t n, float& min, float& max, Totals
 }
 
 // Rows [t0, t1) of a [tokens, d] head through `row`: row.Begin(t) sets the
-// row's parameters, row.One(t, j, x) maps the 16 values at column j, and
-// row.Two(t, j, ...) (where a row has it) the 32 at j and j + 16 at once.
+// row's parameters, row.One(i, j, x) maps the 16 values at flat index i and
+// column j, and row.Two(i, j, ...) (where a row has it) the 32 at i and i +
+// 16 at once. Row::kFlat: Begin does nothing and the mapping does not
+// depend on the column, so the rows run as one.
 // The accumulators and the row are this function's locals, so that they
 // can stay in registers;
 // two sets, for the even and the odd vector of each pair, so that
@@ -195,32 +197,55 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
 
   constexpr bool kPairs = requires(__m512 v) { row.Two(0, 0, v, v, v, v); };
   if (kPairs) KVQ_CHECK(d % 32 == 0);
-  for (int64_t t = t0; t < t1; ++t) {
-    row.Begin(t);
-    // Stretches of at most kFoldTerms vectors per accumulator, the fold
-    // check once per stretch (per row for head_dim <= 512).
-    for (int j = 0; j < d;) {
-      const int end = std::min(d, j + 32 * kFoldTerms);
-      if (kSums == Sums::kHalf && terms + (end - j + 31) / 32 > kFoldTerms) fold();
-      terms += (end - j + 31) / 32;
-      for (; j + 32 <= end; j += 32) {
-        const int64_t i = t * d + j;
-        const __m512 x0 = in.Load(i), x1 = in.Load(i + 16);
-        __m512 v0, v1;
-        if constexpr (kPairs) {
-          row.Two(t, j, x0, x1, v0, v1);
-        } else {
-          v0 = row.One(t, j, x0);
-          v1 = row.One(t, j + 16, x1);
-        }
-        put(i, x0, v0, sse_even, sq_even, check_even);
-        put(i + 16, x1, v1, sse_odd, sq_odd, check_odd);
+  // The values [i, i + 32) at (t, j) and, for rows without Two, a last 16.
+  auto pair = [&](int64_t i, int j) {
+    const __m512 x0 = in.Load(i), x1 = in.Load(i + 16);
+    __m512 v0, v1;
+    if constexpr (kPairs) {
+      row.Two(i, j, x0, x1, v0, v1);
+    } else {
+      v0 = row.One(i, j, x0);
+      v1 = row.One(i + 16, j + 16, x1);
+    }
+    put(i, x0, v0, sse_even, sq_even, check_even);
+    put(i + 16, x1, v1, sse_odd, sq_odd, check_odd);
+  };
+  auto single = [&](int64_t i, int j) {
+    if constexpr (!kPairs) {
+      const __m512 x = in.Load(i);
+      put(i, x, row.One(i, j, x), sse_even, sq_even, check_even);
+    }
+  };
+  // Stretches of at most kFoldTerms vectors per accumulator, with the fold
+  // check once per stretch.
+  auto fold_before = [&](int64_t values) {
+    const int stretch = static_cast<int>((values + 31) / 32);
+    if (kSums == Sums::kHalf && terms + stretch > kFoldTerms) fold();
+    terms += stretch;
+  };
+
+  if constexpr (Row::kFlat) {
+    // Parameters independent of the position: the rows as one run (the
+    // column passed on is meaningless there).
+    const int64_t begin = t0 * d, end = t1 * d;
+    for (int64_t i0 = begin; i0 < end;) {
+      const int64_t i1 = std::min(end, i0 + 32 * kFoldTerms);
+      fold_before(i1 - i0);
+      for (; i0 + 32 <= i1; i0 += 32) pair(i0, 0);
+      if (i0 < i1) {
+        single(i0, 0);
+        i0 += 16;
       }
-      if constexpr (!kPairs) {
+    }
+  } else {
+    for (int64_t t = t0; t < t1; ++t) {
+      row.Begin(t);
+      for (int j = 0; j < d;) {
+        const int end = std::min(d, j + 32 * kFoldTerms);
+        fold_before(end - j);
+        for (; j + 32 <= end; j += 32) pair(t * d + j, j);
         if (j < end) {
-          const int64_t i = t * d + j;
-          const __m512 x = in.Load(i);
-          put(i, x, row.One(t, j, x), sse_even, sq_even, check_even);
+          single(t * d + j, j);
           j += 16;
         }
       }
@@ -272,17 +297,24 @@ IntParams MakeParams(float lo, float hi, int levels) {
   return p;
 }
 
-template <bool kAsym, bool kTrunc>
+// kClamp = false where the parameters come from the very values being
+// quantized (the block's own min / max): then the clamp is a no-op. With
+// s = fl(levels / r) for the float range r, |x * s| (or (x - lo) * s, which
+// is >= +0) is at most levels * (1 + 2^-23) before rounding, so it rounds to
+// at most levels, and a -0 or +0 stays what the clamp would leave.
+template <bool kAsym, bool kTrunc, bool kClamp = true>
 KVQ_INLINE __m512 IntElement(__m512 x, __m512 s, __m512 offset, __mmask16 keep, __m512 top) {
   constexpr int kMode =
       (kTrunc ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC;
   if constexpr (kAsym) {
     __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(x, offset), s), kMode);
-    q = _mm512_min_ps(top, _mm512_max_ps(_mm512_setzero_ps(), q));
+    if constexpr (kClamp) q = _mm512_min_ps(top, _mm512_max_ps(_mm512_setzero_ps(), q));
     return _mm512_mask_blend_ps(keep, offset, _mm512_add_ps(_mm512_div_ps(q, s), offset));
   } else {
     __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, s), kMode);
-    q = _mm512_min_ps(top, _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), top), q));
+    if constexpr (kClamp) {
+      q = _mm512_min_ps(top, _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), top), q));
+    }
     return _mm512_maskz_div_ps(keep, q, s);
   }
 }
@@ -291,7 +323,7 @@ KVQ_INLINE __m512 IntElement(__m512 x, __m512 s, __m512 offset, __mmask16 keep, 
 constexpr int kMaxGroupsPerRow = 64;
 
 // One set of parameters for every value (tensor scale).
-template <bool kAsym, bool kTrunc>
+template <bool kAsym, bool kTrunc, bool kClamp = true>
 struct IntUniformRow {
   __m512 s, offset, top;
   __mmask16 keep;
@@ -300,9 +332,10 @@ struct IntUniformRow {
         offset(_mm512_set1_ps(p.offset)),
         top(top_),
         keep(p.keep != 0 ? 0xffff : 0) {}
+  static constexpr bool kFlat = true;
   void Begin(int64_t) {}
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
-    return IntElement<kAsym, kTrunc>(x, s, offset, keep, top);
+    return IntElement<kAsym, kTrunc, kClamp>(x, s, offset, keep, top);
   }
 };
 
@@ -310,6 +343,7 @@ struct IntUniformRow {
 // members, so that the row object lives in registers.
 template <bool kAsym, bool kTrunc, class Source>
 struct IntTokenRow {
+  static constexpr bool kFlat = false;
   Source in;
   int d;
   float levels;
@@ -337,8 +371,8 @@ struct IntTokenRow {
     }
   }
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
-    return IntElement<kAsym, kTrunc>(x, _mm512_set1_ps(p.s), _mm512_set1_ps(p.offset),
-                                     p.keep != 0 ? 0xffff : 0, _mm512_set1_ps(levels));
+    return IntElement<kAsym, kTrunc, false>(x, _mm512_set1_ps(p.s), _mm512_set1_ps(p.offset),
+                                            p.keep != 0 ? 0xffff : 0, _mm512_set1_ps(levels));
   }
 };
 
@@ -346,6 +380,7 @@ struct IntTokenRow {
 // Begin. g is a multiple of 16.
 template <bool kAsym, bool kTrunc, class Source>
 struct IntGroupDimRow {
+  static constexpr bool kFlat = false;
   const Source& in;
   int d, g, levels;
   __m512 top;
@@ -386,6 +421,7 @@ struct IntGroupDimRow {
 // Parameters per channel (channel, g<N>:token).
 template <bool kAsym, bool kTrunc>
 struct IntChannelRow {
+  static constexpr bool kFlat = false;
   const float *s, *offset, *keep;
   __m512 top;
   void Begin(int64_t) {}
@@ -444,12 +480,13 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
         ScanHead<kMode>(in, n, min, max, totals);
       }
       const float amax = stats != nullptr ? stats->amax : std::max(std::fabs(min), std::fabs(max));
-      IntUniformRow<kAsym, kTrunc> row(
-          kAsym ? MakeParams<true>(min, max, levels) : MakeParams<false>(-amax, amax, levels), top);
+      const IntParams p =
+          kAsym ? MakeParams<true>(min, max, levels) : MakeParams<false>(-amax, amax, levels);
       if (stats != nullptr) {
-        RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, IntUniformRow<kAsym, kTrunc>(p, top));
       } else {
-        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals, row);
+        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals,
+                                                      IntUniformRow<kAsym, kTrunc, false>(p, top));
       }
       break;
     }
@@ -496,6 +533,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
 // fp16 and fp8 (kernels.cpp's Fp16Fast / RoundMiniFloat, vectorised).
 
 struct Fp16Row {
+  static constexpr bool kFlat = true;
   void Begin(int64_t) {}
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
     return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
@@ -507,6 +545,7 @@ struct Fp16Row {
 // y = copysign(r, v) * s. (getexp(0) = -inf picks 1 - bias, where frexp
 // picks -1: both round 0 to 0.) s == 0 (an all-zero head) gives 0.
 struct Fp8Row {
+  static constexpr bool kFlat = true;
   __m512 vs, vmax, min_exp, man;
   bool zero_scale;
   Fp8Row(bool e4m3, float amax) {
@@ -562,11 +601,10 @@ int FirstEqual(__m512 v0, __m512 v1, float value) {
 
 template <FormatKind kKind, class Source>
 struct GgmlRow {
+  static constexpr bool kFlat = true;
   const Source& in;
-  int head_dim;
   void Begin(int64_t) {}
-  KVQ_INLINE void Two(int64_t t, int j, __m512 v0, __m512 v1, __m512& y0, __m512& y1) const {
-    const int64_t i = t * head_dim + j;
+  KVQ_INLINE void Two(int64_t i, int, __m512 v0, __m512 v1, __m512& y0, __m512& y1) const {
     const __m512 zero = _mm512_setzero_ps();
     float d, id;
     if constexpr (kKind == FormatKind::kQ8_0) {
@@ -662,17 +700,17 @@ void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t 
       return;
     }
     case FormatKind::kQ8_0: {
-      GgmlRow<FormatKind::kQ8_0, Source> row{in, d};
+      GgmlRow<FormatKind::kQ8_0, Source> row{in};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kQ4_0: {
-      GgmlRow<FormatKind::kQ4_0, Source> row{in, d};
+      GgmlRow<FormatKind::kQ4_0, Source> row{in};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kQ4_1: {
-      GgmlRow<FormatKind::kQ4_1, Source> row{in, d};
+      GgmlRow<FormatKind::kQ4_1, Source> row{in};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
