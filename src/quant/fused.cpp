@@ -339,36 +339,96 @@ struct IntUniformRow {
   }
 };
 
-// Parameters per token (g == head_dim), computed from the row in Begin. Scalar
-// members, so that the row object lives in registers.
+// Lane k of the result = op over the 16 lanes of v[k]: 15 ops and 30
+// shuffles for 16 horizontal reductions, where one at a time takes 4 ops
+// and 4 shuffles each and a long dependency chain. The shuffle network
+// leaves token T in lane 4 (T % 4) + T / 4 (a 4 x 4 transpose), undone by the
+// final permute.
+template <class Op>
+KVQ_INLINE __m512 ReduceEach(__m512 (&v)[16], Op op) {
+  __m512 w[8], u[4], r[2];
+  for (int k = 0; k < 8; ++k) {  // v[2k] into 128-bit chunks 0-1, v[2k+1] into 2-3.
+    w[k] = op(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  for (int k = 0; k < 4; ++k) {  // Chunk c: v[4k + c], 4 values.
+    u[k] = op(_mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], _MM_SHUFFLE(2, 0, 2, 0)),
+              _mm512_shuffle_f32x4(w[2 * k], w[2 * k + 1], _MM_SHUFFLE(3, 1, 3, 1)));
+  }
+  for (int k = 0; k < 2; ++k) {  // Chunk c: v[8k + c] then v[8k + 4 + c], 2 values each.
+    r[k] = op(_mm512_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(1, 0, 1, 0)),
+              _mm512_shuffle_ps(u[2 * k], u[2 * k + 1], _MM_SHUFFLE(3, 2, 3, 2)));
+  }
+  const __m512 out = op(_mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(2, 0, 2, 0)),
+                        _mm512_shuffle_ps(r[0], r[1], _MM_SHUFFLE(3, 1, 3, 1)));
+  const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(order, out);
+}
+
+// Parameters per token (g == head_dim), computed 16 tokens at a time when
+// Begin reaches a new batch: the horizontal min / max and the scale's
+// division run 16 lanes wide, as MakeParams does them one by one (the same
+// IEEE operations, so the same values).
 template <bool kAsym, bool kTrunc, class Source>
 struct IntTokenRow {
   static constexpr bool kFlat = false;
+  static constexpr int kBatch = 16;
   Source in;
   int d;
   float levels;
+  int64_t end;  // One past the last token this row object sees.
+  int64_t batch = -1;
   IntParams p{1, 0, 0};
+  alignas(64) float scales[kBatch] = {}, offsets[kBatch] = {}, keeps[kBatch] = {};
 
-  KVQ_INLINE void Begin(int64_t t) {
+  void Batch(int64_t t0) {
     constexpr float kInf = std::numeric_limits<float>::infinity();
-    __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
-    for (int j = 0; j < d; j += 16) {
-      const __m512 x = in.Load(t * d + j);
-      if (kAsym) {
-        vlo = _mm512_min_ps(vlo, x);
-        vhi = _mm512_max_ps(vhi, x);
-      } else {
-        vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
+    const int64_t count = std::min<int64_t>(kBatch, end - t0);
+    __m512 lo[kBatch], hi[kBatch];
+    for (int k = 0; k < kBatch; ++k) {
+      __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
+      for (int j = 0; k < count && j < d; j += 16) {
+        const __m512 x = in.Load((t0 + k) * d + j);
+        if (kAsym) {
+          vlo = _mm512_min_ps(vlo, x);
+          vhi = _mm512_max_ps(vhi, x);
+        } else {
+          vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
+        }
       }
+      lo[k] = vlo;
+      hi[k] = vhi;
     }
+    const __m512 vlevels = _mm512_set1_ps(levels), one = _mm512_set1_ps(1.0f);
+    const __m512 fmax = _mm512_set1_ps(std::numeric_limits<float>::max());
+    const __m512 max = ReduceEach(hi, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+    __m512 s, offset = _mm512_setzero_ps();
+    __mmask16 ok;
     if (kAsym) {
-      float min, max;
-      BlockMinMax(vlo, vhi, min, max);
-      p = MakeParams<true>(min, max, static_cast<int>(levels));
+      // +0 turns -0 into +0, as BlockMinMax does.
+      const __m512 zero = _mm512_setzero_ps();
+      const __m512 vmax = _mm512_add_ps(max, zero);
+      const __m512 vmin = _mm512_add_ps(
+          ReduceEach(lo, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); }), zero);
+      s = _mm512_div_ps(vlevels, _mm512_sub_ps(vmax, vmin));
+      ok = _mm512_cmp_ps_mask(vmax, vmin, _CMP_NEQ_UQ) &
+           _mm512_cmp_ps_mask(_mm512_abs_ps(s), fmax, _CMP_LE_OQ) &
+           _mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ);
+      offset = vmin;
     } else {
-      const float amax = _mm512_reduce_max_ps(vhi);
-      p = MakeParams<false>(-amax, amax, static_cast<int>(levels));
+      s = _mm512_div_ps(vlevels, max);
+      ok = _mm512_cmp_ps_mask(max, _mm512_setzero_ps(), _CMP_NEQ_UQ) &
+           _mm512_cmp_ps_mask(_mm512_abs_ps(s), fmax, _CMP_LE_OQ);
     }
+    _mm512_store_ps(scales, _mm512_mask_blend_ps(ok, one, s));
+    _mm512_store_ps(offsets, offset);
+    _mm512_store_ps(keeps, _mm512_maskz_mov_ps(ok, one));
+    batch = t0;
+  }
+  KVQ_INLINE void Begin(int64_t t) {
+    if (batch < 0 || t - batch >= kBatch) Batch(t);
+    const int64_t k = t - batch;
+    p = {scales[k], offsets[k], keeps[k]};
   }
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
     return IntElement<kAsym, kTrunc, false>(x, _mm512_set1_ps(p.s), _mm512_set1_ps(p.offset),
@@ -502,7 +562,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
       RowLoop<kMode>(in, 0, tokens, d, y, totals, channel_row);
       break;
     case Granularity::kToken: {
-      IntTokenRow<kAsym, kTrunc, Source> row{in, d, static_cast<float>(levels)};
+      IntTokenRow<kAsym, kTrunc, Source> row{in, d, static_cast<float>(levels), tokens};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       break;
     }
