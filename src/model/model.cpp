@@ -151,9 +151,9 @@ void AddBias(float* y, const float* bias, int64_t rows, int64_t n, int64_t strid
 
 struct Model::Scratch {
   LayerLayout layout;
-  std::vector<float> weights;
+  HugeVector<float> weights;
   int64_t tokens = 0;
-  std::vector<float> x, h, qkv, q, k, v, attn, gate_up;
+  HugeVector<float> x, h, qkv, q, k, v, attn, gate_up;
   std::unique_ptr<RopeTable> rope;
   int64_t rope_positions = 0;
 

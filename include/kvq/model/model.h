@@ -13,6 +13,8 @@
 #include <span>
 #include <vector>
 
+#include "kvq/common/huge_pages.h"
+
 #include "kvq/model/config.h"
 #include "kvq/model/safetensors.h"
 
@@ -84,7 +86,7 @@ class Model {
   ModelConfig config_;
   TensorStore store_;
   std::unique_ptr<Scratch> scratch_;
-  std::vector<float> lm_head_;    // Widened lazily when the stored dtype is not F32.
+  HugeVector<float> lm_head_;     // Widened lazily when the stored dtype is not F32.
   bool lm_head_checked_ = false;  // An F32 head is used in place, scanned for NaN/Inf once.
 };
 
