@@ -493,6 +493,63 @@ struct IntChannelRow {
   }
 };
 
+// Per-channel min / max of rows [t0, t1) of a head with d = 16 * kVec into
+// lo / hi (+0 for -0), in registers; where the mode keeps error sums, also
+// sum x^2 and max|x| (the round trip then skips them, as after ScanHead).
+template <int kVec, Mode kMode, class Source>
+void ChannelScan(const Source& source, int64_t t0, int64_t t1, float* lo, float* hi,
+                 Totals& totals) {
+  static_assert(kVec % 2 == 0);
+  constexpr int d = 16 * kVec;
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const Source in = source;
+  __m512 vlo[kVec], vhi[kVec];
+  for (int k = 0; k < kVec; ++k) {
+    vlo[k] = _mm512_set1_ps(kInf);
+    vhi[k] = _mm512_set1_ps(-kInf);
+  }
+  __m512 sq_even = _mm512_setzero_ps(), sq_odd = sq_even;
+  __m512d sq_lo = _mm512_setzero_pd(), sq_hi = sq_lo;
+  int terms = 0;
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int k = 0; k < kVec; ++k) {
+      const __m512 x = in.Load(t * d + 16 * k);
+      vlo[k] = _mm512_min_ps(vlo[k], x);
+      vhi[k] = _mm512_max_ps(vhi[k], x);
+      if constexpr (kMode.sums == Sums::kHalf) {
+        (k % 2 == 0 ? sq_even : sq_odd) = _mm512_fmadd_ps(x, x, k % 2 == 0 ? sq_even : sq_odd);
+      } else if constexpr (kMode.sums == Sums::kDouble) {
+        const __m512d a = WidenHalf(x, 0), b = WidenHalf(x, 1);
+        sq_lo = _mm512_fmadd_pd(a, a, sq_lo);
+        sq_hi = _mm512_fmadd_pd(b, b, sq_hi);
+      }
+    }
+    if constexpr (kMode.sums == Sums::kHalf) {
+      terms += kVec / 2;
+      if (terms + kVec / 2 > kFoldTerms) {
+        FoldInto(sq_even, sq_odd, sq_lo, sq_hi);
+        sq_even = sq_odd = _mm512_setzero_ps();
+        terms = 0;
+      }
+    }
+  }
+  __m512 amax = _mm512_setzero_ps();
+  for (int k = 0; k < kVec; ++k) {
+    const __m512 zero = _mm512_setzero_ps();
+    vlo[k] = _mm512_add_ps(vlo[k], zero);
+    vhi[k] = _mm512_add_ps(vhi[k], zero);
+    _mm512_storeu_ps(lo + 16 * k, vlo[k]);
+    _mm512_storeu_ps(hi + 16 * k, vhi[k]);
+    amax = _mm512_max_ps(amax, _mm512_max_ps(_mm512_abs_ps(vlo[k]), _mm512_abs_ps(vhi[k])));
+  }
+  if constexpr (kMode.sums == Sums::kHalf) FoldInto(sq_even, sq_odd, sq_lo, sq_hi);
+  if constexpr (kMode.sums != Sums::kNone) {
+    if (t1 > t0) totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
+    totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
+    totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+  }
+}
+
 template <Mode kMode, bool kAsym, bool kTrunc, class Source>
 void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int64_t tokens, int d,
              int64_t chunk_len, float* y, Totals& totals) {
@@ -530,6 +587,27 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
     }
   };
 
+  // Per-channel ranges, in registers for head_dim 64 and 128; true when the
+  // scan also summed x^2 (then the round trip does not).
+  auto scan_channels = [&](int64_t t0, int64_t t1) {
+    if (d == 64) {
+      ChannelScan<4, kMode>(in, t0, t1, lo.data(), hi.data(), totals);
+    } else if (d == 128) {
+      ChannelScan<8, kMode>(in, t0, t1, lo.data(), hi.data(), totals);
+    } else {
+      channel_ranges(t0, t1);
+      return false;
+    }
+    return kMode.sums != Sums::kNone;
+  };
+  auto round_trip = [&](int64_t t0, int64_t t1, bool squared) {
+    if (squared) {
+      RowLoop<Mode{kMode.sums, kMode.store, false}>(in, t0, t1, d, y, totals, channel_row);
+    } else {
+      RowLoop<kMode>(in, t0, t1, d, y, totals, channel_row);
+    }
+  };
+
   switch (f.granularity) {
     case Granularity::kTensor: {
       float min, max;
@@ -555,11 +633,13 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
         KVQ_CHECK(static_cast<int>(stats->channel_min.size()) == d);
         lo = stats->channel_min;
         hi = stats->channel_max;
+        set_channels();
+        round_trip(0, tokens, false);
       } else {
-        channel_ranges(0, tokens);
+        const bool squared = scan_channels(0, tokens);
+        set_channels();
+        round_trip(0, tokens, squared);
       }
-      set_channels();
-      RowLoop<kMode>(in, 0, tokens, d, y, totals, channel_row);
       break;
     case Granularity::kToken: {
       IntTokenRow<kAsym, kTrunc, Source> row{in, d, static_cast<float>(levels), tokens};
@@ -579,9 +659,9 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
         const int64_t e = std::min(tokens, b + len);
         for (int64_t t0 = b; t0 < e; t0 += f.group) {
           const int64_t t1 = std::min(e, t0 + f.group);
-          channel_ranges(t0, t1);
+          const bool squared = scan_channels(t0, t1);
           set_channels();
-          RowLoop<kMode>(in, t0, t1, d, y, totals, channel_row);
+          round_trip(t0, t1, squared);
         }
       }
       break;

@@ -167,6 +167,51 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
   EXPECT_GT(compared, 1500);
 }
 
+// The kernel's head-dim specialisations (per-channel ranges in registers for
+// 64 and 128) and the generic loops (other multiples of 16) agree with the
+// reference, fp16 and float sources.
+TEST(QuantFused, EveryHeadDimEqualsTheReference) {
+#if !defined(__AVX512F__)
+  GTEST_SKIP() << "the fused kernel needs AVX-512";
+#endif
+  SplitMix64 rng(11);
+  for (int dim : {16, 48, 64, 128, 256}) {
+    std::vector<float> x(static_cast<size_t>(kRows * dim));
+    for (size_t i = 0; i < x.size(); ++i) {
+      x[i] = RoundToHalf((i % static_cast<size_t>(dim) == 3 ? 40.0f : 1.0f) * Normal(rng));
+    }
+    std::vector<uint16_t> half(x.size());
+    for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
+    for (const char* name : {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor",
+                             "int8:token", "int4:token:asym", "int8:g16:dim", "fp8e4m3", "q8_0"}) {
+      const FormatSpec f = FormatSpec::Parse(name);
+      if (!HasFusedKernel(f, dim)) continue;
+      HeadContext ctx;
+      ctx.chunk_len = kChunk;
+      ctx.use_reference = true;
+      std::vector<float> ref(x.size()), y(x.size());
+      QuantizeHead(f, ctx, x.data(), ref.data(), kRows, dim);
+      double sse = 0, sum_sq = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        const double e = static_cast<double>(x[i]) - ref[i];
+        sse += e * e;
+        sum_sq += static_cast<double>(x[i]) * x[i];
+      }
+      for (const bool from_half : {false, true}) {
+        QdqErrorSums sums;
+        FusedQuantizeHead(f, kChunk, from_half ? half.data() : nullptr,
+                          from_half ? nullptr : x.data(), kRows, dim, nullptr, y.data(), &sums);
+        for (size_t i = 0; i < x.size(); ++i) {
+          ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " dim " << dim << " " << i;
+        }
+        const double tolerance = from_half ? kHalfSumsTolerance : 1e-12;
+        EXPECT_NEAR(sums.sse, sse, tolerance * sse) << name << " dim " << dim;
+        EXPECT_NEAR(sums.sum_sq, sum_sq, tolerance * sum_sq) << name << " dim " << dim;
+      }
+    }
+  }
+}
+
 // Sequence-global statistics given by the caller (a calibration over a
 // larger block): values beyond the calibrated range clamp identically.
 TEST(QuantFused, CallerStatisticsMatchTheReference) {
