@@ -368,8 +368,10 @@ KVQ_INLINE __m512 ReduceEach(__m512 (&v)[16], Op op) {
 // Parameters per token (g == head_dim), computed 16 tokens at a time when
 // Begin reaches a new batch: the horizontal min / max and the scale's
 // division run 16 lanes wide, as MakeParams does them one by one (the same
-// IEEE operations, so the same values).
-template <bool kAsym, bool kTrunc, class Source>
+// IEEE operations, so the same values). kSquares: the batch pass also sums
+// x^2 and max|x| into *totals (a token's d / 16 <= 16 vectors in float
+// lanes, then double), so the round trip skips them.
+template <bool kAsym, bool kTrunc, Sums kSquares, class Source>
 struct IntTokenRow {
   static constexpr bool kFlat = false;
   static constexpr int kBatch = 16;
@@ -377,6 +379,7 @@ struct IntTokenRow {
   int d;
   float levels;
   int64_t end;  // One past the last token this row object sees.
+  Totals* totals = nullptr;
   int64_t batch = -1;
   IntParams p{1, 0, 0};
   alignas(64) float scales[kBatch] = {}, offsets[kBatch] = {}, keeps[kBatch] = {};
@@ -384,9 +387,10 @@ struct IntTokenRow {
   void Batch(int64_t t0) {
     constexpr float kInf = std::numeric_limits<float>::infinity();
     const int64_t count = std::min<int64_t>(kBatch, end - t0);
-    __m512 lo[kBatch], hi[kBatch];
+    __m512 lo[kBatch], hi[kBatch], amax = _mm512_setzero_ps();
+    __m512d sq_lo = _mm512_setzero_pd(), sq_hi = sq_lo;
     for (int k = 0; k < kBatch; ++k) {
-      __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
+      __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf), sq = _mm512_setzero_ps();
       for (int j = 0; k < count && j < d; j += 16) {
         const __m512 x = in.Load((t0 + k) * d + j);
         if (kAsym) {
@@ -395,9 +399,26 @@ struct IntTokenRow {
         } else {
           vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
         }
+        if constexpr (kSquares == Sums::kHalf) {
+          sq = _mm512_fmadd_ps(x, x, sq);
+        } else if constexpr (kSquares == Sums::kDouble) {
+          const __m512d a = WidenHalf(x, 0), b = WidenHalf(x, 1);
+          sq_lo = _mm512_fmadd_pd(a, a, sq_lo);
+          sq_hi = _mm512_fmadd_pd(b, b, sq_hi);
+        }
+      }
+      if constexpr (kSquares == Sums::kHalf) FoldInto(sq, _mm512_setzero_ps(), sq_lo, sq_hi);
+      if (kSquares != Sums::kNone && k < count) {
+        amax = _mm512_max_ps(amax,
+                             kAsym ? _mm512_max_ps(_mm512_abs_ps(vlo), _mm512_abs_ps(vhi)) : vhi);
       }
       lo[k] = vlo;
       hi[k] = vhi;
+    }
+    if constexpr (kSquares != Sums::kNone) {
+      totals->sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
+      totals->finite = totals->finite && std::isfinite(totals->sum_sq);
+      totals->max_abs = std::max(totals->max_abs, _mm512_reduce_max_ps(amax));
     }
     const __m512 vlevels = _mm512_set1_ps(levels), one = _mm512_set1_ps(1.0f);
     const __m512 fmax = _mm512_set1_ps(std::numeric_limits<float>::max());
@@ -642,8 +663,14 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
       }
       break;
     case Granularity::kToken: {
-      IntTokenRow<kAsym, kTrunc, Source> row{in, d, static_cast<float>(levels), tokens};
-      RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+      const float top_level = static_cast<float>(levels);
+      if (kMode.sums != Sums::kNone && d <= 16 * kFoldTerms) {
+        IntTokenRow<kAsym, kTrunc, kMode.sums, Source> row{in, d, top_level, tokens, &totals};
+        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals, row);
+      } else {
+        IntTokenRow<kAsym, kTrunc, Sums::kNone, Source> row{in, d, top_level, tokens};
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+      }
       break;
     }
     case Granularity::kGroupDim: {
