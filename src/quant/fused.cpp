@@ -748,7 +748,11 @@ struct Fp8Row {
 // not finite (only float input can get there: amax below ~1e-36 or a range
 // overflowing float) goes through the scalar code, whatever it does.
 
-float HalfRound(float v) { return HalfToFloat(FloatToHalf(v)); }
+// Each lane rounded to fp16 and back (vcvtps2ph rounds to nearest even, as
+// FloatToHalf does).
+KVQ_INLINE __m512 RoundToHalfLanes(__m512 v) {
+  return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
 
 KVQ_INLINE __m512 RoundHalfAway(__m512 v) {  // roundf: exact, since v - trunc(v) is.
   const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -766,39 +770,113 @@ int FirstEqual(__m512 v0, __m512 v1, float value) {
   return __builtin_ctz(mask);
 }
 
+// The block parameters are computed 16 blocks (512 values) at a time when
+// Two reaches a new batch: the horizontal maxima / minima through one
+// shuffle network, d, 1 / d and their fp16 roundings 16 lanes wide (the same
+// IEEE operations as the block-at-a-time code, so the same values). A block
+// whose scale or inverse scale is not finite (only float input can get
+// there: amax below ~1e-36 or a range overflowing float) goes through the
+// scalar code, whatever it does.
 template <FormatKind kKind, class Source>
 struct GgmlRow {
   static constexpr bool kFlat = true;
-  const Source& in;
-  void Begin(int64_t) {}
-  KVQ_INLINE void Two(int64_t i, int, __m512 v0, __m512 v1, __m512& y0, __m512& y1) const {
+  static constexpr int kBatch = 16;  // Blocks of 32.
+  Source in;
+  int64_t end;  // One past the head's last value.
+  int64_t batch = -1;
+  uint32_t scalar_blocks = 0;  // Bit k: block k of the batch needs the scalar code.
+  alignas(64) float d_half[kBatch] = {}, inverse[kBatch] = {}, min[kBatch] = {},
+                    min_half[kBatch] = {};
+
+  void Batch(int64_t i0) {
+    const int64_t count = std::min<int64_t>(kBatch, (end - i0) / 32);
     const __m512 zero = _mm512_setzero_ps();
-    float d, id;
+    __m512 lo[kBatch], hi[kBatch];
+    for (int k = 0; k < kBatch; ++k) {
+      lo[k] = hi[k] = zero;
+      if (k >= count) continue;
+      const __m512 v0 = in.Load(i0 + 32 * k), v1 = in.Load(i0 + 32 * k + 16);
+      if constexpr (kKind == FormatKind::kQ4_1) {
+        lo[k] = _mm512_min_ps(v0, v1);
+        hi[k] = _mm512_max_ps(v0, v1);
+      } else {
+        hi[k] = _mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1));
+      }
+    }
+    auto max_op = [](__m512 x, __m512 y) { return _mm512_max_ps(x, y); };
+    const __m512 top = ReduceEach(hi, max_op);
+    alignas(64) float tops[kBatch], bottoms[kBatch];
+    _mm512_store_ps(tops, top);
+    __m512 d, block_min = zero;
     if constexpr (kKind == FormatKind::kQ8_0) {
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-      d = amax / 127.0f;
-      id = d != 0 ? 1.0f / d : 0.0f;
-      const __m512 vid = _mm512_set1_ps(id), dh = _mm512_set1_ps(HalfRound(d));
+      d = _mm512_div_ps(top, _mm512_set1_ps(127.0f));
+    } else if constexpr (kKind == FormatKind::kQ4_0) {
+      // max: the signed value of largest magnitude, the first one on ties;
+      // +0 for an all-zero block.
+      alignas(64) float max[kBatch] = {};
+      for (int k = 0; k < count; ++k) {
+        if (tops[k] == 0) continue;
+        const __m512 m = _mm512_set1_ps(tops[k]);
+        const int64_t i = i0 + 32 * k;
+        const uint32_t mask = _mm512_cmp_ps_mask(_mm512_abs_ps(in.Load(i)), m, _CMP_EQ_OQ) |
+                              (static_cast<uint32_t>(_mm512_cmp_ps_mask(
+                                   _mm512_abs_ps(in.Load(i + 16)), m, _CMP_EQ_OQ))
+                               << 16);
+        max[k] = in.At(i + __builtin_ctz(mask));
+      }
+      d = _mm512_div_ps(_mm512_load_ps(max), _mm512_set1_ps(-8.0f));
+    } else {
+      // min / max: the first value reaching them (decides the sign of a zero).
+      _mm512_store_ps(bottoms,
+                      ReduceEach(lo, [](__m512 x, __m512 y) { return _mm512_min_ps(x, y); }));
+      for (int k = 0; k < count; ++k) {
+        const int64_t i = i0 + 32 * k;
+        if (bottoms[k] == 0 || tops[k] == 0) {
+          const __m512 v0 = in.Load(i), v1 = in.Load(i + 16);
+          if (bottoms[k] == 0) bottoms[k] = in.At(i + FirstEqual(v0, v1, bottoms[k]));
+          if (tops[k] == 0) tops[k] = in.At(i + FirstEqual(v0, v1, tops[k]));
+        }
+      }
+      block_min = _mm512_load_ps(bottoms);
+      d = _mm512_div_ps(_mm512_sub_ps(_mm512_load_ps(tops), block_min), _mm512_set1_ps(15.0f));
+      _mm512_store_ps(min, block_min);
+      _mm512_store_ps(min_half, RoundToHalfLanes(block_min));
+    }
+    const __m512 id =
+        _mm512_maskz_div_ps(_mm512_cmp_ps_mask(d, zero, _CMP_NEQ_UQ), _mm512_set1_ps(1.0f), d);
+    const __m512 fmax = _mm512_set1_ps(std::numeric_limits<float>::max());
+    const __mmask16 finite = _mm512_cmp_ps_mask(_mm512_abs_ps(d), fmax, _CMP_LE_OQ) &
+                             _mm512_cmp_ps_mask(_mm512_abs_ps(id), fmax, _CMP_LE_OQ);
+    scalar_blocks = static_cast<uint16_t>(~finite);
+    _mm512_store_ps(d_half, RoundToHalfLanes(d));
+    _mm512_store_ps(inverse, id);
+    batch = i0;
+  }
+
+  void Begin(int64_t) {}
+  KVQ_INLINE void Two(int64_t i, int, __m512 v0, __m512 v1, __m512& y0, __m512& y1) {
+    if (batch < 0 || i - batch >= 32 * kBatch) Batch(i);
+    const int64_t k = (i - batch) / 32;
+    if ((scalar_blocks >> k) & 1) {
+      alignas(64) float x[32], y[32];
+      uint8_t bytes[34];
+      _mm512_store_ps(x, v0);
+      _mm512_store_ps(x + 16, v1);
+      GgmlQuantizeRow(kKind, false, x, 32, bytes);
+      GgmlDequantizeRow(kKind, bytes, 32, y);
+      y0 = _mm512_load_ps(y);
+      y1 = _mm512_load_ps(y + 16);
+      return;
+    }
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 vid = _mm512_set1_ps(inverse[k]), dh = _mm512_set1_ps(d_half[k]);
+    const __m512 fifteen = _mm512_set1_ps(15.0f);
+    if constexpr (kKind == FormatKind::kQ8_0) {
       // (float)(int8_t)roundf(v): +0 for a rounded -0.
       y0 = _mm512_mul_ps(_mm512_add_ps(RoundHalfAway(_mm512_mul_ps(v0, vid)), zero), dh);
       y1 = _mm512_mul_ps(_mm512_add_ps(RoundHalfAway(_mm512_mul_ps(v1, vid)), zero), dh);
     } else if constexpr (kKind == FormatKind::kQ4_0) {
-      // max: the signed value of largest magnitude, the first one on ties; +0
-      // for an all-zero block.
-      const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1)));
-      float max = 0.0f;
-      if (amax != 0) {
-        const __m512 m = _mm512_set1_ps(amax);
-        const uint32_t mask =
-            _mm512_cmp_ps_mask(_mm512_abs_ps(v0), m, _CMP_EQ_OQ) |
-            (static_cast<uint32_t>(_mm512_cmp_ps_mask(_mm512_abs_ps(v1), m, _CMP_EQ_OQ)) << 16);
-        max = in.At(i + __builtin_ctz(mask));
-      }
-      d = max / -8.0f;
-      id = d != 0 ? 1.0f / d : 0.0f;
-      const __m512 vid = _mm512_set1_ps(id), dh = _mm512_set1_ps(HalfRound(d));
-      const __m512 half8 = _mm512_set1_ps(8.5f), fifteen = _mm512_set1_ps(15.0f);
-      const __m512 eight = _mm512_set1_ps(8.0f);
+      const __m512 half8 = _mm512_set1_ps(8.5f), eight = _mm512_set1_ps(8.0f);
       auto one = [&](__m512 v) {
         __m512 q = _mm512_roundscale_ps(_mm512_add_ps(_mm512_mul_ps(v, vid), half8),
                                         _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -808,16 +886,8 @@ struct GgmlRow {
       y0 = one(v0);
       y1 = one(v1);
     } else {
-      // min / max: the first value reaching them (decides the sign of a zero).
-      float min = _mm512_reduce_min_ps(_mm512_min_ps(v0, v1));
-      float max = _mm512_reduce_max_ps(_mm512_max_ps(v0, v1));
-      if (min == 0) min = in.At(i + FirstEqual(v0, v1, min));
-      if (max == 0) max = in.At(i + FirstEqual(v0, v1, max));
-      d = (max - min) / 15.0f;
-      id = d != 0 ? 1.0f / d : 0.0f;
-      const __m512 vid = _mm512_set1_ps(id), dh = _mm512_set1_ps(HalfRound(d));
-      const __m512 vmin = _mm512_set1_ps(min), mh = _mm512_set1_ps(HalfRound(min));
-      const __m512 half = _mm512_set1_ps(0.5f), fifteen = _mm512_set1_ps(15.0f);
+      const __m512 vmin = _mm512_set1_ps(min[k]), mh = _mm512_set1_ps(min_half[k]);
+      const __m512 half = _mm512_set1_ps(0.5f);
       auto one = [&](__m512 v) {
         __m512 q =
             _mm512_roundscale_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_sub_ps(v, vmin), vid), half),
@@ -827,16 +897,6 @@ struct GgmlRow {
       };
       y0 = one(v0);
       y1 = one(v1);
-    }
-    if (!std::isfinite(d) || !std::isfinite(id)) {
-      alignas(64) float x[32], y[32];
-      uint8_t bytes[34];
-      _mm512_store_ps(x, v0);
-      _mm512_store_ps(x + 16, v1);
-      GgmlQuantizeRow(kKind, false, x, 32, bytes);
-      GgmlDequantizeRow(kKind, bytes, 32, y);
-      y0 = _mm512_load_ps(y);
-      y1 = _mm512_load_ps(y + 16);
     }
   }
 };
@@ -867,17 +927,17 @@ void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t 
       return;
     }
     case FormatKind::kQ8_0: {
-      GgmlRow<FormatKind::kQ8_0, Source> row{in};
+      GgmlRow<FormatKind::kQ8_0, Source> row{in, tokens * d};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kQ4_0: {
-      GgmlRow<FormatKind::kQ4_0, Source> row{in};
+      GgmlRow<FormatKind::kQ4_0, Source> row{in, tokens * d};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
     case FormatKind::kQ4_1: {
-      GgmlRow<FormatKind::kQ4_1, Source> row{in};
+      GgmlRow<FormatKind::kQ4_1, Source> row{in, tokens * d};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       return;
     }
