@@ -732,9 +732,11 @@ struct Fp8Row {
     const __m512 a = _mm512_abs_ps(v);
     const __m512 e = _mm512_max_ps(_mm512_getexp_ps(a), min_exp);
     const __m512 quantum = _mm512_scalef_ps(_mm512_set1_ps(1.0f), _mm512_sub_ps(e, man));
-    __m512 r = _mm512_mul_ps(_mm512_roundscale_ps(_mm512_div_ps(a, quantum),
-                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
-                             quantum);
+    // a / quantum as a * 2^(man - e): the same correctly rounded value as the
+    // division by a power of two, without the divider.
+    const __m512 scaled = _mm512_scalef_ps(a, _mm512_sub_ps(man, e));
+    __m512 r = _mm512_mul_ps(
+        _mm512_roundscale_ps(scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), quantum);
     r = _mm512_min_ps(vmax, r);
     r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, vmax, _CMP_LT_OQ), vmax, r);
     r = _mm512_or_ps(r, _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
