@@ -148,10 +148,9 @@ void ScanHead(const SourceRef& source, int64_t n, float& min, float& max, Totals
 // row's parameters, row.One(i, j, x) maps the 16 values at flat index i and
 // column j, and row.Two(i, j, ...) (where a row has it) the 32 at i and i +
 // 16 at once. Row::kFlat: Begin does nothing and the mapping does not
-// depend on the column, so the rows run as one.
-// The accumulators and the row are this function's locals, so that they
-// can stay in registers;
-// two sets, for the even and the odd vector of each pair, so that
+// depend on the column, so the rows run as one. The accumulators and the row
+// are this function's locals, so that they can stay in registers; two sets
+// of accumulators, for the even and the odd vector of each pair, so that
 // consecutive FMAs do not wait for each other.
 template <Mode kMode, class SourceRef, class Row>
 void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, Totals& totals,
@@ -325,6 +324,7 @@ constexpr int kMaxGroupsPerRow = 64;
 // One set of parameters for every value (tensor scale).
 template <bool kAsym, bool kTrunc, bool kClamp = true>
 struct IntUniformRow {
+  static constexpr bool kFlat = true;
   __m512 s, offset, top;
   __mmask16 keep;
   IntUniformRow(const IntParams& p, __m512 top_)
@@ -332,7 +332,6 @@ struct IntUniformRow {
         offset(_mm512_set1_ps(p.offset)),
         top(top_),
         keep(p.keep != 0 ? 0xffff : 0) {}
-  static constexpr bool kFlat = true;
   void Begin(int64_t) {}
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
     return IntElement<kAsym, kTrunc, kClamp>(x, s, offset, keep, top);
