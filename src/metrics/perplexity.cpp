@@ -241,17 +241,17 @@ PerplexityReport EvaluatePerplexity(
   // Rows per lm_head call: OpenBLAS packs the whole [V, H] weight on every
   // call, so fewer, larger calls (256 rows: 3 x 156 MB of logits for a
   // 152k vocabulary) pack it 4x less often than 64-row ones.
-  constexpr int64_t kBlock = 256;
-  HugeVector<float> base_logits(static_cast<size_t>(kBlock * V)), logits(base_logits.size()),
+  const int64_t block = std::min<int64_t>(256, tokens);
+  HugeVector<float> base_logits(static_cast<size_t>(block * V)), logits(base_logits.size()),
       probs(base_logits.size());
-  std::vector<LogSoftmax> base_norm(kBlock);
-  const int64_t blocks = (tokens + kBlock - 1) / kBlock;
+  std::vector<LogSoftmax> base_norm(static_cast<size_t>(block));
+  const int64_t blocks = (tokens + block - 1) / block;
   auto predicts = [&](int64_t t) {
     return (t + 1) % chunk_len != 0;
   };  // A prompt's last token does not.
   auto next = [&](int64_t t) { return ids[static_cast<size_t>(t + 1)]; };
   for (int64_t b = 0; b < blocks; ++b) {
-    const int64_t first = b * kBlock, rows = std::min(kBlock, tokens - first);
+    const int64_t first = b * block, rows = std::min(block, tokens - first);
     model.Logits(base_hidden.data() + first * H, rows, base_logits.data());
 #pragma omp parallel for schedule(static)
     for (int64_t r = 0; r < rows; ++r) {

@@ -22,7 +22,7 @@ struct HugePageAllocator {
   using value_type = T;
   HugePageAllocator() = default;
   template <class U>
-  HugePageAllocator(const HugePageAllocator<U>&) noexcept {}  // NOLINT: rebinding.
+  HugePageAllocator(const HugePageAllocator<U>&) noexcept {}  // Implicit: rebinding needs it.
 
   T* allocate(std::size_t n) {
     const std::size_t bytes = n * sizeof(T);

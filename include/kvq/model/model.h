@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "kvq/common/huge_pages.h"
-
 #include "kvq/model/config.h"
 #include "kvq/model/safetensors.h"
 
