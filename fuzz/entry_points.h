@@ -26,6 +26,7 @@
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
+#include "kvq/metrics/tensor_error.h"
 #include "kvq/model/config.h"
 #include "kvq/model/rope.h"
 #include "kvq/model/safetensors.h"
@@ -224,7 +225,8 @@ inline void Corpus(Bytes data) {
   });
 }
 
-// KV dumps (KvDump::Open), then every read an analysis makes.
+// KV dumps (KvDump::Open), then every read an analysis makes and the
+// tensor-error measurement of a few strategies.
 inline void KvDumpFile(Bytes data) {
   const auto path = WriteFile("dump.safetensors", data);
   Refusable([&] {
@@ -241,6 +243,12 @@ inline void KvDumpFile(Bytes data) {
       dump.ReadKBias(l);
     }
     dump.InputIds();
+    // The quantization kernels (fused and generic) over whatever the dump
+    // holds: bad values are refused by name, never a crash.
+    for (const char* spec :
+         {"strat1", "strat2", "k=q4_1,v=int4:g16:token", "k=fp8e4m3,v=int8:channel+had"}) {
+      Refusable([&] { MeasureDump(dump, Strategy::Parse(spec)); });
+    }
   });
 }
 
