@@ -69,6 +69,9 @@ struct Mode {
   bool squares = true;
 };
 
+// The same mode for a round trip after a statistics pass that summed x^2.
+constexpr Mode WithoutSquares(Mode m) { return Mode{m.sums, m.store, false}; }
+
 constexpr float kErrorScale = 0x1p24f;  // Scales x - y for kHalf's float lanes.
 constexpr int kFoldTerms = 16;          // kHalf: terms per float lane before a fold.
 
@@ -79,7 +82,8 @@ struct Totals {
   bool finite = true;
 };
 
-__m512d WidenHalf(__m512 v, int half) {
+// Lanes 0-7 (half 0) or 8-15 (half 1) of v, widened to double.
+__m512d LanesToDouble(__m512 v, int half) {
   return _mm512_cvtps_pd(half == 0
                              ? _mm512_castps512_ps256(v)
                              : _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -88,8 +92,21 @@ __m512d WidenHalf(__m512 v, int half) {
 // A float lane pair folded into double lanes (kHalf).
 KVQ_INLINE void FoldInto(__m512 even, __m512 odd, __m512d& lo, __m512d& hi) {
   const __m512 sum = _mm512_add_ps(even, odd);
-  lo = _mm512_add_pd(lo, WidenHalf(sum, 0));
-  hi = _mm512_add_pd(hi, WidenHalf(sum, 1));
+  lo = _mm512_add_pd(lo, LanesToDouble(sum, 0));
+  hi = _mm512_add_pd(hi, LanesToDouble(sum, 1));
+}
+
+// x^2 into a mode's sums of squares: one float lane set (kHalf) or the two
+// double lane sets (kDouble); nothing for kNone.
+template <Sums kSums>
+KVQ_INLINE void AddSquares(__m512 x, __m512& lanes, __m512d& lo, __m512d& hi) {
+  if constexpr (kSums == Sums::kHalf) {
+    lanes = _mm512_fmadd_ps(x, x, lanes);
+  } else if constexpr (kSums == Sums::kDouble) {
+    const __m512d a = LanesToDouble(x, 0), b = LanesToDouble(x, 1);
+    lo = _mm512_fmadd_pd(a, a, lo);
+    hi = _mm512_fmadd_pd(b, b, hi);
+  }
 }
 
 // The statistics pass of a sequence-global format over the n values of one
@@ -104,15 +121,6 @@ void ScanHead(const SourceRef& source, int64_t n, float& min, float& max, Totals
   __m512 sq_even = _mm512_setzero_ps(), sq_odd = sq_even;
   __m512d sq_lo = _mm512_setzero_pd(), sq_hi = sq_lo;
   int terms = 0;
-  auto square = [&](__m512 x, __m512& sq) {
-    if constexpr (kMode.sums == Sums::kHalf) {
-      sq = _mm512_fmadd_ps(x, x, sq);
-    } else if constexpr (kMode.sums == Sums::kDouble) {
-      const __m512d a = WidenHalf(x, 0), b = WidenHalf(x, 1);
-      sq_lo = _mm512_fmadd_pd(a, a, sq_lo);
-      sq_hi = _mm512_fmadd_pd(b, b, sq_hi);
-    }
-  };
   int64_t i = 0;
   for (; i + 32 <= n; i += 32) {
     const __m512 x0 = in.Load(i), x1 = in.Load(i + 16);
@@ -120,8 +128,8 @@ void ScanHead(const SourceRef& source, int64_t n, float& min, float& max, Totals
     hi0 = _mm512_max_ps(hi0, x0);
     lo1 = _mm512_min_ps(lo1, x1);
     hi1 = _mm512_max_ps(hi1, x1);
-    square(x0, sq_even);
-    square(x1, sq_odd);
+    AddSquares<kMode.sums>(x0, sq_even, sq_lo, sq_hi);
+    AddSquares<kMode.sums>(x1, sq_odd, sq_lo, sq_hi);
     if (kMode.sums == Sums::kHalf && ++terms == kFoldTerms) {
       FoldInto(sq_even, sq_odd, sq_lo, sq_hi);
       sq_even = sq_odd = _mm512_setzero_ps();
@@ -132,7 +140,7 @@ void ScanHead(const SourceRef& source, int64_t n, float& min, float& max, Totals
     const __m512 x = in.Load(i);
     lo0 = _mm512_min_ps(lo0, x);
     hi0 = _mm512_max_ps(hi0, x);
-    square(x, sq_even);
+    AddSquares<kMode.sums>(x, sq_even, sq_lo, sq_hi);
   }
   BlockMinMax(_mm512_min_ps(lo0, lo1), _mm512_max_ps(hi0, hi1), min, max);
   if (n == 0) min = max = 0;
@@ -176,8 +184,8 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
         if constexpr (kSquares) sq = _mm512_fmadd_ps(x, x, sq);  // Inf/NaN stay: the check.
       } else {
         for (int h = 0; h < 2; ++h) {
-          const __m512d xd = WidenHalf(x, h);
-          const __m512d e = _mm512_sub_pd(xd, WidenHalf(v, h));
+          const __m512d xd = LanesToDouble(x, h);
+          const __m512d e = _mm512_sub_pd(xd, LanesToDouble(v, h));
           // x^2 is exact in double, so fmadd rounds like multiply-then-add;
           // e^2 is too unless x and y are 2^29 apart.
           (h == 0 ? sse_lo : sse_hi) = _mm512_fmadd_pd(e, e, h == 0 ? sse_lo : sse_hi);
@@ -398,13 +406,7 @@ struct IntTokenRow {
         } else {
           vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
         }
-        if constexpr (kSquares == Sums::kHalf) {
-          sq = _mm512_fmadd_ps(x, x, sq);
-        } else if constexpr (kSquares == Sums::kDouble) {
-          const __m512d a = WidenHalf(x, 0), b = WidenHalf(x, 1);
-          sq_lo = _mm512_fmadd_pd(a, a, sq_lo);
-          sq_hi = _mm512_fmadd_pd(b, b, sq_hi);
-        }
+        AddSquares<kSquares>(x, sq, sq_lo, sq_hi);
       }
       if constexpr (kSquares == Sums::kHalf) FoldInto(sq, _mm512_setzero_ps(), sq_lo, sq_hi);
       if (kSquares != Sums::kNone && k < count) {
@@ -536,13 +538,7 @@ void ChannelScan(const Source& source, int64_t t0, int64_t t1, float* lo, float*
       const __m512 x = in.Load(t * d + 16 * k);
       vlo[k] = _mm512_min_ps(vlo[k], x);
       vhi[k] = _mm512_max_ps(vhi[k], x);
-      if constexpr (kMode.sums == Sums::kHalf) {
-        (k % 2 == 0 ? sq_even : sq_odd) = _mm512_fmadd_ps(x, x, k % 2 == 0 ? sq_even : sq_odd);
-      } else if constexpr (kMode.sums == Sums::kDouble) {
-        const __m512d a = WidenHalf(x, 0), b = WidenHalf(x, 1);
-        sq_lo = _mm512_fmadd_pd(a, a, sq_lo);
-        sq_hi = _mm512_fmadd_pd(b, b, sq_hi);
-      }
+      AddSquares<kMode.sums>(x, k % 2 == 0 ? sq_even : sq_odd, sq_lo, sq_hi);
     }
     if constexpr (kMode.sums == Sums::kHalf) {
       terms += kVec / 2;
@@ -622,7 +618,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
   };
   auto round_trip = [&](int64_t t0, int64_t t1, bool squared) {
     if (squared) {
-      RowLoop<Mode{kMode.sums, kMode.store, false}>(in, t0, t1, d, y, totals, channel_row);
+      RowLoop<WithoutSquares(kMode)>(in, t0, t1, d, y, totals, channel_row);
     } else {
       RowLoop<kMode>(in, t0, t1, d, y, totals, channel_row);
     }
@@ -643,8 +639,8 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
       if (stats != nullptr) {
         RowLoop<kMode>(in, 0, tokens, d, y, totals, IntUniformRow<kAsym, kTrunc>(p, top));
       } else {
-        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals,
-                                                      IntUniformRow<kAsym, kTrunc, false>(p, top));
+        RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals,
+                                       IntUniformRow<kAsym, kTrunc, false>(p, top));
       }
       break;
     }
@@ -665,7 +661,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
       const float top_level = static_cast<float>(levels);
       if (kMode.sums != Sums::kNone && d <= 16 * kFoldTerms) {
         IntTokenRow<kAsym, kTrunc, kMode.sums, Source> row{in, d, top_level, tokens, &totals};
-        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals, row);
+        RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals, row);
       } else {
         IntTokenRow<kAsym, kTrunc, Sums::kNone, Source> row{in, d, top_level, tokens};
         RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
@@ -698,12 +694,16 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
 // ---------------------------------------------------------------------------
 // fp16 and fp8 (kernels.cpp's Fp16Fast / RoundMiniFloat, vectorised).
 
+// Each lane rounded to fp16 and back (vcvtps2ph rounds to nearest even, as
+// FloatToHalf does).
+KVQ_INLINE __m512 RoundToHalfLanes(__m512 v) {
+  return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+
 struct Fp16Row {
   static constexpr bool kFlat = true;
   void Begin(int64_t) {}
-  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
-    return _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-  }
+  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const { return RoundToHalfLanes(x); }
 };
 
 // v = x / s; a = |v|; quantum = 2^(max(floor(log2 a), 1 - bias) - man_bits);
@@ -745,15 +745,7 @@ struct Fp8Row {
 
 // ---------------------------------------------------------------------------
 // ggml q8_0 / q4_0 / q4_1 (kernels.cpp's QuantizeQ* + GgmlDequantizeRow),
-// one 32-value block as two vectors. A block whose scale or inverse scale is
-// not finite (only float input can get there: amax below ~1e-36 or a range
-// overflowing float) goes through the scalar code, whatever it does.
-
-// Each lane rounded to fp16 and back (vcvtps2ph rounds to nearest even, as
-// FloatToHalf does).
-KVQ_INLINE __m512 RoundToHalfLanes(__m512 v) {
-  return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
+// one 32-value block as two vectors.
 
 KVQ_INLINE __m512 RoundHalfAway(__m512 v) {  // roundf: exact, since v - trunc(v) is.
   const __m512 t = _mm512_roundscale_ps(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
@@ -923,7 +915,7 @@ void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t 
         float min, max;
         ScanHead<kMode>(in, tokens * d, min, max, totals);
         Fp8Row row(e4m3, std::max(std::fabs(min), std::fabs(max)));
-        RowLoop<Mode{kMode.sums, kMode.store, false}>(in, 0, tokens, d, y, totals, row);
+        RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals, row);
       }
       return;
     }

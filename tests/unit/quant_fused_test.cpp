@@ -27,6 +27,30 @@ constexpr int64_t kChunk = 32;
 // fused.h: SSE within (16 + 3) * 2^-24 relative for fp16 sources.
 constexpr double kHalfSumsTolerance = 1.2e-6;
 
+// The scalar reference round trip of a [rows, dim] block.
+std::vector<float> ReferenceRoundTrip(const FormatSpec& f, const std::vector<float>& x, int rows,
+                                      int dim) {
+  HeadContext ctx;
+  ctx.chunk_len = kChunk;
+  ctx.use_reference = true;
+  std::vector<float> ref(x.size());
+  QuantizeHead(f, ctx, x.data(), ref.data(), rows, dim);
+  return ref;
+}
+
+// The error sums of x -> y as a serial double sum, the kernel's yardstick.
+QdqErrorSums SerialSums(const float* x, const float* y, int64_t n) {
+  QdqErrorSums sums;
+  sums.count = n;
+  for (int64_t i = 0; i < n; ++i) {
+    const double e = static_cast<double>(x[i]) - static_cast<double>(y[i]);
+    sums.sse += e * e;
+    sums.sum_sq += static_cast<double>(x[i]) * x[i];
+    sums.max_abs = std::max(sums.max_abs, std::fabs(x[i]));
+  }
+  return sums;
+}
+
 // Adversarial [kRows, kDim] blocks; every value representable in fp16 unless
 // the name says otherwise (so the fp16 source sees the same values).
 std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
@@ -116,19 +140,11 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
     for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
     for (const std::string& name : Formats()) {
       const FormatSpec f = FormatSpec::Parse(name);
-      HeadContext ref_ctx;
-      ref_ctx.chunk_len = kChunk;
-      ref_ctx.use_reference = true;
-      std::vector<float> ref(x.size()), y(x.size());
-      QuantizeHead(f, ref_ctx, x.data(), ref.data(), kRows, kDim);
-      double sse = 0, sum_sq = 0;
-      float max_abs = 0;
-      for (size_t i = 0; i < x.size(); ++i) {
-        const double e = static_cast<double>(x[i]) - static_cast<double>(ref[i]);
-        sse += e * e;
-        sum_sq += static_cast<double>(x[i]) * x[i];
-        max_abs = std::max(max_abs, std::fabs(x[i]));
-      }
+      const std::vector<float> ref = ReferenceRoundTrip(f, x, kRows, kDim);
+      std::vector<float> y(x.size());
+      const QdqErrorSums serial = SerialSums(x.data(), ref.data(), kRows * kDim);
+      const double sse = serial.sse, sum_sq = serial.sum_sq;
+      const float max_abs = serial.max_abs;
       auto check = [&](const char* source, const QdqErrorSums* sums, double tolerance) {
         for (size_t i = 0; i < x.size(); ++i) {
           ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i]))
@@ -157,8 +173,8 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
       FusedQuantizeHead(f, kChunk, nullptr, y.data(), kRows, kDim, nullptr, y.data(), nullptr);
       check("in place", nullptr, 0);
       // QuantizeHead's fast path is this kernel.
-      HeadContext fast_ctx = ref_ctx;
-      fast_ctx.use_reference = false;
+      HeadContext fast_ctx;
+      fast_ctx.chunk_len = kChunk;
       QuantizeHead(f, fast_ctx, x.data(), y.data(), kRows, kDim);
       check("QuantizeHead", nullptr, 0);
       ++compared;
@@ -186,17 +202,10 @@ TEST(QuantFused, EveryHeadDimEqualsTheReference) {
                              "int8:token", "int4:token:asym", "int8:g16:dim", "fp8e4m3", "q8_0"}) {
       const FormatSpec f = FormatSpec::Parse(name);
       if (!HasFusedKernel(f, dim)) continue;
-      HeadContext ctx;
-      ctx.chunk_len = kChunk;
-      ctx.use_reference = true;
-      std::vector<float> ref(x.size()), y(x.size());
-      QuantizeHead(f, ctx, x.data(), ref.data(), kRows, dim);
-      double sse = 0, sum_sq = 0;
-      for (size_t i = 0; i < x.size(); ++i) {
-        const double e = static_cast<double>(x[i]) - ref[i];
-        sse += e * e;
-        sum_sq += static_cast<double>(x[i]) * x[i];
-      }
+      const std::vector<float> ref = ReferenceRoundTrip(f, x, kRows, dim);
+      std::vector<float> y(x.size());
+      const QdqErrorSums serial = SerialSums(x.data(), ref.data(), kRows * dim);
+      const double sse = serial.sse, sum_sq = serial.sum_sq;
       for (const bool from_half : {false, true}) {
         QdqErrorSums sums;
         FusedQuantizeHead(f, kChunk, from_half ? half.data() : nullptr,
@@ -291,15 +300,10 @@ TEST(QuantFused, MeasureDumpMatchesThePlainPath) {
       ctx.chunk_len = info.chunk_len;
       ctx.use_reference = true;
       QuantizeHead(f, ctx, x, y.data(), info.tokens, info.head_dim);
-      double sse = 0, sum_sq = 0, max_abs = 0;
-      for (int64_t i = 0; i < per_head; ++i) {
-        const double e = static_cast<double>(x[i]) - y[static_cast<size_t>(i)];
-        sse += e * e;
-        sum_sq += static_cast<double>(x[i]) * x[i];
-        max_abs = std::max(max_abs, std::fabs(static_cast<double>(x[i])));
-      }
+      const QdqErrorSums serial = SerialSums(x, y.data(), per_head);
+      const double sse = serial.sse, sum_sq = serial.sum_sq;
       EXPECT_EQ(row.error.count, per_head);
-      EXPECT_EQ(row.error.max_abs, max_abs);
+      EXPECT_EQ(row.error.max_abs, static_cast<double>(serial.max_abs));
       // fp16 dump: the fused kernel's float-lane bound (the generic path is
       // closer still).
       EXPECT_NEAR(row.error.sse, sse, kHalfSumsTolerance * sse)
