@@ -11,6 +11,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
+#include "quant/split_reciprocal.h"
 
 namespace kvq {
 
@@ -47,11 +48,13 @@ struct FloatSource {
 
 // How the error sums are kept. kHalf is for fp16 sources: float lanes, which
 // cannot overflow there (|x|, |x - y| <= 2^17), folded into double before a
-// lane holds more than 16 terms; x^2 is exact in float and (x - y) * 2^24
-// keeps e^2 clear of float subnormals. Relative error: at most (16 + 3) *
-// 2^-24 (1.2e-6) for SSE, 16 * 2^-24 for sum x^2. kDouble is for float
-// sources, whose values may be anywhere in float's range: double lanes
-// (about 1e-15 relative). kNone only checks that x is finite.
+// lane holds more than 16 terms; x^2 is exact in float, and e = x - y is 0
+// or at least 2^-48 in magnitude for the int, ggml and fp16 rows (see their
+// notes), so e^2 is never a float subnormal; fp8's errors can be smaller and
+// are scaled by 2^24 first (Row::kTinyErrors). Relative error: at most (16 + 3) * 2^-24 (1.2e-6)
+// for SSE, 16 * 2^-24 for sum x^2. kDouble is for float sources, whose values may be anywhere in
+// float's range: double lanes (about 1e-15 relative). kNone only checks that
+// x is finite.
 enum class Sums { kNone, kHalf, kDouble };
 
 // lo/hi +0 turns -0 into +0, as kernels.cpp's MinMax does.
@@ -72,7 +75,7 @@ struct Mode {
 // The same mode for a round trip after a statistics pass that summed x^2.
 constexpr Mode WithoutSquares(Mode m) { return Mode{m.sums, m.store, false}; }
 
-constexpr float kErrorScale = 0x1p24f;  // Scales x - y for kHalf's float lanes.
+constexpr float kErrorScale = 0x1p24f;  // Scales x - y of kTinyErrors rows (kHalf).
 constexpr int kFoldTerms = 16;          // kHalf: terms per float lane before a fold.
 
 // One head's running results: added to at the end of each loop.
@@ -156,8 +159,10 @@ void ScanHead(const SourceRef& source, int64_t n, float& min, float& max, Totals
 // row's parameters, row.One(i, j, x) maps the 16 values at flat index i and
 // column j, and row.Two(i, j, ...) (where a row has it) the 32 at i and i +
 // 16 at once. Row::kFlat: Begin does nothing and the mapping does not
-// depend on the column, so the rows run as one. The accumulators and the row
-// are this function's locals, so that they can stay in registers; two sets
+// depend on the column, so the rows run as one. Row::kTinyErrors: an error
+// from an fp16 source can square to a float subnormal (see Sums). The
+// accumulators and the row are this function's locals, so that they can stay
+// in registers; two sets
 // of accumulators, for the even and the odd vector of each pair, so that
 // consecutive FMAs do not wait for each other.
 template <Mode kMode, class SourceRef, class Row>
@@ -165,6 +170,7 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
              Row row) {
   constexpr Sums kSums = kMode.sums;
   constexpr bool kSquares = kMode.squares;
+  constexpr bool kScaleErrors = kSums == Sums::kHalf && Row::kTinyErrors;
   const auto in = source;  // A copy: stores to y cannot change its pointer.
   const __m512 zero = _mm512_setzero_ps();
   __m512 sse_even = zero, sse_odd = zero, sq_even = zero, sq_odd = zero;
@@ -179,7 +185,8 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
     } else {
       if constexpr (kSquares) amax = _mm512_max_ps(amax, _mm512_abs_ps(x));
       if constexpr (kSums == Sums::kHalf) {
-        const __m512 e = _mm512_mul_ps(_mm512_sub_ps(x, v), _mm512_set1_ps(kErrorScale));
+        __m512 e = _mm512_sub_ps(x, v);
+        if constexpr (kScaleErrors) e = _mm512_mul_ps(e, _mm512_set1_ps(kErrorScale));
         sse = _mm512_fmadd_ps(e, e, sse);
         if constexpr (kSquares) sq = _mm512_fmadd_ps(x, x, sq);  // Inf/NaN stay: the check.
       } else {
@@ -265,7 +272,7 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
   } else {
     if constexpr (kSums == Sums::kHalf) fold();
     const double scale =
-        kSums == Sums::kHalf ? 1.0 / (static_cast<double>(kErrorScale) * kErrorScale) : 1.0;
+        kScaleErrors ? 1.0 / (static_cast<double>(kErrorScale) * kErrorScale) : 1.0;
     totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi)) * scale;
     if constexpr (kSquares) {
       totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
@@ -280,13 +287,29 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
 // Bounds come first in max/min so that equal values (signed zeros) give the
 // same operand std::max(q, lo) / std::min(q, hi) give.
 
-struct IntParams {
-  float s, offset, keep;
+// What an int row does: zero point (asym), truncation, the clamp of q
+// (off where the parameters come from the very values, see IntElement), and
+// whether y is stored.
+struct IntOptions {
+  bool asym, trunc, clamp = true, store = true;
 };
 
+constexpr IntOptions Unclamped(IntOptions o) {
+  o.clamp = false;
+  return o;
+}
+
+struct IntParams {
+  float s, offset, keep;
+  SplitReciprocal reciprocal;  // Of s.
+};
+
+// split: compute s's split reciprocal (two divisions); otherwise the round
+// trip divides (IntGroupDimRow: two divisions per group cost about what they
+// save over g values).
 template <bool kAsym>
-IntParams MakeParams(float lo, float hi, int levels) {
-  IntParams p;
+IntParams MakeParams(float lo, float hi, int levels, bool split = true) {
+  IntParams p{};
   if (kAsym) {
     p.s = static_cast<float>(levels) / (hi - lo);
     const bool ok = hi != lo && std::isfinite(p.s) && p.s > 0;
@@ -301,49 +324,124 @@ IntParams MakeParams(float lo, float hi, int levels) {
     p.s = ok ? p.s : 1.0f;
     p.offset = 0.0f;
   }
+  if (split) {
+    p.reciprocal = MakeSplitReciprocal(p.s);
+  } else {
+    p.reciprocal.divide = true;
+  }
+  // IntElement: -0 + a zero quotient keeps the quotient's sign.
+  if (kAsym && p.offset == 0 && std::signbit(p.offset)) p.reciprocal.divide = true;
   return p;
 }
 
-// kClamp = false where the parameters come from the very values being
+// Sixteen parameter sets in lanes, MakeParams lane by lane (the same IEEE
+// operations, so the same values; kSplit as its split).
+struct IntParamLanes {
+  __m512 s, offset, keep, hi, lo;
+  __mmask16 divide;
+};
+
+template <bool kAsym, bool kSplit>
+KVQ_INLINE IntParamLanes MakeParamLanes(__m512 lo, __m512 hi, float levels) {
+  const __m512 vlevels = _mm512_set1_ps(levels), one = _mm512_set1_ps(1.0f);
+  const __m512 zero = _mm512_setzero_ps();
+  const __m512 fmax = _mm512_set1_ps(std::numeric_limits<float>::max());
+  IntParamLanes p;
+  __mmask16 ok;
+  if constexpr (kAsym) {
+    const __m512 s = _mm512_div_ps(vlevels, _mm512_sub_ps(hi, lo));
+    ok = _mm512_cmp_ps_mask(hi, lo, _CMP_NEQ_UQ) &
+         _mm512_cmp_ps_mask(_mm512_abs_ps(s), fmax, _CMP_LE_OQ) &
+         _mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ);
+    p.s = _mm512_mask_blend_ps(ok, one, s);
+    p.offset = lo;
+  } else {
+    const __m512 amax = _mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi));
+    const __m512 s = _mm512_div_ps(vlevels, amax);
+    ok = _mm512_cmp_ps_mask(amax, zero, _CMP_NEQ_UQ) &
+         _mm512_cmp_ps_mask(_mm512_abs_ps(s), fmax, _CMP_LE_OQ);
+    p.s = _mm512_mask_blend_ps(ok, one, s);
+    p.offset = zero;
+  }
+  p.keep = _mm512_maskz_mov_ps(ok, one);
+  if constexpr (!kSplit) {
+    p.hi = p.lo = zero;
+    p.divide = 0xffff;
+    return p;
+  }
+  MakeSplitReciprocal(p.s, p.hi, p.lo);
+  p.divide = NeedsDivision(p.s);
+  if constexpr (kAsym) {  // An offset of -0, as in MakeParams.
+    p.divide |= _mm512_cmpeq_epi32_mask(_mm512_castps_si512(p.offset),
+                                        _mm512_set1_epi32(static_cast<int>(0x80000000u)));
+  }
+  return p;
+}
+
+// One set of parameters in lanes (one value each, or one per lane).
+struct IntLanes {
+  __m512 s, offset, hi, lo;  // hi, lo: s's split reciprocal.
+  __mmask16 keep;
+  bool divide;  // Some lane's s needs the division.
+  IntLanes() = default;
+  explicit IntLanes(const IntParams& p)
+      : s(_mm512_set1_ps(p.s)),
+        offset(_mm512_set1_ps(p.offset)),
+        hi(_mm512_set1_ps(p.reciprocal.hi)),
+        lo(_mm512_set1_ps(p.reciprocal.lo)),
+        keep(p.keep != 0 ? 0xffff : 0),
+        divide(p.reciprocal.divide) {}
+};
+
+// clamp = false where the parameters come from the very values being
 // quantized (the block's own min / max): then the clamp is a no-op. With
 // s = fl(levels / r) for the float range r, |x * s| (or (x - lo) * s, which
 // is >= +0) is at most levels * (1 + 2^-23) before rounding, so it rounds to
 // at most levels, and a -0 or +0 stays what the clamp would leave.
-template <bool kAsym, bool kTrunc, bool kClamp = true>
-KVQ_INLINE __m512 IntElement(__m512 x, __m512 s, __m512 offset, __mmask16 keep, __m512 top) {
+template <IntOptions kInt>
+KVQ_INLINE __m512 IntElement(__m512 x, const IntLanes& p, __m512 top) {
   constexpr int kMode =
-      (kTrunc ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC;
-  if constexpr (kAsym) {
-    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(x, offset), s), kMode);
+      (kInt.trunc ? _MM_FROUND_TO_ZERO : _MM_FROUND_TO_NEAREST_INT) | _MM_FROUND_NO_EXC;
+  constexpr bool kClamp = kInt.clamp;
+  if constexpr (kInt.asym) {
+    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_sub_ps(x, p.offset), p.s), kMode);
     if constexpr (kClamp) q = _mm512_min_ps(top, _mm512_max_ps(_mm512_setzero_ps(), q));
-    return _mm512_mask_blend_ps(keep, offset, _mm512_add_ps(_mm512_div_ps(q, s), offset));
+    // A zero quotient's sign shows only through an offset of -0 (MakeParams
+    // divides there).
+    const __m512 quotient =
+        p.divide ? _mm512_div_ps(q, p.s) : SplitReciprocalQuotient(0xffff, q, p.hi, p.lo);
+    return _mm512_mask_blend_ps(p.keep, p.offset, _mm512_add_ps(quotient, p.offset));
   } else {
-    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, s), kMode);
+    __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, p.s), kMode);
     if constexpr (kClamp) {
       q = _mm512_min_ps(top, _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), top), q));
     }
-    return _mm512_maskz_div_ps(keep, q, s);
+    if (p.divide) return _mm512_maskz_div_ps(p.keep, q, p.s);
+    // Only a stored y needs the -0 of q = -0; the error is the same.
+    if constexpr (kInt.store) return SignedSplitReciprocalQuotient(p.keep, q, p.hi, p.lo);
+    return SplitReciprocalQuotient(p.keep, q, p.hi, p.lo);
   }
 }
+
+// Int rows from an fp16 source (x a multiple of 2^-24): q = 0 gives y = 0 or
+// the offset (an fp16 value), so e = x - y is a multiple of 2^-24; a nonzero
+// |y| >= 2^-25 is a multiple of 2^-48, and a smaller one is further than
+// 2^-25 from x (x != 0 there, or q would be 0) or, asymmetric with x = 0,
+// comes from the cancellation of q / s >= 2^-24 (a multiple of 2^-47)
+// against the offset. So e is 0 or at least 2^-48: kTinyErrors = false.
 
 // HasFusedKernel's bound on head_dim / group for g<N>:dim.
 constexpr int kMaxGroupsPerRow = 64;
 
 // One set of parameters for every value (tensor scale).
-template <bool kAsym, bool kTrunc, bool kClamp = true>
+template <IntOptions kInt>
 struct IntUniformRow {
-  static constexpr bool kFlat = true;
-  __m512 s, offset, top;
-  __mmask16 keep;
-  IntUniformRow(const IntParams& p, __m512 top_)
-      : s(_mm512_set1_ps(p.s)),
-        offset(_mm512_set1_ps(p.offset)),
-        top(top_),
-        keep(p.keep != 0 ? 0xffff : 0) {}
+  static constexpr bool kFlat = true, kTinyErrors = false;
+  IntLanes p;
+  __m512 top;
+  IntUniformRow(const IntParams& params, __m512 top_) : p(params), top(top_) {}
   void Begin(int64_t) {}
-  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
-    return IntElement<kAsym, kTrunc, kClamp>(x, s, offset, keep, top);
-  }
+  KVQ_INLINE __m512 One(int64_t, int, __m512 x) const { return IntElement<kInt>(x, p, top); }
 };
 
 // Lane k of the result = op over the 16 lanes of v[k]: 15 ops and 30
@@ -376,11 +474,12 @@ KVQ_INLINE __m512 ReduceEach(__m512 (&v)[16], Op op) {
 // Begin reaches a new batch: the horizontal min / max and the scale's
 // division run 16 lanes wide, as MakeParams does them one by one (the same
 // IEEE operations, so the same values). kSquares: the batch pass also sums
-// x^2 and max|x| into *totals (a token's d / 16 <= 16 vectors in float
-// lanes, then double), so the round trip skips them.
-template <bool kAsym, bool kTrunc, Sums kSquares, class Source>
+// x^2 and max|x| into *totals (at most 16 terms per float lane, then
+// double), so the round trip skips them.
+template <IntOptions kInt, Sums kSquares, class Source>
 struct IntTokenRow {
-  static constexpr bool kFlat = false;
+  static constexpr bool kAsym = kInt.asym;
+  static constexpr bool kFlat = false, kTinyErrors = false;
   static constexpr int kBatch = 16;
   Source in;
   int d;
@@ -388,16 +487,26 @@ struct IntTokenRow {
   int64_t end;  // One past the last token this row object sees.
   Totals* totals = nullptr;
   int64_t batch = -1;
-  IntParams p{1, 0, 0};
-  alignas(64) float scales[kBatch] = {}, offsets[kBatch] = {}, keeps[kBatch] = {};
+  IntLanes p{};
+  alignas(64) float scales[kBatch] = {}, offsets[kBatch] = {}, keeps[kBatch] = {}, his[kBatch] = {},
+                    los[kBatch] = {};
+  uint32_t divides = 0;  // Bit k: token k's scale needs the division.
 
   void Batch(int64_t t0) {
     constexpr float kInf = std::numeric_limits<float>::infinity();
     const int64_t count = std::min<int64_t>(kBatch, end - t0);
     __m512 lo[kBatch], hi[kBatch], amax = _mm512_setzero_ps();
     __m512d sq_lo = _mm512_setzero_pd(), sq_hi = sq_lo;
+    __m512 sq = _mm512_setzero_ps();
+    int terms = 0;  // Per float lane of sq since the last fold.
     for (int k = 0; k < kBatch; ++k) {
-      __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf), sq = _mm512_setzero_ps();
+      __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
+      if (kSquares == Sums::kHalf && terms + d / 16 > kFoldTerms) {
+        FoldInto(sq, _mm512_setzero_ps(), sq_lo, sq_hi);
+        sq = _mm512_setzero_ps();
+        terms = 0;
+      }
+      terms += d / 16;
       for (int j = 0; k < count && j < d; j += 16) {
         const __m512 x = in.Load((t0 + k) * d + j);
         if (kAsym) {
@@ -408,7 +517,6 @@ struct IntTokenRow {
         }
         AddSquares<kSquares>(x, sq, sq_lo, sq_hi);
       }
-      if constexpr (kSquares == Sums::kHalf) FoldInto(sq, _mm512_setzero_ps(), sq_lo, sq_hi);
       if (kSquares != Sums::kNone && k < count) {
         amax = _mm512_max_ps(amax,
                              kAsym ? _mm512_max_ps(_mm512_abs_ps(vlo), _mm512_abs_ps(vhi)) : vhi);
@@ -416,58 +524,57 @@ struct IntTokenRow {
       lo[k] = vlo;
       hi[k] = vhi;
     }
+    if constexpr (kSquares == Sums::kHalf) FoldInto(sq, _mm512_setzero_ps(), sq_lo, sq_hi);
     if constexpr (kSquares != Sums::kNone) {
       totals->sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
       totals->finite = totals->finite && std::isfinite(totals->sum_sq);
       totals->max_abs = std::max(totals->max_abs, _mm512_reduce_max_ps(amax));
     }
-    const __m512 vlevels = _mm512_set1_ps(levels), one = _mm512_set1_ps(1.0f);
-    const __m512 fmax = _mm512_set1_ps(std::numeric_limits<float>::max());
     const __m512 max = ReduceEach(hi, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
-    __m512 s, offset = _mm512_setzero_ps();
-    __mmask16 ok;
+    IntParamLanes p16;
     if (kAsym) {
       // +0 turns -0 into +0, as BlockMinMax does.
       const __m512 zero = _mm512_setzero_ps();
-      const __m512 vmax = _mm512_add_ps(max, zero);
       const __m512 vmin = _mm512_add_ps(
           ReduceEach(lo, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); }), zero);
-      s = _mm512_div_ps(vlevels, _mm512_sub_ps(vmax, vmin));
-      ok = _mm512_cmp_ps_mask(vmax, vmin, _CMP_NEQ_UQ) &
-           _mm512_cmp_ps_mask(_mm512_abs_ps(s), fmax, _CMP_LE_OQ) &
-           _mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ);
-      offset = vmin;
+      p16 = MakeParamLanes<true, true>(vmin, _mm512_add_ps(max, zero), levels);
     } else {
-      s = _mm512_div_ps(vlevels, max);
-      ok = _mm512_cmp_ps_mask(max, _mm512_setzero_ps(), _CMP_NEQ_UQ) &
-           _mm512_cmp_ps_mask(_mm512_abs_ps(s), fmax, _CMP_LE_OQ);
+      p16 = MakeParamLanes<false, true>(max, max, levels);
     }
-    _mm512_store_ps(scales, _mm512_mask_blend_ps(ok, one, s));
-    _mm512_store_ps(offsets, offset);
-    _mm512_store_ps(keeps, _mm512_maskz_mov_ps(ok, one));
+    _mm512_store_ps(scales, p16.s);
+    _mm512_store_ps(offsets, p16.offset);
+    _mm512_store_ps(keeps, p16.keep);
+    _mm512_store_ps(his, p16.hi);
+    _mm512_store_ps(los, p16.lo);
+    divides = p16.divide;
     batch = t0;
   }
   KVQ_INLINE void Begin(int64_t t) {
     if (batch < 0 || t - batch >= kBatch) Batch(t);
     const int64_t k = t - batch;
-    p = {scales[k], offsets[k], keeps[k]};
+    p.s = _mm512_set1_ps(scales[k]);
+    p.offset = _mm512_set1_ps(offsets[k]);
+    p.hi = _mm512_set1_ps(his[k]);
+    p.lo = _mm512_set1_ps(los[k]);
+    p.keep = keeps[k] != 0 ? 0xffff : 0;
+    p.divide = (divides >> k) & 1;
   }
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
-    return IntElement<kAsym, kTrunc, false>(x, _mm512_set1_ps(p.s), _mm512_set1_ps(p.offset),
-                                            p.keep != 0 ? 0xffff : 0, _mm512_set1_ps(levels));
+    return IntElement<Unclamped(kInt)>(x, p, _mm512_set1_ps(levels));
   }
 };
 
 // Parameters per group of g values along head_dim, computed from the row in
 // Begin. g is a multiple of 16.
-template <bool kAsym, bool kTrunc, class Source>
+template <IntOptions kInt, class Source>
 struct IntGroupDimRow {
-  static constexpr bool kFlat = false;
+  static constexpr bool kAsym = kInt.asym;
+  static constexpr bool kFlat = false, kTinyErrors = false;
   const Source& in;
   int d, g, levels;
   __m512 top;
   IntParams params[kMaxGroupsPerRow] = {};
-  IntUniformRow<kAsym, kTrunc> first{IntParams{1, 0, 0}, top};  // Group 0, in registers.
+  IntUniformRow<kInt> first{MakeParams<false>(0, 0, 1), top};  // Group 0, in registers.
 
   KVQ_INLINE void Begin(int64_t t) {
     constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -486,32 +593,36 @@ struct IntGroupDimRow {
       if (kAsym) {
         float min, max;
         BlockMinMax(vlo, vhi, min, max);
-        params[k] = MakeParams<true>(min, max, levels);
+        params[k] = MakeParams<true>(min, max, levels, false);
       } else {
         const float amax = _mm512_reduce_max_ps(vhi);
-        params[k] = MakeParams<false>(-amax, amax, levels);
+        params[k] = MakeParams<false>(-amax, amax, levels, false);
       }
     }
-    first = IntUniformRow<kAsym, kTrunc>(params[0], top);
+    first = IntUniformRow<kInt>(params[0], top);
   }
   KVQ_INLINE __m512 One(int64_t t, int j, __m512 x) const {
     if (j < g) return first.One(t, j, x);
-    return IntUniformRow<kAsym, kTrunc>(params[j / g], top).One(t, j, x);
+    return IntUniformRow<kInt>(params[j / g], top).One(t, j, x);
   }
 };
 
-// Parameters per channel (channel, g<N>:token).
-template <bool kAsym, bool kTrunc>
+// Parameters per channel (channel, g<N>:token). The scales change from
+// vector to vector: loading a split reciprocal too costs more than the
+// division it saves (measured), so this row divides.
+template <IntOptions kInt>
 struct IntChannelRow {
-  static constexpr bool kFlat = false;
+  static constexpr bool kFlat = false, kTinyErrors = false;
   const float *s, *offset, *keep;
   __m512 top;
   void Begin(int64_t) {}
   KVQ_INLINE __m512 One(int64_t, int j, __m512 x) const {
-    const __mmask16 k =
-        _mm512_cmp_ps_mask(_mm512_loadu_ps(keep + j), _mm512_setzero_ps(), _CMP_NEQ_OQ);
-    return IntElement<kAsym, kTrunc>(x, _mm512_loadu_ps(s + j), _mm512_loadu_ps(offset + j), k,
-                                     top);
+    IntLanes p;
+    p.s = _mm512_loadu_ps(s + j);
+    p.offset = _mm512_loadu_ps(offset + j);
+    p.keep = _mm512_cmp_ps_mask(_mm512_loadu_ps(keep + j), _mm512_setzero_ps(), _CMP_NEQ_OQ);
+    p.divide = true;
+    return IntElement<kInt>(x, p, top);
   }
 };
 
@@ -569,6 +680,7 @@ void ChannelScan(const Source& source, int64_t t0, int64_t t1, float* lo, float*
 template <Mode kMode, bool kAsym, bool kTrunc, class Source>
 void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int64_t tokens, int d,
              int64_t chunk_len, float* y, Totals& totals) {
+  constexpr IntOptions kInt{kAsym, kTrunc, true, kMode.store};
   const int levels = kAsym ? (1 << f.bits) - 1 : (1 << (f.bits - 1)) - 1;
   const __m512 top = _mm512_set1_ps(static_cast<float>(levels));
   const int64_t n = tokens * d;
@@ -578,14 +690,15 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
   std::vector<float> ps(static_cast<size_t>(d)), po(ps.size()), pk(ps.size());
   std::vector<float> lo(ps.size()), hi(ps.size());
   auto set_channels = [&] {
-    for (size_t c = 0; c < ps.size(); ++c) {
-      const IntParams p = MakeParams<kAsym>(lo[c], hi[c], levels);
-      ps[c] = p.s;
-      po[c] = p.offset;
-      pk[c] = p.keep;
+    for (int c = 0; c < d; c += 16) {
+      const IntParamLanes p = MakeParamLanes<kAsym, false>(_mm512_loadu_ps(lo.data() + c),
+                                                           _mm512_loadu_ps(hi.data() + c), levels);
+      _mm512_storeu_ps(ps.data() + c, p.s);
+      _mm512_storeu_ps(po.data() + c, p.offset);
+      _mm512_storeu_ps(pk.data() + c, p.keep);
     }
   };
-  IntChannelRow<kAsym, kTrunc> channel_row{ps.data(), po.data(), pk.data(), top};
+  IntChannelRow<kInt> channel_row{ps.data(), po.data(), pk.data(), top};
   // Per-channel min / max of rows [t0, t1) into lo / hi, +0 normalised.
   auto channel_ranges = [&](int64_t t0, int64_t t1) {
     std::fill(lo.begin(), lo.end(), kInf);
@@ -637,10 +750,10 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
       const IntParams p =
           kAsym ? MakeParams<true>(min, max, levels) : MakeParams<false>(-amax, amax, levels);
       if (stats != nullptr) {
-        RowLoop<kMode>(in, 0, tokens, d, y, totals, IntUniformRow<kAsym, kTrunc>(p, top));
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, IntUniformRow<kInt>(p, top));
       } else {
         RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals,
-                                       IntUniformRow<kAsym, kTrunc, false>(p, top));
+                                       IntUniformRow<Unclamped(kInt)>(p, top));
       }
       break;
     }
@@ -660,10 +773,10 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
     case Granularity::kToken: {
       const float top_level = static_cast<float>(levels);
       if (kMode.sums != Sums::kNone && d <= 16 * kFoldTerms) {
-        IntTokenRow<kAsym, kTrunc, kMode.sums, Source> row{in, d, top_level, tokens, &totals};
+        IntTokenRow<kInt, kMode.sums, Source> row{in, d, top_level, tokens, &totals};
         RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals, row);
       } else {
-        IntTokenRow<kAsym, kTrunc, Sums::kNone, Source> row{in, d, top_level, tokens};
+        IntTokenRow<kInt, Sums::kNone, Source> row{in, d, top_level, tokens};
         RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       }
       break;
@@ -671,7 +784,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
     case Granularity::kGroupDim: {
       const int g = f.group;
       KVQ_CHECK(d / g <= kMaxGroupsPerRow);
-      IntGroupDimRow<kAsym, kTrunc, Source> row{in, d, g, levels, top};
+      IntGroupDimRow<kInt, Source> row{in, d, g, levels, top};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       break;
     }
@@ -700,8 +813,9 @@ KVQ_INLINE __m512 RoundToHalfLanes(__m512 v) {
   return _mm512_cvtph_ps(_mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
 }
 
+// From an fp16 source y = x: e = 0.
 struct Fp16Row {
-  static constexpr bool kFlat = true;
+  static constexpr bool kFlat = true, kTinyErrors = false;
   void Begin(int64_t) {}
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const { return RoundToHalfLanes(x); }
 };
@@ -710,8 +824,10 @@ struct Fp16Row {
 // r = min(rint(a / quantum) * quantum, max), r = max where !(a < max);
 // y = copysign(r, v) * s. (getexp(0) = -inf picks 1 - bias, where frexp
 // picks -1: both round 0 to 0.) s == 0 (an all-zero head) gives 0.
+// An fp8 subnormal times a scale as small as 2^-33 can come within 2^-63
+// of an fp16 x: kTinyErrors.
 struct Fp8Row {
-  static constexpr bool kFlat = true;
+  static constexpr bool kFlat = true, kTinyErrors = true;
   __m512 vs, vmax, min_exp, man;
   bool zero_scale;
   Fp8Row(bool e4m3, float amax) {
@@ -770,9 +886,11 @@ int FirstEqual(__m512 v0, __m512 v1, float value) {
 // whose scale or inverse scale is not finite (only float input can get
 // there: amax below ~1e-36 or a range overflowing float) goes through the
 // scalar code, whatever it does.
+// y = q * d (+ m): d and m are fp16 values, so y is a multiple of 2^-24 as
+// x is.
 template <FormatKind kKind, class Source>
 struct GgmlRow {
-  static constexpr bool kFlat = true;
+  static constexpr bool kFlat = true, kTinyErrors = false;
   static constexpr int kBatch = 16;  // Blocks of 32.
   Source in;
   int64_t end;  // One past the head's last value.

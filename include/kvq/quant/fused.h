@@ -7,7 +7,8 @@
 // The dequantized values are bit-identical to QuantizeHead (and so to the
 // scalar references of kernels.h): the same float32 operations in the same
 // order, each rounded on its own, only evaluated 16 lanes at a time with
-// AVX-512 (division stays a division: vdivps). The error sums differ from a
+// AVX-512 (an int level's division by its scale through a split reciprocal
+// proven equal, src/quant/split_reciprocal.h). The error sums differ from a
 // serial double sum only by rounding: from a float source they are kept in
 // double lanes (about 1e-15 relative); from an fp16 source, where float
 // cannot overflow, in float lanes folded into double every 16 terms per
