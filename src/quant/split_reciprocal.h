@@ -9,13 +9,13 @@
 //
 // because hi + lo carries 1/s to about 2^-48 and a quotient q / s (8-bit q,
 // 24-bit s) is never that close to a rounding boundary, with two
-// exceptions. QuantFused.SplitReciprocalQuotientIsExact checks this
+// exceptions. tests/unit/split_reciprocal_test.cpp checks this
 // exhaustively: every significand of s and every odd q <= 255 (an even q
-// only shifts the exponent), at exponents from -100 to 100 (within which
-// every quantity above scales exactly with s's exponent). The exceptions
-// are two significands of s (0x1.a15686 with q = 199, 0x1.f250c6 with
-// q = 61); they, and s outside [2^-100, 2^100], keep the division
-// (NeedsDivision).
+// only shifts the exponent), at exponents from -100 to 64 (within which
+// every quantity above is a normal float and so scales exactly with s's
+// exponent). The exceptions are two significands of s (0x1.a15686 with
+// q = 199, 0x1.f250c6 with q = 61); they, and s outside [2^-100, 2^65),
+// keep the division (NeedsDivision). Scales from fp16 data are below 2^32.
 #include "common/avx512.h"
 
 #if defined(__AVX512F__)
@@ -33,9 +33,9 @@ struct SplitReciprocal {
 inline constexpr uint32_t kSplitReciprocalExceptions[2] = {
     std::bit_cast<uint32_t>(0x1.a15686p0f) & 0x7fffff,
     std::bit_cast<uint32_t>(0x1.f250c6p0f) & 0x7fffff};
-// Biased exponents of 2^-100 and 2^100.
+// Biased exponents of 2^-100 and 2^64.
 inline constexpr uint32_t kSplitReciprocalMinExponent = 127 - 100;
-inline constexpr uint32_t kSplitReciprocalMaxExponent = 127 + 100;
+inline constexpr uint32_t kSplitReciprocalMaxExponent = 127 + 64;
 
 inline bool NeedsDivision(float s) {
   const uint32_t bits = std::bit_cast<uint32_t>(s) & 0x7fffffff;

@@ -77,7 +77,7 @@ TEST(SplitReciprocal, QuotientEqualsTheDivisionForEverySignificand) {
   // the range's ends: the result scales exactly with s.
   std::vector<float> odd;
   for (int q = 1; q <= 255; q += 2) odd.push_back(static_cast<float>(q));
-  for (const int exponent : {-100, -33, 24, 100}) {
+  for (const int exponent : {-100, -33, 24, 64}) {
     needed = 0;
     EXPECT_EQ(CheckBinade(exponent, odd, &needed), 2) << exponent;
     EXPECT_EQ(needed, 2) << exponent;
@@ -85,12 +85,12 @@ TEST(SplitReciprocal, QuotientEqualsTheDivisionForEverySignificand) {
 }
 
 TEST(SplitReciprocal, ScalesOutsideTheRangeDivide) {
-  for (const float s : {0x1p-101f, 0x1.fffffep-101f, 0x1p101f, 1e-40f, 0.0f,
+  for (const float s : {0x1p-101f, 0x1.fffffep-101f, 0x1p65f, 1e-40f, 0.0f,
                         std::numeric_limits<float>::infinity()}) {
     EXPECT_TRUE(NeedsDivision(s)) << s;
     EXPECT_EQ(NeedsDivision(_mm512_set1_ps(s)), 0xffff) << s;
   }
-  for (const float s : {0x1p-100f, 0x1.fffffep100f, 1.0f, 127.0f / 3.5f}) {
+  for (const float s : {0x1p-100f, 0x1.fffffep64f, 1.0f, 127.0f / 3.5f}) {
     EXPECT_FALSE(NeedsDivision(s)) << s;
     EXPECT_EQ(NeedsDivision(_mm512_set1_ps(s)), 0) << s;
   }
