@@ -617,7 +617,7 @@ struct IntChannelRow {
   __m512 top;
   void Begin(int64_t) {}
   KVQ_INLINE __m512 One(int64_t, int j, __m512 x) const {
-    IntLanes p;
+    IntLanes p{};
     p.s = _mm512_loadu_ps(s + j);
     p.offset = _mm512_loadu_ps(offset + j);
     p.keep = _mm512_cmp_ps_mask(_mm512_loadu_ps(keep + j), _mm512_setzero_ps(), _CMP_NEQ_OQ);

@@ -8,8 +8,8 @@
 //   y  = fma(q, hi, q * lo)              (rounded once, after q * lo)
 //
 // because hi + lo carries 1/s to about 2^-48 and a quotient q / s (8-bit q,
-// 24-bit s) is never that close to a rounding boundary, with two
-// exceptions. tests/unit/split_reciprocal_test.cpp checks this
+// 24-bit s) is almost never that close to a rounding boundary: only for two
+// significands of s. tests/unit/split_reciprocal_test.cpp checks this
 // exhaustively: every significand of s and every odd q <= 255 (an even q
 // only shifts the exponent), at exponents from -100 to 64 (within which
 // every quantity above is a normal float and so scales exactly with s's
