@@ -11,9 +11,9 @@
 // 24-bit s) is almost never that close to a rounding boundary: only for two
 // significands of s. tests/unit/split_reciprocal_test.cpp checks this
 // exhaustively: every significand of s and every odd q <= 255 (an even q
-// only shifts the exponent), at exponents from -100 to 64 (within which
-// every quantity above is a normal float and so scales exactly with s's
-// exponent). The exceptions are two significands of s (0x1.a15686 with
+// only shifts the exponent), at exponents -100, -33, 0, 24 and 64; from
+// -100 to 64 every quantity above is a normal float and so scales exactly
+// with s's exponent. The exceptions are two significands of s (0x1.a15686 with
 // q = 199, 0x1.f250c6 with q = 61); they, and s outside [2^-100, 2^65),
 // keep the division (NeedsDivision). Scales from fp16 data are below 2^32.
 #include "common/avx512.h"
