@@ -288,14 +288,20 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
 // same operand std::max(q, lo) / std::min(q, hi) give.
 
 // What an int row does: zero point (asym), truncation, the clamp of q
-// (off where the parameters come from the very values, see IntElement), and
-// whether y is stored.
+// (off where the parameters come from the very values, see IntElement),
+// whether y is stored, and whether q / s may use the split reciprocal (off
+// for rows whose scales change too often to pay for it: Dividing).
 struct IntOptions {
-  bool asym, trunc, clamp = true, store = true;
+  bool asym, trunc, clamp = true, store = true, split = true;
 };
 
 constexpr IntOptions Unclamped(IntOptions o) {
   o.clamp = false;
+  return o;
+}
+
+constexpr IntOptions Dividing(IntOptions o) {
+  o.split = false;
   return o;
 }
 
@@ -305,8 +311,7 @@ struct IntParams {
 };
 
 // split: compute s's split reciprocal (two divisions); otherwise the round
-// trip divides (IntGroupDimRow: two divisions per group cost about what they
-// save over g values).
+// trip divides.
 template <bool kAsym>
 IntParams MakeParams(float lo, float hi, int levels, bool split = true) {
   IntParams p{};
@@ -408,15 +413,16 @@ KVQ_INLINE __m512 IntElement(__m512 x, const IntLanes& p, __m512 top) {
     if constexpr (kClamp) q = _mm512_min_ps(top, _mm512_max_ps(_mm512_setzero_ps(), q));
     // A zero quotient's sign shows only through an offset of -0 (MakeParams
     // divides there).
-    const __m512 quotient =
-        p.divide ? _mm512_div_ps(q, p.s) : SplitReciprocalQuotient(0xffff, q, p.hi, p.lo);
+    const __m512 quotient = !kInt.split || p.divide
+                                ? _mm512_div_ps(q, p.s)
+                                : SplitReciprocalQuotient(0xffff, q, p.hi, p.lo);
     return _mm512_mask_blend_ps(p.keep, p.offset, _mm512_add_ps(quotient, p.offset));
   } else {
     __m512 q = _mm512_roundscale_ps(_mm512_mul_ps(x, p.s), kMode);
     if constexpr (kClamp) {
       q = _mm512_min_ps(top, _mm512_max_ps(_mm512_sub_ps(_mm512_setzero_ps(), top), q));
     }
-    if (p.divide) return _mm512_maskz_div_ps(p.keep, q, p.s);
+    if (!kInt.split || p.divide) return _mm512_maskz_div_ps(p.keep, q, p.s);
     // Only a stored y needs the -0 of q = -0; the error is the same.
     if constexpr (kInt.store) return SignedSplitReciprocalQuotient(p.keep, q, p.hi, p.lo);
     return SplitReciprocalQuotient(p.keep, q, p.hi, p.lo);
@@ -565,7 +571,8 @@ struct IntTokenRow {
 };
 
 // Parameters per group of g values along head_dim, computed from the row in
-// Begin. g is a multiple of 16.
+// Begin. g is a multiple of 16. Instantiated Dividing: two more divisions
+// per group cost about what they save over g values.
 template <IntOptions kInt, class Source>
 struct IntGroupDimRow {
   static constexpr bool kAsym = kInt.asym;
@@ -593,10 +600,10 @@ struct IntGroupDimRow {
       if (kAsym) {
         float min, max;
         BlockMinMax(vlo, vhi, min, max);
-        params[k] = MakeParams<true>(min, max, levels, false);
+        params[k] = MakeParams<true>(min, max, levels, kInt.split);
       } else {
         const float amax = _mm512_reduce_max_ps(vhi);
-        params[k] = MakeParams<false>(-amax, amax, levels, false);
+        params[k] = MakeParams<false>(-amax, amax, levels, kInt.split);
       }
     }
     first = IntUniformRow<kInt>(params[0], top);
@@ -607,9 +614,9 @@ struct IntGroupDimRow {
   }
 };
 
-// Parameters per channel (channel, g<N>:token). The scales change from
-// vector to vector: loading a split reciprocal too costs more than the
-// division it saves (measured), so this row divides.
+// Parameters per channel (channel, g<N>:token). Instantiated Dividing: the
+// scales change from vector to vector, and loading a split reciprocal too
+// costs more than the division it saves (measured).
 template <IntOptions kInt>
 struct IntChannelRow {
   static constexpr bool kFlat = false, kTinyErrors = false;
@@ -621,7 +628,6 @@ struct IntChannelRow {
     p.s = _mm512_loadu_ps(s + j);
     p.offset = _mm512_loadu_ps(offset + j);
     p.keep = _mm512_cmp_ps_mask(_mm512_loadu_ps(keep + j), _mm512_setzero_ps(), _CMP_NEQ_OQ);
-    p.divide = true;
     return IntElement<kInt>(x, p, top);
   }
 };
@@ -681,6 +687,7 @@ template <Mode kMode, bool kAsym, bool kTrunc, class Source>
 void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int64_t tokens, int d,
              int64_t chunk_len, float* y, Totals& totals) {
   constexpr IntOptions kInt{kAsym, kTrunc, true, kMode.store};
+  constexpr IntOptions kChannels = Dividing(kInt);
   const int levels = kAsym ? (1 << f.bits) - 1 : (1 << (f.bits - 1)) - 1;
   const __m512 top = _mm512_set1_ps(static_cast<float>(levels));
   const int64_t n = tokens * d;
@@ -691,14 +698,14 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
   std::vector<float> lo(ps.size()), hi(ps.size());
   auto set_channels = [&] {
     for (int c = 0; c < d; c += 16) {
-      const IntParamLanes p = MakeParamLanes<kAsym, false>(_mm512_loadu_ps(lo.data() + c),
-                                                           _mm512_loadu_ps(hi.data() + c), levels);
+      const IntParamLanes p = MakeParamLanes<kAsym, kChannels.split>(
+          _mm512_loadu_ps(lo.data() + c), _mm512_loadu_ps(hi.data() + c), levels);
       _mm512_storeu_ps(ps.data() + c, p.s);
       _mm512_storeu_ps(po.data() + c, p.offset);
       _mm512_storeu_ps(pk.data() + c, p.keep);
     }
   };
-  IntChannelRow<kInt> channel_row{ps.data(), po.data(), pk.data(), top};
+  IntChannelRow<kChannels> channel_row{ps.data(), po.data(), pk.data(), top};
   // Per-channel min / max of rows [t0, t1) into lo / hi, +0 normalised.
   auto channel_ranges = [&](int64_t t0, int64_t t1) {
     std::fill(lo.begin(), lo.end(), kInf);
@@ -784,7 +791,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
     case Granularity::kGroupDim: {
       const int g = f.group;
       KVQ_CHECK(d / g <= kMaxGroupsPerRow);
-      IntGroupDimRow<kInt, Source> row{in, d, g, levels, top};
+      IntGroupDimRow<Dividing(kInt), Source> row{in, d, g, levels, top};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       break;
     }

@@ -20,7 +20,6 @@
 
 #if defined(__AVX512F__)
 #include <bit>
-#include <cmath>
 #include <cstdint>
 
 namespace kvq {
@@ -37,23 +36,7 @@ inline constexpr uint32_t kSplitReciprocalExceptions[2] = {
 inline constexpr uint32_t kSplitReciprocalMinExponent = 127 - 100;
 inline constexpr uint32_t kSplitReciprocalMaxExponent = 127 + 64;
 
-inline bool NeedsDivision(float s) {
-  const uint32_t bits = std::bit_cast<uint32_t>(s) & 0x7fffffff;
-  const uint32_t exponent = bits >> 23, significand = bits & 0x7fffff;
-  return exponent < kSplitReciprocalMinExponent || exponent > kSplitReciprocalMaxExponent ||
-         significand == kSplitReciprocalExceptions[0] ||
-         significand == kSplitReciprocalExceptions[1];
-}
-
-inline SplitReciprocal MakeSplitReciprocal(float s) {
-  SplitReciprocal r;
-  r.hi = 1.0f / s;
-  r.lo = std::fma(-s, r.hi, 1.0f) / s;
-  r.divide = NeedsDivision(s);
-  return r;
-}
-
-// The same, 16 scales at a time (lane k equals MakeSplitReciprocal(s[k])).
+// Lanes whose s needs the true division.
 inline __mmask16 NeedsDivision(__m512 s) {
   const __m512i bits = _mm512_and_si512(_mm512_castps_si512(s), _mm512_set1_epi32(0x7fffffff));
   const __m512i exponent = _mm512_srli_epi32(bits, 23);
@@ -68,10 +51,20 @@ inline __mmask16 NeedsDivision(__m512 s) {
              significand, _mm512_set1_epi32(static_cast<int>(kSplitReciprocalExceptions[1])));
 }
 
+// hi and lo of 16 scales.
 inline void MakeSplitReciprocal(__m512 s, __m512& hi, __m512& lo) {
   const __m512 one = _mm512_set1_ps(1.0f);
   hi = _mm512_div_ps(one, s);
   lo = _mm512_div_ps(_mm512_fnmadd_ps(s, hi, one), s);
+}
+
+// One scale, through the same lane code.
+inline bool NeedsDivision(float s) { return (NeedsDivision(_mm512_set1_ps(s)) & 1) != 0; }
+
+inline SplitReciprocal MakeSplitReciprocal(float s) {
+  __m512 hi, lo;
+  MakeSplitReciprocal(_mm512_set1_ps(s), hi, lo);
+  return {_mm512_cvtss_f32(hi), _mm512_cvtss_f32(lo), NeedsDivision(s)};
 }
 
 // q / s for integer-valued |q| <= 255 where !NeedsDivision(s), in the lanes
