@@ -476,6 +476,23 @@ KVQ_INLINE __m512 ReduceEach(__m512 (&v)[16], Op op) {
   return _mm512_permutexvar_ps(order, out);
 }
 
+// The parameters of 16 tokens from their ranges in lanes (lo, hi: per-lane
+// min and max; for symmetric formats hi holds max |x| and lo is unused), as
+// MakeParams computes them one by one (the same IEEE operations, so the same
+// values).
+template <IntOptions kInt>
+KVQ_INLINE IntParamLanes TokenParams(__m512 (&lo)[16], __m512 (&hi)[16], float levels) {
+  const __m512 max = ReduceEach(hi, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+  if constexpr (kInt.asym) {
+    // +0 turns -0 into +0, as BlockMinMax does.
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 min = ReduceEach(lo, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); });
+    return MakeParamLanes<true, true>(_mm512_add_ps(min, zero), _mm512_add_ps(max, zero), levels);
+  } else {
+    return MakeParamLanes<false, true>(max, max, levels);
+  }
+}
+
 // Parameters per token (g == head_dim), computed 16 tokens at a time when
 // Begin reaches a new batch: the horizontal min / max and the scale's
 // division run 16 lanes wide, as MakeParams does them one by one (the same
@@ -536,17 +553,7 @@ struct IntTokenRow {
       totals->finite = totals->finite && std::isfinite(totals->sum_sq);
       totals->max_abs = std::max(totals->max_abs, _mm512_reduce_max_ps(amax));
     }
-    const __m512 max = ReduceEach(hi, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
-    IntParamLanes p16;
-    if (kAsym) {
-      // +0 turns -0 into +0, as BlockMinMax does.
-      const __m512 zero = _mm512_setzero_ps();
-      const __m512 vmin = _mm512_add_ps(
-          ReduceEach(lo, [](__m512 a, __m512 b) { return _mm512_min_ps(a, b); }), zero);
-      p16 = MakeParamLanes<true, true>(vmin, _mm512_add_ps(max, zero), levels);
-    } else {
-      p16 = MakeParamLanes<false, true>(max, max, levels);
-    }
+    const IntParamLanes p16 = TokenParams<kInt>(lo, hi, levels);
     _mm512_store_ps(scales, p16.s);
     _mm512_store_ps(offsets, p16.offset);
     _mm512_store_ps(keeps, p16.keep);
@@ -569,6 +576,90 @@ struct IntTokenRow {
     return IntElement<Unclamped(kInt)>(x, p, _mm512_set1_ps(levels));
   }
 };
+
+// The per-token int formats for head_dim 16 * kVec (64, 128) from an fp16
+// source with error sums (kvq quant's path), as IntTokenRow + RowLoop
+// compute them (the same operations per value, so the same y and the same
+// error bounds), without the generic loop's per-vector bookkeeping. Per batch
+// of 16 tokens: their ranges, then their round trips. The range pass keeps
+// the widened values in an L1 buffer for the round trip: a second vcvtph2ps
+// per vector cost more than the store and the reload (measured: +20%). Four
+// accumulators per sum, folded into double (in pairs, as FoldInto does)
+// before a lane holds kFoldTerms terms.
+template <int kVec, Mode kMode, IntOptions kInt, class Source>
+void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, Totals& totals) {
+  static_assert(kMode.sums == Sums::kHalf && kVec % 4 == 0);
+  constexpr bool kAsym = kInt.asym;
+  constexpr int d = 16 * kVec, kBatch = 16, kAcc = 4;
+  constexpr int kFoldTokens = kFoldTerms / (kVec / kAcc);  // Tokens between folds.
+  static_assert(kBatch % kFoldTokens == 0);
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const Source in = source;  // A copy: stores to y cannot change its pointer.
+  const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(levels);
+  __m512 sse[kAcc], sq[kAcc], amax = zero;
+  for (int a = 0; a < kAcc; ++a) sse[a] = sq[a] = zero;
+  __m512d sse_lo = _mm512_setzero_pd(), sse_hi = sse_lo, sq_lo = sse_lo, sq_hi = sse_lo;
+  auto fold = [&](__m512(&acc)[kAcc], __m512d& lo, __m512d& hi) {
+    FoldInto(acc[0], acc[1], lo, hi);
+    FoldInto(acc[2], acc[3], lo, hi);
+    for (int a = 0; a < kAcc; ++a) acc[a] = zero;
+  };
+  alignas(64) float scales[kBatch], offsets[kBatch], his[kBatch], los[kBatch];
+  alignas(64) float xs[kBatch * d];
+  for (int64_t t0 = 0; t0 < tokens; t0 += kBatch) {
+    const int count = static_cast<int>(std::min<int64_t>(kBatch, tokens - t0));
+    __m512 lo[kBatch], hi[kBatch];
+    for (int k = 0; k < kBatch; ++k) {
+      __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
+      if (k < count) {
+        for (int v = 0; v < kVec; ++v) {
+          const __m512 x = in.Load((t0 + k) * d + 16 * v);
+          _mm512_store_ps(xs + k * d + 16 * v, x);
+          if (kAsym) {
+            vlo = _mm512_min_ps(vlo, x);
+            vhi = _mm512_max_ps(vhi, x);
+          } else {
+            vhi = _mm512_max_ps(vhi, _mm512_abs_ps(x));
+          }
+          sq[v % kAcc] = _mm512_fmadd_ps(x, x, sq[v % kAcc]);
+        }
+        amax = _mm512_max_ps(amax,
+                             kAsym ? _mm512_max_ps(_mm512_abs_ps(vlo), _mm512_abs_ps(vhi)) : vhi);
+      }
+      if ((k + 1) % kFoldTokens == 0) fold(sq, sq_lo, sq_hi);
+      lo[k] = vlo;
+      hi[k] = vhi;
+    }
+    const IntParamLanes p16 = TokenParams<kInt>(lo, hi, levels);
+    _mm512_store_ps(scales, p16.s);
+    _mm512_store_ps(offsets, p16.offset);
+    _mm512_store_ps(his, p16.hi);
+    _mm512_store_ps(los, p16.lo);
+    const __mmask16 keeps = _mm512_cmp_ps_mask(p16.keep, zero, _CMP_NEQ_OQ);
+    for (int k = 0; k < count; ++k) {
+      IntLanes p;
+      p.s = _mm512_set1_ps(scales[k]);
+      p.offset = _mm512_set1_ps(offsets[k]);
+      p.hi = _mm512_set1_ps(his[k]);
+      p.lo = _mm512_set1_ps(los[k]);
+      p.keep = (keeps >> k) & 1 ? 0xffff : 0;
+      p.divide = (p16.divide >> k) & 1;
+      for (int v = 0; v < kVec; ++v) {
+        const int64_t i = (t0 + k) * d + 16 * v;
+        const __m512 x = _mm512_load_ps(xs + k * d + 16 * v);
+        const __m512 yv = IntElement<Unclamped(kInt)>(x, p, top);
+        if constexpr (kMode.store) _mm512_storeu_ps(y + i, yv);
+        const __m512 e = _mm512_sub_ps(x, yv);
+        sse[v % kAcc] = _mm512_fmadd_ps(e, e, sse[v % kAcc]);
+      }
+      if ((k + 1) % kFoldTokens == 0 || k + 1 == count) fold(sse, sse_lo, sse_hi);
+    }
+  }
+  totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi));
+  totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
+  totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
+  totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+}
 
 // Parameters per group of g values along head_dim, computed from the row in
 // Begin. g is a multiple of 16. Instantiated Dividing: two more divisions
@@ -683,6 +774,52 @@ void ChannelScan(const Source& source, int64_t t0, int64_t t1, float* lo, float*
   }
 }
 
+// The round trip of rows [t0, t1) of a head with per-channel parameters and
+// head_dim 16 * kVec (64, 128) from an fp16 source with error sums (kvq
+// quant's path), as IntChannelRow + RowLoop compute it (the same operations
+// per value, so the same y and error bounds). With the parameters in
+// registers the split reciprocal pays; a vector of channels with a lane that
+// needs the division divides.
+template <int kVec, Mode kMode, IntOptions kInt, class Source>
+void IntChannelRoundTrip(const Source& source, int64_t t0, int64_t t1, const float* lo,
+                         const float* hi, float levels, float* y, Totals& totals) {
+  static_assert(kMode.sums == Sums::kHalf && !kMode.squares && kVec % 4 == 0);
+  constexpr int d = 16 * kVec, kAcc = 4;
+  constexpr int kFoldTokens = kFoldTerms / (kVec / kAcc);  // Tokens between folds.
+  const Source in = source;  // A copy: stores to y cannot change its pointer.
+  const __m512 zero = _mm512_setzero_ps(), top = _mm512_set1_ps(levels);
+  IntLanes p[kVec];
+  for (int v = 0; v < kVec; ++v) {
+    const IntParamLanes lanes = MakeParamLanes<kInt.asym, true>(
+        _mm512_loadu_ps(lo + 16 * v), _mm512_loadu_ps(hi + 16 * v), levels);
+    p[v].s = lanes.s;
+    p[v].offset = lanes.offset;
+    p[v].hi = lanes.hi;
+    p[v].lo = lanes.lo;
+    p[v].keep = _mm512_cmp_ps_mask(lanes.keep, zero, _CMP_NEQ_OQ);
+    p[v].divide = lanes.divide != 0;
+  }
+  __m512 sse[kAcc];
+  for (int a = 0; a < kAcc; ++a) sse[a] = zero;
+  __m512d sse_lo = _mm512_setzero_pd(), sse_hi = sse_lo;
+  for (int64_t t = t0; t < t1; ++t) {
+    for (int v = 0; v < kVec; ++v) {
+      const int64_t i = t * d + 16 * v;
+      const __m512 x = in.Load(i);
+      const __m512 yv = IntElement<kInt>(x, p[v], top);
+      if constexpr (kMode.store) _mm512_storeu_ps(y + i, yv);
+      const __m512 e = _mm512_sub_ps(x, yv);
+      sse[v % kAcc] = _mm512_fmadd_ps(e, e, sse[v % kAcc]);
+    }
+    if ((t - t0 + 1) % kFoldTokens == 0 || t + 1 == t1) {
+      FoldInto(sse[0], sse[1], sse_lo, sse_hi);
+      FoldInto(sse[2], sse[3], sse_lo, sse_hi);
+      for (int a = 0; a < kAcc; ++a) sse[a] = zero;
+    }
+  }
+  totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi));
+}
+
 template <Mode kMode, bool kAsym, bool kTrunc, class Source>
 void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int64_t tokens, int d,
              int64_t chunk_len, float* y, Totals& totals) {
@@ -736,7 +873,19 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
     }
     return kMode.sums != Sums::kNone;
   };
+  // squared: the ranges come from these very rows (scan_channels), so the
+  // specialised round trips may leave out the clamp.
   auto round_trip = [&](int64_t t0, int64_t t1, bool squared) {
+    if constexpr (kMode.sums == Sums::kHalf) {
+      if (squared && d == 64) {
+        return IntChannelRoundTrip<4, WithoutSquares(kMode), Unclamped(kInt)>(
+            in, t0, t1, lo.data(), hi.data(), static_cast<float>(levels), y, totals);
+      }
+      if (squared && d == 128) {
+        return IntChannelRoundTrip<8, WithoutSquares(kMode), Unclamped(kInt)>(
+            in, t0, t1, lo.data(), hi.data(), static_cast<float>(levels), y, totals);
+      }
+    }
     if (squared) {
       RowLoop<WithoutSquares(kMode)>(in, t0, t1, d, y, totals, channel_row);
     } else {
@@ -779,6 +928,16 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
       break;
     case Granularity::kToken: {
       const float top_level = static_cast<float>(levels);
+      if constexpr (kMode.sums == Sums::kHalf) {
+        if (d == 64) {
+          IntTokenHead<4, kMode, kInt>(in, tokens, top_level, y, totals);
+          break;
+        }
+        if (d == 128) {
+          IntTokenHead<8, kMode, kInt>(in, tokens, top_level, y, totals);
+          break;
+        }
+      }
       if (kMode.sums != Sums::kNone && d <= 16 * kFoldTerms) {
         IntTokenRow<kInt, kMode.sums, Source> row{in, d, top_level, tokens, &totals};
         RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals, row);

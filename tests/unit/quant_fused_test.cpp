@@ -183,39 +183,46 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
   EXPECT_GT(compared, 1500);
 }
 
-// The kernel's head-dim specialisations (per-channel ranges in registers for
-// 64 and 128) and the generic loops (other multiples of 16) agree with the
-// reference, fp16 and float sources.
+// The kernel's head-dim specialisations (64 and 128: per-channel ranges and
+// parameters in registers, per-token batches) and the generic loops (other
+// multiples of 16) agree with the reference, fp16 and float sources; 37 rows
+// end in a partial batch of 16 tokens and a partial g16:token group.
 TEST(QuantFused, EveryHeadDimEqualsTheReference) {
 #if !defined(__AVX512F__)
   GTEST_SKIP() << "the fused kernel needs AVX-512";
 #endif
   SplitMix64 rng(11);
-  for (int dim : {16, 48, 64, 128, 256}) {
-    std::vector<float> x(static_cast<size_t>(kRows * dim));
-    for (size_t i = 0; i < x.size(); ++i) {
-      x[i] = RoundToHalf((i % static_cast<size_t>(dim) == 3 ? 40.0f : 1.0f) * Normal(rng));
-    }
-    std::vector<uint16_t> half(x.size());
-    for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
-    for (const char* name : {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor",
-                             "int8:token", "int4:token:asym", "int8:g16:dim", "fp8e4m3", "q8_0"}) {
-      const FormatSpec f = FormatSpec::Parse(name);
-      if (!HasFusedKernel(f, dim)) continue;
-      const std::vector<float> ref = ReferenceRoundTrip(f, x, kRows, dim);
-      std::vector<float> y(x.size());
-      const QdqErrorSums serial = SerialSums(x.data(), ref.data(), kRows * dim);
-      const double sse = serial.sse, sum_sq = serial.sum_sq;
-      for (const bool from_half : {false, true}) {
-        QdqErrorSums sums;
-        FusedQuantizeHead(f, kChunk, from_half ? half.data() : nullptr,
-                          from_half ? nullptr : x.data(), kRows, dim, nullptr, y.data(), &sums);
-        for (size_t i = 0; i < x.size(); ++i) {
-          ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " dim " << dim << " " << i;
+  for (int rows : {kRows, 37}) {
+    for (int dim : {16, 48, 64, 128, 256}) {
+      std::vector<float> x(static_cast<size_t>(rows * dim));
+      for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = RoundToHalf((i % static_cast<size_t>(dim) == 3 ? 40.0f : 1.0f) * Normal(rng));
+      }
+      std::vector<uint16_t> half(x.size());
+      for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
+      for (const char* name :
+           {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor", "int8:token",
+            "int4:token:asym", "int8:token+trunc", "int8:g16:dim", "fp8e4m3", "q8_0"}) {
+        const FormatSpec f = FormatSpec::Parse(name);
+        if (!HasFusedKernel(f, dim)) continue;
+        const std::vector<float> ref = ReferenceRoundTrip(f, x, rows, dim);
+        std::vector<float> y(x.size());
+        const QdqErrorSums serial = SerialSums(x.data(), ref.data(), rows * dim);
+        const double sse = serial.sse, sum_sq = serial.sum_sq;
+        for (const bool from_half : {false, true}) {
+          QdqErrorSums sums;
+          FusedQuantizeHead(f, kChunk, from_half ? half.data() : nullptr,
+                            from_half ? nullptr : x.data(), rows, dim, nullptr, y.data(), &sums);
+          for (size_t i = 0; i < x.size(); ++i) {
+            ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i]))
+                << name << " rows " << rows << " dim " << dim << " " << i;
+          }
+          const double tolerance = from_half ? kHalfSumsTolerance : 1e-12;
+          EXPECT_NEAR(sums.sse, sse, tolerance * sse) << name << " rows " << rows << " dim " << dim;
+          EXPECT_NEAR(sums.sum_sq, sum_sq, tolerance * sum_sq)
+              << name << " rows " << rows << " dim " << dim;
+          EXPECT_EQ(sums.max_abs, serial.max_abs) << name << " rows " << rows << " dim " << dim;
         }
-        const double tolerance = from_half ? kHalfSumsTolerance : 1e-12;
-        EXPECT_NEAR(sums.sse, sse, tolerance * sse) << name << " dim " << dim;
-        EXPECT_NEAR(sums.sum_sq, sum_sq, tolerance * sum_sq) << name << " dim " << dim;
       }
     }
   }
