@@ -6,10 +6,11 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__F16C__)
+#if defined(__F16C__) && !defined(__AVX512F__)
 #include <immintrin.h>
 #endif
 
+#include "common/avx512.h"
 #include "common/simd.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
@@ -728,11 +729,54 @@ void GgmlDequantizeRow(FormatKind kind, const uint8_t* in, int64_t n, float* y) 
   }
 }
 
+#if defined(__AVX512F__)
+namespace {
+
+// One row of n = 16 * vectors values in registers-sized steps: stage h pairs
+// lane j with lane j ^ h inside a vector (h < 16) or vector i with vector
+// i + h / 16. Each output is the same float operation on the same operands
+// as in the scalar loop below (a + b low, a - b high, stages in the same
+// order), so the results are bit for bit the same.
+void HadamardRow16(float* v, int n, float norm) {
+  auto within = [](__m512 x, __m512 partner, __mmask16 high) {
+    return _mm512_mask_blend_ps(high, _mm512_add_ps(x, partner), _mm512_sub_ps(partner, x));
+  };
+  for (int i = 0; i < n; i += 16) {
+    __m512 x = _mm512_loadu_ps(v + i);
+    x = within(x, _mm512_permute_ps(x, 0xb1), 0xaaaa);
+    x = within(x, _mm512_permute_ps(x, 0x4e), 0xcccc);
+    x = within(x, _mm512_shuffle_f32x4(x, x, 0xb1), 0xf0f0);
+    x = within(x, _mm512_shuffle_f32x4(x, x, 0x4e), 0xff00);
+    _mm512_storeu_ps(v + i, x);
+  }
+  for (int h = 16; h < n; h *= 2) {
+    for (int i = 0; i < n; i += 2 * h) {
+      for (int j = i; j < i + h; j += 16) {
+        const __m512 a = _mm512_loadu_ps(v + j), b = _mm512_loadu_ps(v + j + h);
+        _mm512_storeu_ps(v + j, _mm512_add_ps(a, b));
+        _mm512_storeu_ps(v + j + h, _mm512_sub_ps(a, b));
+      }
+    }
+  }
+  const __m512 scale = _mm512_set1_ps(norm);
+  for (int i = 0; i < n; i += 16)
+    _mm512_storeu_ps(v + i, _mm512_mul_ps(_mm512_loadu_ps(v + i), scale));
+}
+
+}  // namespace
+#endif
+
 void HadamardRows(float* x, int64_t rows, int n) {
   KVQ_CHECK(n > 0 && (n & (n - 1)) == 0);
   const float norm = 1.0f / std::sqrt(static_cast<float>(n));
   for (int64_t r = 0; r < rows; ++r) {
     float* v = x + r * n;
+#if defined(__AVX512F__)
+    if (n >= 16) {
+      HadamardRow16(v, n, norm);
+      continue;
+    }
+#endif
     for (int h = 1; h < n; h *= 2) {
       for (int i = 0; i < n; i += 2 * h) {
         for (int j = i; j < i + h; ++j) {

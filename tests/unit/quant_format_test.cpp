@@ -260,6 +260,39 @@ TEST(QuantFormat, HadamardIsOrthonormalAndRoundTrips) {
   }
 }
 
+// The butterflies written out plainly: stage h = 1, 2, 4, ... adds and
+// subtracts the pairs (j, j + h), then the rows are scaled by 1 / sqrt(n).
+// HadamardRows (vectorised) must give the same floats.
+TEST(QuantFormat, HadamardEqualsThePlainButterfliesBitForBit) {
+  SplitMix64 rng(17);
+  for (int n : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
+    constexpr int kHadamardRows = 5;
+    std::vector<float> x(kHadamardRows * static_cast<size_t>(n));
+    for (size_t i = 0; i < x.size(); ++i) {
+      x[i] = i % 7 == 0 ? 3e4f * Normal(rng) : std::ldexp(Normal(rng), -static_cast<int>(i % 30));
+    }
+    std::vector<float> expected = x;
+    const float norm = 1.0f / std::sqrt(static_cast<float>(n));
+    for (int r = 0; r < kHadamardRows; ++r) {
+      float* v = expected.data() + r * n;
+      for (int h = 1; h < n; h *= 2) {
+        for (int i = 0; i < n; i += 2 * h) {
+          for (int j = i; j < i + h; ++j) {
+            const float a = v[j], b = v[j + h];
+            v[j] = a + b;
+            v[j + h] = a - b;
+          }
+        }
+      }
+      for (int i = 0; i < n; ++i) v[i] *= norm;
+    }
+    HadamardRows(x.data(), kHadamardRows, n);
+    for (size_t i = 0; i < x.size(); ++i) {
+      ASSERT_EQ(FloatBits(x[i]), FloatBits(expected[i])) << "n " << n << " element " << i;
+    }
+  }
+}
+
 TEST(QuantFormat, HadamardKeyWithOriginalQueryEqualsRotatedAttention) {
   // q . K' (K' returned in the original basis) == (H q) . Q(H K) up to float rounding.
   SplitMix64 rng(9);
