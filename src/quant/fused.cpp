@@ -986,6 +986,21 @@ struct Fp16Row {
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const { return RoundToHalfLanes(x); }
 };
 
+// RoundMiniFloat of a >= 0 in lanes: nearest even on the grid of a
+// minifloat with man mantissa bits and minimum exponent min_exp, saturating
+// at vmax (also for a NaN, as !(a < max) does there).
+KVQ_INLINE __m512 RoundMiniFloatLanes(__m512 a, __m512 vmax, __m512 min_exp, __m512 man) {
+  const __m512 e = _mm512_max_ps(_mm512_getexp_ps(a), min_exp);
+  const __m512 quantum = _mm512_scalef_ps(_mm512_set1_ps(1.0f), _mm512_sub_ps(e, man));
+  // a / quantum as a * 2^(man - e): the same correctly rounded value as the
+  // division by a power of two, without the divider.
+  const __m512 scaled = _mm512_scalef_ps(a, _mm512_sub_ps(man, e));
+  __m512 r = _mm512_mul_ps(
+      _mm512_roundscale_ps(scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), quantum);
+  r = _mm512_min_ps(vmax, r);
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, vmax, _CMP_LT_OQ), vmax, r);
+}
+
 // v = x / s; a = |v|; quantum = 2^(max(floor(log2 a), 1 - bias) - man_bits);
 // r = min(rint(a / quantum) * quantum, max), r = max where !(a < max);
 // y = copysign(r, v) * s. (getexp(0) = -inf picks 1 - bias, where frexp
@@ -1010,18 +1025,68 @@ struct Fp8Row {
   KVQ_INLINE __m512 One(int64_t, int, __m512 x) const {
     if (zero_scale) return _mm512_setzero_ps();
     const __m512 v = _mm512_div_ps(x, vs);
-    const __m512 a = _mm512_abs_ps(v);
-    const __m512 e = _mm512_max_ps(_mm512_getexp_ps(a), min_exp);
-    const __m512 quantum = _mm512_scalef_ps(_mm512_set1_ps(1.0f), _mm512_sub_ps(e, man));
-    // a / quantum as a * 2^(man - e): the same correctly rounded value as the
-    // division by a power of two, without the divider.
-    const __m512 scaled = _mm512_scalef_ps(a, _mm512_sub_ps(man, e));
-    __m512 r = _mm512_mul_ps(
-        _mm512_roundscale_ps(scaled, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), quantum);
-    r = _mm512_min_ps(vmax, r);
-    r = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, vmax, _CMP_LT_OQ), vmax, r);
+    __m512 r = RoundMiniFloatLanes(_mm512_abs_ps(v), vmax, min_exp, man);
     r = _mm512_or_ps(r, _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
     return _mm512_mul_ps(r, vs);
+  }
+};
+
+// nvfp4 (kernels.cpp's Nvfp4Reference): blocks of 16 values (one vector),
+// global = amax / (6 * 448), block = e4m3(bmax / 6 / global) (RoundMiniFloat),
+// scale = block * global, y = e2m1(x / scale) * scale, 0 where scale is 0.
+// The block scales are computed 16 blocks at a time when One reaches a new
+// batch (one shuffle network for the 16 maxima). e2m1 is E2m1Encode's loop
+// over the 8 magnitudes run in lanes: the same float errors and the same
+// tie rule, so the same code for every input. y can come within 2^-63 of an
+// fp16 x, as fp8's can: kTinyErrors.
+template <class Source>
+struct Nvfp4Row {
+  static constexpr bool kFlat = true, kTinyErrors = true;
+  static constexpr int kBatch = 16;  // Blocks of 16.
+  Source in;
+  int64_t end;  // One past the head's last value.
+  float global;
+  int64_t batch = -1;
+  alignas(64) float scales[kBatch] = {};
+
+  Nvfp4Row(const Source& source, int64_t n, float amax)
+      : in(source), end(n), global(amax / (6.0f * 448.0f)) {}
+
+  void Batch(int64_t i0) {
+    const int64_t count = std::min<int64_t>(kBatch, (end - i0) / 16);
+    __m512 hi[kBatch];
+    for (int k = 0; k < kBatch; ++k) {
+      hi[k] = k < count ? _mm512_abs_ps(in.Load(i0 + 16 * k)) : _mm512_setzero_ps();
+    }
+    const __m512 bmax = ReduceEach(hi, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+    const __m512 vglobal = _mm512_set1_ps(global);
+    const __m512 block =
+        RoundMiniFloatLanes(_mm512_div_ps(_mm512_div_ps(bmax, _mm512_set1_ps(6.0f)), vglobal),
+                            _mm512_set1_ps(448.0f), _mm512_set1_ps(-6.0f), _mm512_set1_ps(3.0f));
+    _mm512_store_ps(scales, global == 0 ? _mm512_setzero_ps() : _mm512_mul_ps(block, vglobal));
+    batch = i0;
+  }
+
+  void Begin(int64_t) {}
+  KVQ_INLINE __m512 One(int64_t i, int, __m512 x) {
+    if (batch < 0 || i - batch >= 16 * kBatch) Batch(i);
+    const float scale = scales[(i - batch) / 16];
+    if (scale == 0) return _mm512_setzero_ps();
+    const __m512 vscale = _mm512_set1_ps(scale);
+    const __m512 v = _mm512_div_ps(x, vscale);
+    const __m512 a = _mm512_abs_ps(v);
+    constexpr float kMagnitudes[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    __m512 best = _mm512_setzero_ps(), best_err = a;
+    for (int c = 1; c < 8; ++c) {
+      const __m512 t = _mm512_set1_ps(kMagnitudes[c]);
+      const __m512 err = _mm512_abs_ps(_mm512_sub_ps(a, t));
+      __mmask16 take = _mm512_cmp_ps_mask(err, best_err, _CMP_LT_OQ);
+      if (c % 2 == 0) take |= _mm512_cmp_ps_mask(err, best_err, _CMP_EQ_OQ);
+      best = _mm512_mask_blend_ps(take, best, t);
+      best_err = _mm512_mask_blend_ps(take, best_err, err);
+    }
+    const __m512 r = _mm512_or_ps(best, _mm512_and_ps(v, _mm512_set1_ps(-0.0f)));
+    return _mm512_mul_ps(r, vscale);
   }
 };
 
@@ -1203,6 +1268,18 @@ void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t 
       }
       return;
     }
+    case FormatKind::kNvfp4: {
+      if (stats != nullptr) {
+        Nvfp4Row<Source> row(in, tokens * d, stats->amax);
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+      } else {
+        float min, max;
+        ScanHead<kMode>(in, tokens * d, min, max, totals);
+        Nvfp4Row<Source> row(in, tokens * d, std::max(std::fabs(min), std::fabs(max)));
+        RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals, row);
+      }
+      return;
+    }
     case FormatKind::kQ8_0: {
       GgmlRow<FormatKind::kQ8_0, Source> row{in, tokens * d};
       RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
@@ -1273,6 +1350,7 @@ bool HasFusedKernel(const FormatSpec& f, int head_dim) {
     case FormatKind::kFp16:
     case FormatKind::kFp8E4M3:
     case FormatKind::kFp8E5M2:
+    case FormatKind::kNvfp4:
       return true;
     case FormatKind::kQ8_0:
     case FormatKind::kQ4_0:

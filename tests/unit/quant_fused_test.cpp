@@ -99,7 +99,7 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
 }
 
 std::vector<std::string> Formats() {
-  std::vector<std::string> names = {"fp16", "fp8e4m3", "fp8e5m2", "q8_0", "q4_0", "q4_1"};
+  std::vector<std::string> names = {"fp16", "fp8e4m3", "fp8e5m2", "nvfp4", "q8_0", "q4_0", "q4_1"};
   for (const char* bits : {"int8", "int4", "int3", "int2"}) {
     for (const char* g : {":tensor", ":token", ":channel", ":g32:dim", ":g16:dim", ":g64:dim",
                           ":g16:token", ":g7:token", ":tensor:asym", ":token:asym", ":channel:asym",
@@ -118,8 +118,8 @@ TEST(QuantFused, CoversThePresetsFormatsAndDeclinesTheRest) {
   for (const std::string& name : Formats()) {
     EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
   }
-  for (const char* name : {"bf16", "iq4_nl", "nvfp4", "int8:tensor+had", "int8:token+sink4",
-                           "int8:g8:dim", "fp16+prerope", "int4:token+bias"}) {
+  for (const char* name : {"bf16", "iq4_nl", "int8:tensor+had", "int8:token+sink4", "int8:g8:dim",
+                           "fp16+prerope", "int4:token+bias"}) {
     EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
   }
   EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse("int8:token"), 24));
@@ -202,7 +202,7 @@ TEST(QuantFused, EveryHeadDimEqualsTheReference) {
       for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
       for (const char* name :
            {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor", "int8:token",
-            "int4:token:asym", "int8:token+trunc", "int8:g16:dim", "fp8e4m3", "q8_0"}) {
+            "int4:token:asym", "int8:token+trunc", "int8:g16:dim", "fp8e4m3", "nvfp4", "q8_0"}) {
         const FormatSpec f = FormatSpec::Parse(name);
         if (!HasFusedKernel(f, dim)) continue;
         const std::vector<float> ref = ReferenceRoundTrip(f, x, rows, dim);
@@ -238,17 +238,23 @@ TEST(QuantFused, CallerStatisticsMatchTheReference) {
   std::vector<float> calib(kRows * kDim), x(kRows * kDim);
   for (float& v : calib) v = Normal(rng);
   for (float& v : x) v = 3 * Normal(rng);
+  // Far beyond the calibration: x / scale around 1e9, where float errors of
+  // the nvfp4 grid search tie.
+  std::vector<float> huge(x.size());
+  for (float& v : huge) v = 1e9f * Normal(rng);
   for (const char* name : {"int8:tensor", "int4:tensor:asym", "int8:channel", "int2:channel:asym",
-                           "fp8e4m3", "fp8e5m2", "int8:tensor+trunc"}) {
+                           "fp8e4m3", "fp8e5m2", "nvfp4", "int8:tensor+trunc"}) {
     const FormatSpec f = FormatSpec::Parse(name);
     HeadContext ctx;
     ctx.use_reference = true;
     const HeadStats stats = CalibrateHead(f, ctx, calib.data(), kRows, kDim);
-    std::vector<float> ref(x.size()), y(x.size());
-    QuantizeHead(f, ctx, x.data(), ref.data(), kRows, kDim, &stats);
-    FusedQuantizeHead(f, 0, nullptr, x.data(), kRows, kDim, &stats, y.data(), nullptr);
-    for (size_t i = 0; i < x.size(); ++i)
-      ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " " << i;
+    for (const std::vector<float>* block : {&x, &huge}) {
+      std::vector<float> ref(x.size()), y(x.size());
+      QuantizeHead(f, ctx, block->data(), ref.data(), kRows, kDim, &stats);
+      FusedQuantizeHead(f, 0, nullptr, block->data(), kRows, kDim, &stats, y.data(), nullptr);
+      for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " " << i;
+    }
   }
 }
 
