@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <iterator>
 #include <memory>
 
 #include "kvq/capture/dump.h"
@@ -66,9 +67,11 @@ Fixture& Get() {
   return fixture;
 }
 
-const char* kStrategies[] = {"fp16",   "strat1",       "strat2",
-                             "strat3", "int8:channel", "k=int4:g32:token,v=int4:g32:dim",
-                             "q8_0",   "fp8e4m3"};
+const char* kStrategies[] = {
+    "fp16",   "strat1",         "strat2",
+    "strat3", "int8:channel",   "k=int4:g32:token,v=int4:g32:dim",
+    "q8_0",   "fp8e4m3",        "nvfp4",
+    "iq4_nl", "int8:token+had", "k=int8:token+sink4+recent64,v=int8:token"};
 
 // kvq quant's path: fp16 straight from the mapped dump, error per head.
 void BM_MeasureDump(benchmark::State& state) {
@@ -141,7 +144,7 @@ void BM_QuantizeLayer(benchmark::State& state) {
 // CPU time is the whole process's (both threads): on a shared, loaded machine
 // wall time mostly measures the other engineers' jobs.
 BENCHMARK(BM_MeasureDump)
-    ->DenseRange(0, 7)
+    ->DenseRange(0, std::size(kStrategies) - 1)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime()
     ->MeasureProcessCPUTime();

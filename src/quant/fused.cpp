@@ -1243,6 +1243,110 @@ struct GgmlRow {
   }
 };
 
+// ggml iq4_nl (kernels.cpp's QuantizeIq4Nl + GgmlDequantizeRow). The index
+// of the nearest of the 16 levels, Iq4NlNearest's binary search with its
+// float differences, equals the count of midpoints m_i = (t_i + t_i+1) / 2
+// with !(a < m_i): near a midpoint both differences are exact (|a| >= 4.5
+// there, the differences below 12.5), and away from one their rounding
+// cannot reorder them. Checked on all 2^32 float bit patterns, NaN and
+// infinities included (a NaN gives 15 both ways).
+KVQ_INLINE __m512 Iq4NlLevelLanes(__m512 a) {
+  const __m512 midpoints =
+      _mm512_setr_ps(-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f, 7.0f, 19.0f,
+                     31.5f, 45.5f, 61.0f, 79.0f, 101.0f, std::numeric_limits<float>::infinity());
+  const __m512 levels =
+      _mm512_setr_ps(-127.0f, -104.0f, -83.0f, -65.0f, -49.0f, -35.0f, -22.0f, -10.0f, 1.0f, 13.0f,
+                     25.0f, 38.0f, 53.0f, 69.0f, 89.0f, 113.0f);
+  __m512i count = _mm512_setzero_si512();
+  for (int step = 8; step >= 1; step /= 2) {  // The largest count in 0..15 that passes.
+    const __m512i candidate = _mm512_add_epi32(count, _mm512_set1_epi32(step));
+    const __m512 m =
+        _mm512_permutexvar_ps(_mm512_sub_epi32(candidate, _mm512_set1_epi32(1)), midpoints);
+    count = _mm512_mask_mov_epi32(count, _mm512_cmp_ps_mask(a, m, _CMP_NLT_UQ), candidate);
+  }
+  return _mm512_permutexvar_ps(count, levels);
+}
+
+// The scale of each block is fitted 16 blocks at a time when Two reaches a
+// new batch, one block per lane: the block's 32 values transposed into 32
+// vectors, so that every lane runs the reference's serial sums in the
+// reference's order (float, no contraction), its first-maximum rule and, with
+// kSearch, its 15 trial scales. Two then maps each block through its inverse
+// scale and fp16 d, as the reference's final pass and dequantization do.
+// y = d * level with d an fp16 value: a multiple of 2^-24, as for q8_0.
+template <bool kSearch, class Source>
+struct Iq4NlRow {
+  static constexpr bool kFlat = true, kTinyErrors = false;
+  static constexpr int kBatch = 16;  // Blocks of 32.
+  Source in;
+  int64_t end;  // One past the head's last value.
+  int64_t batch = -1;
+  alignas(64) float inverse[kBatch] = {}, d_half[kBatch] = {};
+
+  void Batch(int64_t i0) {
+    const int64_t count = std::min<int64_t>(kBatch, (end - i0) / 32);
+    alignas(64) float xs[kBatch * 32] = {};
+    for (int k = 0; k < count; ++k) {
+      _mm512_store_ps(xs + 32 * k, in.Load(i0 + 32 * k));
+      _mm512_store_ps(xs + 32 * k + 16, in.Load(i0 + 32 * k + 16));
+    }
+    const __m512i rows =
+        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                           _mm512_set1_epi32(32));
+    const __m512 zero = _mm512_setzero_ps();
+    __m512 x[32], w[32], amax = zero, max = zero;
+    for (int j = 0; j < 32; ++j) {
+      x[j] = _mm512_i32gather_ps(rows, xs + j, 4);
+      w[j] = _mm512_mul_ps(x[j], x[j]);
+      const __mmask16 larger = _mm512_cmp_ps_mask(amax, _mm512_abs_ps(x[j]), _CMP_LT_OQ);
+      amax = _mm512_mask_blend_ps(larger, amax, _mm512_abs_ps(x[j]));
+      max = _mm512_mask_blend_ps(larger, max, x[j]);
+    }
+    auto fit = [&](__m512 s, __m512& sqx, __m512& sqq) {
+      sqx = sqq = zero;
+      for (int j = 0; j < 32; ++j) {
+        const __m512 q = Iq4NlLevelLanes(_mm512_mul_ps(s, x[j]));
+        const __m512 wq = _mm512_mul_ps(w[j], q);
+        sqx = _mm512_add_ps(sqx, _mm512_mul_ps(wq, x[j]));
+        sqq = _mm512_add_ps(sqq, _mm512_mul_ps(wq, q));
+      }
+    };
+    const __m512 one = _mm512_set1_ps(1.0f), negative = _mm512_set1_ps(-0.0f);
+    const __m512 signed_max = kSearch ? _mm512_xor_ps(max, negative) : max;  // -max
+    const __m512 scale0 = _mm512_div_ps(one, _mm512_div_ps(signed_max, _mm512_set1_ps(-127.0f)));
+    __m512 sqx, sqq;
+    fit(scale0, sqx, sqq);
+    __m512 d = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(sqq, zero, _CMP_GT_OQ), sqx, sqq);
+    __m512 id = scale0;
+    if constexpr (kSearch) {
+      __m512 best = _mm512_mul_ps(d, sqx);
+      for (int t = -7; t <= 7; ++t) {
+        fit(_mm512_div_ps(_mm512_set1_ps(static_cast<float>(t - 127)), max), sqx, sqq);
+        const __mmask16 better =
+            _mm512_cmp_ps_mask(sqq, zero, _CMP_GT_OQ) &
+            _mm512_cmp_ps_mask(_mm512_mul_ps(sqx, sqx), _mm512_mul_ps(best, sqq), _CMP_GT_OQ);
+        d = _mm512_mask_div_ps(d, better, sqx, sqq);
+        best = _mm512_mask_mul_ps(best, better, d, sqx);
+      }
+      id = _mm512_maskz_div_ps(_mm512_cmp_ps_mask(d, zero, _CMP_NEQ_UQ), one, d);
+    }
+    // An all-(near-)zero block: d = 0 and level 8 (1), which v * 0 finds.
+    const __mmask16 empty = _mm512_cmp_ps_mask(amax, _mm512_set1_ps(1e-15f), _CMP_LT_OQ);
+    _mm512_store_ps(inverse, _mm512_mask_blend_ps(empty, id, zero));
+    _mm512_store_ps(d_half, RoundToHalfLanes(_mm512_mask_blend_ps(empty, d, zero)));
+    batch = i0;
+  }
+
+  void Begin(int64_t) {}
+  KVQ_INLINE void Two(int64_t i, int, __m512 v0, __m512 v1, __m512& y0, __m512& y1) {
+    if (batch < 0 || i - batch >= 32 * kBatch) Batch(i);
+    const int64_t k = (i - batch) / 32;
+    const __m512 id = _mm512_set1_ps(inverse[k]), d = _mm512_set1_ps(d_half[k]);
+    y0 = _mm512_mul_ps(d, Iq4NlLevelLanes(_mm512_mul_ps(v0, id)));
+    y1 = _mm512_mul_ps(d, Iq4NlLevelLanes(_mm512_mul_ps(v1, id)));
+  }
+};
+
 // ---------------------------------------------------------------------------
 
 template <Mode kMode, class Source>
@@ -1277,6 +1381,16 @@ void Dispatch(const FormatSpec& f, int64_t chunk_len, const Source& in, int64_t 
         ScanHead<kMode>(in, tokens * d, min, max, totals);
         Nvfp4Row<Source> row(in, tokens * d, std::max(std::fabs(min), std::fabs(max)));
         RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals, row);
+      }
+      return;
+    }
+    case FormatKind::kIq4Nl: {
+      if (f.search) {
+        Iq4NlRow<true, Source> row{in, tokens * d};
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
+      } else {
+        Iq4NlRow<false, Source> row{in, tokens * d};
+        RowLoop<kMode>(in, 0, tokens, d, y, totals, row);
       }
       return;
     }
@@ -1355,6 +1469,7 @@ bool HasFusedKernel(const FormatSpec& f, int head_dim) {
     case FormatKind::kQ8_0:
     case FormatKind::kQ4_0:
     case FormatKind::kQ4_1:
+    case FormatKind::kIq4Nl:
       return head_dim % 32 == 0;
     case FormatKind::kInt:
       if (f.granularity == Granularity::kGroupDim)

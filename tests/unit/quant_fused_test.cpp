@@ -99,7 +99,8 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
 }
 
 std::vector<std::string> Formats() {
-  std::vector<std::string> names = {"fp16", "fp8e4m3", "fp8e5m2", "nvfp4", "q8_0", "q4_0", "q4_1"};
+  std::vector<std::string> names = {"fp16", "fp8e4m3", "fp8e5m2", "nvfp4",        "q8_0",
+                                    "q4_0", "q4_1",    "iq4_nl",  "iq4_nl:search"};
   for (const char* bits : {"int8", "int4", "int3", "int2"}) {
     for (const char* g : {":tensor", ":token", ":channel", ":g32:dim", ":g16:dim", ":g64:dim",
                           ":g16:token", ":g7:token", ":tensor:asym", ":token:asym", ":channel:asym",
@@ -118,7 +119,7 @@ TEST(QuantFused, CoversThePresetsFormatsAndDeclinesTheRest) {
   for (const std::string& name : Formats()) {
     EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
   }
-  for (const char* name : {"bf16", "iq4_nl", "int8:tensor+had", "int8:token+sink4", "int8:g8:dim",
+  for (const char* name : {"bf16", "int8:tensor+had", "int8:token+sink4", "int8:g8:dim",
                            "fp16+prerope", "int4:token+bias"}) {
     EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
   }
@@ -200,9 +201,9 @@ TEST(QuantFused, EveryHeadDimEqualsTheReference) {
       }
       std::vector<uint16_t> half(x.size());
       for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
-      for (const char* name :
-           {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor", "int8:token",
-            "int4:token:asym", "int8:token+trunc", "int8:g16:dim", "fp8e4m3", "nvfp4", "q8_0"}) {
+      for (const char* name : {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor",
+                               "int8:token", "int4:token:asym", "int8:token+trunc", "int8:g16:dim",
+                               "fp8e4m3", "nvfp4", "q8_0", "iq4_nl:search"}) {
         const FormatSpec f = FormatSpec::Parse(name);
         if (!HasFusedKernel(f, dim)) continue;
         const std::vector<float> ref = ReferenceRoundTrip(f, x, rows, dim);
