@@ -94,6 +94,14 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
     return (t + c) % 3 == 0 ? std::ldexp(Normal(rng), -140) : std::ldexp(Normal(rng), -128);
   });
   raw("float_huge", [&](int, int) { return 3e37f * Normal(rng); });
+  // q8_0 blocks with d = 1 (max 127): values just below and at k + 1/2,
+  // which roundf sends to k and to k + 1.
+  raw("float_below_halves", [&](int t, int c) {
+    if (c % 32 == 0) return 127.0f;
+    const float half = static_cast<float>((t + c) % 100) + 0.5f;
+    const float v = (t + c) % 3 == 0 ? half : std::nextafter(half, 0.0f);
+    return (t * 3 + c) % 2 ? -v : v;
+  });
   raw("float_gauss", [&](int, int) { return Normal(rng); });
   return blocks;
 }
