@@ -604,17 +604,24 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
     FoldInto(acc[2], acc[3], lo, hi);
     for (int a = 0; a < kAcc; ++a) acc[a] = zero;
   };
-  alignas(64) float scales[kBatch], offsets[kBatch], his[kBatch], los[kBatch];
-  alignas(64) float xs[kBatch * d];
-  for (int64_t t0 = 0; t0 < tokens; t0 += kBatch) {
-    const int count = static_cast<int>(std::min<int64_t>(kBatch, tokens - t0));
+  // Two batches in flight: the range pass and the parameters (three
+  // divisions in a chain) of batch b + 1 come before the round trip of
+  // batch b in program order, so the divisions overlap its work.
+  struct Slot {
+    alignas(64) float scales[kBatch], offsets[kBatch], his[kBatch], los[kBatch];
+    alignas(64) float xs[kBatch * d];
+    __mmask16 keeps, divides;
+    int count;
+  } slots[2];
+  auto ranges = [&](int64_t t0, Slot& slot) {
+    slot.count = static_cast<int>(std::min<int64_t>(kBatch, tokens - t0));
     __m512 lo[kBatch], hi[kBatch];
     for (int k = 0; k < kBatch; ++k) {
       __m512 vlo = _mm512_set1_ps(kInf), vhi = _mm512_set1_ps(-kInf);
-      if (k < count) {
+      if (k < slot.count) {
         for (int v = 0; v < kVec; ++v) {
           const __m512 x = in.Load((t0 + k) * d + 16 * v);
-          _mm512_store_ps(xs + k * d + 16 * v, x);
+          _mm512_store_ps(slot.xs + k * d + 16 * v, x);
           if (kAsym) {
             vlo = _mm512_min_ps(vlo, x);
             vhi = _mm512_max_ps(vhi, x);
@@ -631,29 +638,36 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
       hi[k] = vhi;
     }
     const IntParamLanes p16 = TokenParams<kInt>(lo, hi, levels);
-    _mm512_store_ps(scales, p16.s);
-    _mm512_store_ps(offsets, p16.offset);
-    _mm512_store_ps(his, p16.hi);
-    _mm512_store_ps(los, p16.lo);
-    const __mmask16 keeps = _mm512_cmp_ps_mask(p16.keep, zero, _CMP_NEQ_OQ);
-    for (int k = 0; k < count; ++k) {
+    _mm512_store_ps(slot.scales, p16.s);
+    _mm512_store_ps(slot.offsets, p16.offset);
+    _mm512_store_ps(slot.his, p16.hi);
+    _mm512_store_ps(slot.los, p16.lo);
+    slot.keeps = _mm512_cmp_ps_mask(p16.keep, zero, _CMP_NEQ_OQ);
+    slot.divides = p16.divide;
+  };
+  auto round_trip = [&](int64_t t0, const Slot& slot) {
+    for (int k = 0; k < slot.count; ++k) {
       IntLanes p;
-      p.s = _mm512_set1_ps(scales[k]);
-      p.offset = _mm512_set1_ps(offsets[k]);
-      p.hi = _mm512_set1_ps(his[k]);
-      p.lo = _mm512_set1_ps(los[k]);
-      p.keep = (keeps >> k) & 1 ? 0xffff : 0;
-      p.divide = (p16.divide >> k) & 1;
+      p.s = _mm512_set1_ps(slot.scales[k]);
+      p.offset = _mm512_set1_ps(slot.offsets[k]);
+      p.hi = _mm512_set1_ps(slot.his[k]);
+      p.lo = _mm512_set1_ps(slot.los[k]);
+      p.keep = (slot.keeps >> k) & 1 ? 0xffff : 0;
+      p.divide = (slot.divides >> k) & 1;
       for (int v = 0; v < kVec; ++v) {
-        const int64_t i = (t0 + k) * d + 16 * v;
-        const __m512 x = _mm512_load_ps(xs + k * d + 16 * v);
+        const __m512 x = _mm512_load_ps(slot.xs + k * d + 16 * v);
         const __m512 yv = IntElement<Unclamped(kInt)>(x, p, top);
-        if constexpr (kMode.store) _mm512_storeu_ps(y + i, yv);
+        if constexpr (kMode.store) _mm512_storeu_ps(y + (t0 + k) * d + 16 * v, yv);
         const __m512 e = _mm512_sub_ps(x, yv);
         sse[v % kAcc] = _mm512_fmadd_ps(e, e, sse[v % kAcc]);
       }
-      if ((k + 1) % kFoldTokens == 0 || k + 1 == count) fold(sse, sse_lo, sse_hi);
+      if ((k + 1) % kFoldTokens == 0 || k + 1 == slot.count) fold(sse, sse_lo, sse_hi);
     }
+  };
+  if (tokens > 0) ranges(0, slots[0]);
+  for (int64_t t0 = 0, b = 0; t0 < tokens; t0 += kBatch, ++b) {
+    if (t0 + kBatch < tokens) ranges(t0 + kBatch, slots[(b + 1) % 2]);
+    round_trip(t0, slots[b % 2]);
   }
   totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi));
   totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
