@@ -1309,8 +1309,11 @@ void Q8_0Head(const Source& source, int64_t n, float* y, Totals& totals) {
       const __m512 id = _mm512_set1_ps(slot.inverse[k]), dh = _mm512_set1_ps(slot.d_half[k]);
       auto one = [&](int h, __m512& sse) {
         const __m512 x = _mm512_load_ps(slot.xs + 32 * k + 16 * h);
-        const __m512 yv =
-            _mm512_mul_ps(_mm512_add_ps(RoundHalfAway(_mm512_mul_ps(x, id)), zero), dh);
+        __m512 q = RoundHalfAway(_mm512_mul_ps(x, id));
+        // (float)(int8_t)roundf(v) is +0 for a rounded -0; only a stored y
+        // shows the sign (x - y is the same).
+        if constexpr (kMode.store) q = _mm512_add_ps(q, zero);
+        const __m512 yv = _mm512_mul_ps(q, dh);
         if constexpr (kMode.store) _mm512_storeu_ps(y + i0 + 32 * k + 16 * h, yv);
         const __m512 e = _mm512_sub_ps(x, yv);
         sse = _mm512_fmadd_ps(e, e, sse);
