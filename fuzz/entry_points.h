@@ -246,7 +246,8 @@ inline void KvDumpFile(Bytes data) {
     // The quantization kernels (fused and generic) over whatever the dump
     // holds: bad values are refused by name, never a crash.
     for (const char* spec :
-         {"strat1", "strat2", "k=q4_1,v=int4:g16:token", "k=fp8e4m3,v=int8:channel+had"}) {
+         {"strat1", "strat2", "k=q4_1,v=int4:g16:token", "k=fp8e4m3,v=int8:channel+had",
+          "k=q8_0,v=int8:channel", "k=nvfp4,v=iq4_nl:search"}) {
       Refusable([&] { MeasureDump(dump, Strategy::Parse(spec)); });
     }
   });
