@@ -304,8 +304,9 @@ TEST(QuantFused, MeasureDumpMatchesThePlainPath) {
   const int64_t per_head = info.tokens * info.head_dim;
   std::vector<float> layer(static_cast<size_t>(info.num_kv_heads * per_head));
   std::vector<float> y(static_cast<size_t>(per_head));
-  for (const char* spec : {"strat1", "strat2", "strat3", "k=int4:g32:token,v=int4:g32:dim",
-                           "k=q4_1,v=fp8e5m2", "k=iq4_nl,v=int8:token+had"}) {
+  for (const char* spec :
+       {"strat1", "strat2", "strat3", "int8:channel", "k=int4:g32:token,v=int4:g32:dim",
+        "k=q4_1,v=fp8e5m2", "k=q8_0,v=nvfp4", "k=iq4_nl,v=int8:token+had"}) {
     const Strategy s = Strategy::Parse(spec);
     const auto rows = MeasureDump(dump, s);
     ASSERT_EQ(rows.size(), static_cast<size_t>(info.num_layers * 2 * info.num_kv_heads));
