@@ -11,6 +11,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
+#include "quant/rounding_lanes.h"
 #include "quant/split_reciprocal.h"
 
 namespace kvq {
@@ -1108,19 +1109,6 @@ struct Nvfp4Row {
 // ggml q8_0 / q4_0 / q4_1 (kernels.cpp's QuantizeQ* + GgmlDequantizeRow),
 // one 32-value block as two vectors.
 
-// roundf as trunc(v + copysign(0.49999997, v)), with 0.49999997 the largest
-// float below 1/2: equal to std::round on all 2^32 float bit patterns but
-// NaN, signed zeros included (checked once, exhaustively); three operations
-// where truncating and comparing the remainder with 1/2 took six.
-KVQ_INLINE __m512 RoundHalfAway(__m512 v) {
-  const __m512i sign = _mm512_set1_epi32(static_cast<int>(0x80000000u));
-  const __m512i below_half = _mm512_castps_si512(_mm512_set1_ps(0x1.fffffep-2f));
-  // 0xea: (v & sign) | below_half.
-  const __m512 nudge = _mm512_castsi512_ps(
-      _mm512_ternarylogic_epi32(_mm512_castps_si512(v), sign, below_half, 0xea));
-  return _mm512_roundscale_ps(_mm512_add_ps(v, nudge), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
-}
-
 // Index of the first of the 32 lanes (v0 then v1) equal to value.
 int FirstEqual(__m512 v0, __m512 v1, float value) {
   const __m512 m = _mm512_set1_ps(value);
@@ -1334,30 +1322,8 @@ void Q8_0Head(const Source& source, int64_t n, float* y, Totals& totals) {
   totals.finite = totals.finite && std::isfinite(totals.sum_sq);
 }
 
-// ggml iq4_nl (kernels.cpp's QuantizeIq4Nl + GgmlDequantizeRow). The index
-// of the nearest of the 16 levels, Iq4NlNearest's binary search with its
-// float differences, equals the count of midpoints m_i = (t_i + t_i+1) / 2
-// with !(a < m_i): near a midpoint both differences are exact (|a| >= 4.5
-// there, the differences below 12.5), and away from one their rounding
-// cannot reorder them. Checked on all 2^32 float bit patterns, NaN and
-// infinities included (a NaN gives 15 both ways).
-KVQ_INLINE __m512 Iq4NlLevelLanes(__m512 a) {
-  const __m512 midpoints =
-      _mm512_setr_ps(-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f, 7.0f, 19.0f,
-                     31.5f, 45.5f, 61.0f, 79.0f, 101.0f, std::numeric_limits<float>::infinity());
-  const __m512 levels =
-      _mm512_setr_ps(-127.0f, -104.0f, -83.0f, -65.0f, -49.0f, -35.0f, -22.0f, -10.0f, 1.0f, 13.0f,
-                     25.0f, 38.0f, 53.0f, 69.0f, 89.0f, 113.0f);
-  __m512i count = _mm512_setzero_si512();
-  for (int step = 8; step >= 1; step /= 2) {  // The largest count in 0..15 that passes.
-    const __m512i candidate = _mm512_add_epi32(count, _mm512_set1_epi32(step));
-    const __m512 m =
-        _mm512_permutexvar_ps(_mm512_sub_epi32(candidate, _mm512_set1_epi32(1)), midpoints);
-    count = _mm512_mask_mov_epi32(count, _mm512_cmp_ps_mask(a, m, _CMP_NLT_UQ), candidate);
-  }
-  return _mm512_permutexvar_ps(count, levels);
-}
-
+// ggml iq4_nl (kernels.cpp's QuantizeIq4Nl + GgmlDequantizeRow); the nearest
+// level is Iq4NlLevelLanes (quant/rounding_lanes.h).
 // The scale of each block is fitted 16 blocks at a time when Two reaches a
 // new batch, one block per lane: the block's 32 values transposed into 32
 // vectors, so that every lane runs the reference's serial sums in the
