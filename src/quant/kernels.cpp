@@ -732,7 +732,7 @@ void GgmlDequantizeRow(FormatKind kind, const uint8_t* in, int64_t n, float* y) 
 #if defined(__AVX512F__)
 namespace {
 
-// One row of n = 16 * vectors values in registers-sized steps: stage h pairs
+// One row of n values (a multiple of 16) in vector steps: stage h pairs
 // lane j with lane j ^ h inside a vector (h < 16) or vector i with vector
 // i + h / 16. Each output is the same float operation on the same operands
 // as in the scalar loop below (a + b low, a - b high, stages in the same

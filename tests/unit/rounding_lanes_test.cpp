@@ -44,9 +44,9 @@ float ReferenceLevel(float a) {
 template <class Check>
 void ForBits(uint32_t first, uint32_t last, Check&& check) {
   for (uint64_t b = first; b < last; b += 16) {
-    const __m512i bits = _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(b)),
-                                          _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
-                                                            12, 13, 14, 15));
+    const __m512i bits =
+        _mm512_add_epi32(_mm512_set1_epi32(static_cast<int>(b)),
+                         _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
     check(bits);
   }
 }
