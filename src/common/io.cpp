@@ -91,11 +91,15 @@ MappedFile::~MappedFile() {
 AtomicFile::AtomicFile(std::filesystem::path target) : target_(std::move(target)) {
   temporary_ = target_;
   temporary_ += fmt::format(".{}.tmp", ::getpid());
+  // Registered before it exists: a signal between the open and the
+  // registration would otherwise leave the temporary behind.
+  RegisterPending(temporary_.c_str());
   fd_ = ::open(temporary_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) {
-    ThrowRuntime("{}: cannot write: {}", target_.string(), std::strerror(errno));
+    const int saved = errno;
+    UnregisterPending(temporary_.c_str());
+    ThrowRuntime("{}: cannot write: {}", target_.string(), std::strerror(saved));
   }
-  RegisterPending(temporary_.c_str());
 }
 
 AtomicFile::~AtomicFile() {
