@@ -113,6 +113,35 @@ KVQ_INLINE void AddSquares(__m512 x, __m512& lanes, __m512d& lo, __m512d& hi) {
   }
 }
 
+// Four float lane sets folded into double (in pairs, as FoldInto does) and
+// cleared: the dedicated head_dim loops keep four accumulators per sum.
+KVQ_INLINE void FoldFour(__m512 (&acc)[4], __m512d& lo, __m512d& hi) {
+  FoldInto(acc[0], acc[1], lo, hi);
+  FoldInto(acc[2], acc[3], lo, hi);
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+}
+
+// A pass's sum of x^2 (double lanes lo, hi) and max|x| (lanes) into totals;
+// a non-finite sum marks the input as not finite.
+KVQ_INLINE void AddSquareSums(__m512d lo, __m512d hi, __m512 amax, Totals& totals) {
+  totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
+  totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+  totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
+}
+
+// Batches [0, n) in steps of `step` with two in flight: the range pass
+// (ranges(start, slot)) of batch b + 1 comes before the round trip of batch
+// b in program order, so that its dependent divisions overlap that work.
+template <class Slot, class Ranges, class RoundTrip>
+KVQ_INLINE void TwoBatchesInFlight(int64_t n, int64_t step, Slot (&slots)[2], Ranges&& ranges,
+                                   RoundTrip&& round_trip) {
+  if (n > 0) ranges(0, slots[0]);
+  for (int64_t start = 0, b = 0; start < n; start += step, ++b) {
+    if (start + step < n) ranges(start + step, slots[(b + 1) % 2]);
+    round_trip(start, slots[b % 2]);
+  }
+}
+
 // The statistics pass of a sequence-global format over the n values of one
 // head: min and max (+0 for -0) and, where the mode keeps error sums, sum
 // x^2 and max|x| too, so that the round-trip pass does not redo them. This
@@ -275,11 +304,7 @@ void RowLoop(const SourceRef& source, int64_t t0, int64_t t1, int d, float* y, T
     const double scale =
         kScaleErrors ? 1.0 / (static_cast<double>(kErrorScale) * kErrorScale) : 1.0;
     totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi)) * scale;
-    if constexpr (kSquares) {
-      totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
-      totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
-      totals.finite = totals.finite && std::isfinite(totals.sum_sq);
-    }
+    if constexpr (kSquares) AddSquareSums(sq_lo, sq_hi, amax, totals);
   }
 }
 
@@ -550,9 +575,7 @@ struct IntTokenRow {
     }
     if constexpr (kSquares == Sums::kHalf) FoldInto(sq, _mm512_setzero_ps(), sq_lo, sq_hi);
     if constexpr (kSquares != Sums::kNone) {
-      totals->sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
-      totals->finite = totals->finite && std::isfinite(totals->sum_sq);
-      totals->max_abs = std::max(totals->max_abs, _mm512_reduce_max_ps(amax));
+      AddSquareSums(sq_lo, sq_hi, amax, *totals);
     }
     const IntParamLanes p16 = TokenParams<kInt>(lo, hi, levels);
     _mm512_store_ps(scales, p16.s);
@@ -600,14 +623,7 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
   __m512 sse[kAcc], sq[kAcc], amax = zero;
   for (int a = 0; a < kAcc; ++a) sse[a] = sq[a] = zero;
   __m512d sse_lo = _mm512_setzero_pd(), sse_hi = sse_lo, sq_lo = sse_lo, sq_hi = sse_lo;
-  auto fold = [&](__m512(&acc)[kAcc], __m512d& lo, __m512d& hi) {
-    FoldInto(acc[0], acc[1], lo, hi);
-    FoldInto(acc[2], acc[3], lo, hi);
-    for (int a = 0; a < kAcc; ++a) acc[a] = zero;
-  };
-  // Two batches in flight: the range pass and the parameters (three
-  // divisions in a chain) of batch b + 1 come before the round trip of
-  // batch b in program order, so the divisions overlap its work.
+  // Two batches in flight: a batch's scales take three divisions in a chain.
   struct Slot {
     alignas(64) float scales[kBatch], offsets[kBatch], his[kBatch], los[kBatch];
     alignas(64) float xs[kBatch * d];
@@ -634,7 +650,7 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
         amax = _mm512_max_ps(amax,
                              kAsym ? _mm512_max_ps(_mm512_abs_ps(vlo), _mm512_abs_ps(vhi)) : vhi);
       }
-      if ((k + 1) % kFoldTokens == 0) fold(sq, sq_lo, sq_hi);
+      if ((k + 1) % kFoldTokens == 0) FoldFour(sq, sq_lo, sq_hi);
       lo[k] = vlo;
       hi[k] = vhi;
     }
@@ -662,18 +678,12 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
         const __m512 e = _mm512_sub_ps(x, yv);
         sse[v % kAcc] = _mm512_fmadd_ps(e, e, sse[v % kAcc]);
       }
-      if ((k + 1) % kFoldTokens == 0 || k + 1 == slot.count) fold(sse, sse_lo, sse_hi);
+      if ((k + 1) % kFoldTokens == 0 || k + 1 == slot.count) FoldFour(sse, sse_lo, sse_hi);
     }
   };
-  if (tokens > 0) ranges(0, slots[0]);
-  for (int64_t t0 = 0, b = 0; t0 < tokens; t0 += kBatch, ++b) {
-    if (t0 + kBatch < tokens) ranges(t0 + kBatch, slots[(b + 1) % 2]);
-    round_trip(t0, slots[b % 2]);
-  }
+  TwoBatchesInFlight(tokens, kBatch, slots, ranges, round_trip);
   totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi));
-  totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
-  totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
-  totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+  AddSquareSums(sq_lo, sq_hi, amax, totals);
 }
 
 // Parameters per group of g values along head_dim, computed from the row in
@@ -826,11 +836,7 @@ void IntChannelRoundTrip(const Source& source, int64_t t0, int64_t t1, const flo
       const __m512 e = _mm512_sub_ps(x, yv);
       sse[v % kAcc] = _mm512_fmadd_ps(e, e, sse[v % kAcc]);
     }
-    if ((t - t0 + 1) % kFoldTokens == 0 || t + 1 == t1) {
-      FoldInto(sse[0], sse[1], sse_lo, sse_hi);
-      FoldInto(sse[2], sse[3], sse_lo, sse_hi);
-      for (int a = 0; a < kAcc; ++a) sse[a] = zero;
-    }
+    if ((t - t0 + 1) % kFoldTokens == 0 || t + 1 == t1) FoldFour(sse, sse_lo, sse_hi);
   }
   totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi));
 }
@@ -888,8 +894,9 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
     }
     return kMode.sums != Sums::kNone;
   };
-  // squared: the ranges come from these very rows (scan_channels), so the
-  // specialised round trips may leave out the clamp.
+  // Rows [t0, t1) with the channel ranges in lo / hi. squared: the ranges
+  // come from these very rows (scan_channels), so the specialised round trips
+  // may leave out the clamp; they make their own parameters.
   auto round_trip = [&](int64_t t0, int64_t t1, bool squared) {
     if constexpr (kMode.sums == Sums::kHalf) {
       if (squared && d == 64) {
@@ -901,6 +908,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
             in, t0, t1, lo.data(), hi.data(), static_cast<float>(levels), y, totals);
       }
     }
+    set_channels();
     if (squared) {
       RowLoop<WithoutSquares(kMode)>(in, t0, t1, d, y, totals, channel_row);
     } else {
@@ -933,12 +941,9 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
         KVQ_CHECK(static_cast<int>(stats->channel_min.size()) == d);
         lo = stats->channel_min;
         hi = stats->channel_max;
-        set_channels();
         round_trip(0, tokens, false);
       } else {
-        const bool squared = scan_channels(0, tokens);
-        set_channels();
-        round_trip(0, tokens, squared);
+        round_trip(0, tokens, scan_channels(0, tokens));
       }
       break;
     case Granularity::kToken: {
@@ -975,9 +980,7 @@ void IntHead(const FormatSpec& f, const HeadStats* stats, const Source& in, int6
         const int64_t e = std::min(tokens, b + len);
         for (int64_t t0 = b; t0 < e; t0 += f.group) {
           const int64_t t1 = std::min(e, t0 + f.group);
-          const bool squared = scan_channels(t0, t1);
-          set_channels();
-          round_trip(t0, t1, squared);
+          round_trip(t0, t1, scan_channels(t0, t1));
         }
       }
       break;
@@ -1311,15 +1314,9 @@ void Q8_0Head(const Source& source, int64_t n, float* y, Totals& totals) {
     }
     FoldInto(sse_even, sse_odd, sse_lo, sse_hi);
   };
-  if (n > 0) ranges(0, slots[0]);
-  for (int64_t i0 = 0, b = 0; i0 < n; i0 += 32 * kBatch, ++b) {
-    if (i0 + 32 * kBatch < n) ranges(i0 + 32 * kBatch, slots[(b + 1) % 2]);
-    round_trip(i0, slots[b % 2]);
-  }
+  TwoBatchesInFlight(n, 32 * kBatch, slots, ranges, round_trip);
   totals.sse += _mm512_reduce_add_pd(_mm512_add_pd(sse_lo, sse_hi));
-  totals.sum_sq += _mm512_reduce_add_pd(_mm512_add_pd(sq_lo, sq_hi));
-  totals.max_abs = std::max(totals.max_abs, _mm512_reduce_max_ps(amax));
-  totals.finite = totals.finite && std::isfinite(totals.sum_sq);
+  AddSquareSums(sq_lo, sq_hi, amax, totals);
 }
 
 // ggml iq4_nl (kernels.cpp's QuantizeIq4Nl + GgmlDequantizeRow); the nearest
@@ -1347,9 +1344,8 @@ struct Iq4NlRow {
       _mm512_store_ps(xs + 32 * k, in.Load(i0 + 32 * k));
       _mm512_store_ps(xs + 32 * k + 16, in.Load(i0 + 32 * k + 16));
     }
-    const __m512i rows =
-        _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
-                           _mm512_set1_epi32(32));
+    const __m512i rows = _mm512_setr_epi32(0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352,
+                                           384, 416, 448, 480);  // Block k's first value.
     const __m512 zero = _mm512_setzero_ps();
     __m512 x[32], w[32], amax = zero, max = zero;
     for (int j = 0; j < 32; ++j) {

@@ -75,49 +75,52 @@ void ForSpecials(Check&& check) {
   }
 }
 
-TEST(RoundingLanes, RoundHalfAwayEqualsStdRound) {
+// Each of 16 lanes of lanes(x) against the scalar expectation: same(x, y)
+// is false where they differ; the first five differences are reported.
+template <class Lanes, class Same>
+struct Comparison {
+  Lanes lanes;
+  Same same;
   int64_t checked = 0, wrong = 0;
-  auto check = [&](__m512i bits) {
+
+  void operator()(__m512i bits) {
     alignas(64) float x[16], y[16];
     _mm512_store_ps(x, _mm512_castsi512_ps(bits));
-    _mm512_store_ps(y, RoundHalfAway(_mm512_castsi512_ps(bits)));
+    _mm512_store_ps(y, lanes(_mm512_castsi512_ps(bits)));
     for (int k = 0; k < 16; ++k) {
       ++checked;
-      if (std::isnan(x[k])) {
-        wrong += std::isnan(y[k]) ? 0 : 1;
-      } else if (std::bit_cast<uint32_t>(y[k]) != std::bit_cast<uint32_t>(std::round(x[k]))) {
-        if (wrong++ < 5) ADD_FAILURE() << std::hexfloat << x[k] << " -> " << y[k];
+      if (!same(x[k], y[k]) && wrong++ < 5) {
+        ADD_FAILURE() << std::hexfloat << x[k] << " -> " << y[k];
       }
     }
-  };
+  }
+};
+
+TEST(RoundingLanes, RoundHalfAwayEqualsStdRound) {
+  Comparison check{[](__m512 v) { return RoundHalfAway(v); },
+                   [](float x, float y) {
+                     return std::isnan(x) ? std::isnan(y)
+                                          : std::bit_cast<uint32_t>(y) ==
+                                                std::bit_cast<uint32_t>(std::round(x));
+                   }};
   // |v| in [2^-2, 2^8): the fractions q8_0 meets (|v| <= 127); [2^22, 2^24):
   // where the ulp grows to 1/2 and 1.
   ForBinades(127 - 2, 127 + 8, check);
   ForBinades(127 + 22, 127 + 24, check);
   ForSpecials(check);
-  EXPECT_EQ(wrong, 0);
-  EXPECT_GT(checked, 200'000'000);
+  EXPECT_EQ(check.wrong, 0);
+  EXPECT_GT(check.checked, 200'000'000);
 }
 
 TEST(RoundingLanes, Iq4NlLevelEqualsTheReferenceSearch) {
-  int64_t checked = 0, wrong = 0;
-  auto check = [&](__m512i bits) {
-    alignas(64) float a[16], level[16];
-    _mm512_store_ps(a, _mm512_castsi512_ps(bits));
-    _mm512_store_ps(level, Iq4NlLevelLanes(_mm512_castsi512_ps(bits)));
-    for (int k = 0; k < 16; ++k) {
-      ++checked;
-      if (level[k] != ReferenceLevel(a[k]) && wrong++ < 5) {
-        ADD_FAILURE() << std::hexfloat << a[k] << " -> " << level[k];
-      }
-    }
-  };
+  Comparison check{[](__m512 a) { return Iq4NlLevelLanes(a); },
+                   [](float a, float level) { return level == ReferenceLevel(a); }};
   // |a| in [2^-1, 2^8): every midpoint and level, and the inexact
   // differences of small |a|; below that the answer is the middle pair.
   ForBinades(127 - 1, 127 + 8, check);
   ForSpecials(check);
-  EXPECT_EQ(wrong, 0);
-  EXPECT_GT(checked, 150'000'000);
+  EXPECT_EQ(check.wrong, 0);
+  EXPECT_GT(check.checked, 150'000'000);
 }
 
 #else
