@@ -121,7 +121,7 @@ LogSoftmax Normalizer(const float* logits, int64_t vocab, float* exps) {
   LogSoftmax n;
   const float max = MaxLogit(logits, vocab);
   n.argmax = std::find(logits, logits + vocab, max) - logits;  // The first, as argmax picks.
-  for (int64_t v = 0; v < vocab; ++v) exps[v] = FastExp(logits[v] - max);
+  FastExpShifted(logits, max, exps, vocab);
   double sum = 0;
 #pragma omp simd reduction(+ : sum)
   for (int64_t v = 0; v < vocab; ++v) sum += exps[v];

@@ -342,7 +342,7 @@ void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* 
 #pragma omp parallel for schedule(static)
     for (int64_t t = 0; t < T; ++t) {
       float* row = s.gate_up.data() + t * 2 * I;
-      for (int64_t i = 0; i < I; ++i) row[i] = Silu(row[i]) * row[I + i];
+      SiluGate(row, row + I, I);
     }
     Linear(s.gate_up.data(), T, I, 2 * I, w + L.down, H, s.x.data(), H, true);
     if (c.mlp_bias) AddBias(s.x.data(), w + L.down_bias, T, H, H);

@@ -5,7 +5,25 @@
 #include <filesystem>
 #include <string>
 
+#include <gtest/gtest.h>
+
+#include "kvq/common/simd_target.h"
+
 namespace kvq::test {
+
+// Runs body(target) once per SIMD target this CPU supports, each pinned in
+// turn (best first), so that the AVX2, SSE4 and scalar paths are tested on
+// an AVX-512 machine too; a failure names the target. Dispatch is back to
+// the best target afterwards.
+template <class Body>
+void ForEachSimdTarget(Body&& body) {
+  for (const std::string& target : SimdTargets()) {
+    PinSimdTarget(target);
+    SCOPED_TRACE("SIMD target " + target);
+    body(target);
+  }
+  UnpinSimdTarget();
+}
 
 inline std::filesystem::path DataDir() { return KVQ_TEST_DATA; }
 inline std::filesystem::path RepoDataDir() { return KVQ_REPO_DATA; }

@@ -2,9 +2,11 @@
 #include <omp.h>
 
 #include <cstdio>
+#include <string>
 
 #include "command.h"
 #include "kvq/common/blas.h"
+#include "kvq/common/simd_target.h"
 #include "kvq/version.h"
 
 namespace kvq::cli {
@@ -13,8 +15,12 @@ namespace {
 Runner Setup(CLI::App&) {
   return [] {
     EnsureBlasKernel();
-    std::printf("kvq %s\nOpenBLAS kernel: %s\nOpenMP threads: %d\n", kVersion,
-                BlasKernelName().c_str(), omp_get_max_threads());
+    std::string targets;
+    for (const std::string& target : SimdTargets()) targets += " " + target;
+    std::printf("kvq %s\nSIMD target: %s (this CPU supports:%s)\nOpenBLAS kernel: %s\n"
+                "OpenMP threads: %d\n",
+                kVersion, SimdTarget().c_str(), targets.c_str(), BlasKernelName().c_str(),
+                omp_get_max_threads());
   };
 }
 

@@ -62,4 +62,12 @@ inline float FastExp(float x) {
 // 1e-36 in magnitude, where the exact one would be even smaller.
 inline float Silu(float x) { return x / (1.0f + FastExp(-x)); }
 
+// Array forms for hot loops, in SIMD lanes on the best target of the CPU
+// (the same formulas; MulAdd is fused where the target has FMA, so a lane
+// may differ from the scalar function by an ULP within the same bounds).
+// y[i] = FastExp(x[i] - shift); y may equal x.
+void FastExpShifted(const float* x, float shift, float* y, int64_t n);
+// gate[i] = Silu(gate[i]) * up[i].
+void SiluGate(float* gate, const float* up, int64_t n);
+
 }  // namespace kvq
