@@ -35,6 +35,7 @@
 #include "kvq/common/random.h"
 #include "kvq/metrics/perplexity.h"
 #include "kvq/model/random_model.h"
+#include "bench_common.h"
 
 namespace {
 
@@ -119,6 +120,7 @@ void Perplexity(benchmark::State& state, const std::string& preset) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   std::vector<std::string> presets;
   for (int i = 1; i < argc; ++i) presets.emplace_back(argv[i]);

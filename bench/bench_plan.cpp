@@ -21,6 +21,7 @@
 #include "kvq/capture/dump.h"
 #include "kvq/plan/planner.h"
 #include "kvq/quant/synthetic.h"
+#include "bench_common.h"
 
 namespace {
 
@@ -91,6 +92,7 @@ int main(int argc, char** argv) {
       "Target (issue 7): <= %.0f s wall on this machine. cpu_s is the process CPU time\n"
       "(all threads); on a shared machine cpu_s / 2 is what two free cores would take.\n\n",
       kTargetSeconds);
+  kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

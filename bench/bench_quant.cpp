@@ -24,6 +24,7 @@
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/quantize.h"
 #include "kvq/quant/synthetic.h"
+#include "bench_common.h"
 
 namespace {
 
@@ -162,6 +163,7 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext(
       "reference", "STREAM triad 54 GB/s (2 thr), llama.cpp q8_0 row quantizer 16.7 GB/s (1 thr)");
   benchmark::AddCustomContext("target", ">= 27 GB/s for int8 strategies, <= 50 ms per strategy");
+  kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

@@ -11,6 +11,7 @@
 #include "kvq/common/io.h"
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
+#include "bench_common.h"
 
 namespace {
 
@@ -71,6 +72,7 @@ BENCHMARK(BM_LoadTokenizer)->Unit(benchmark::kMillisecond)->Iterations(3);
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   std::printf(

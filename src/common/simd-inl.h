@@ -17,7 +17,7 @@ namespace kvq {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// Whether hn::MulAdd rounds once. SSE4 and the scalar EMU128 emulate it as a
+// Whether hn::MulAdd rounds once. SSE4 and the scalar targets emulate it as a
 // multiply and an add (two roundings), as does 32-bit Arm; code whose
 // exactness argument needs a fused multiply-add must not use it there.
 #if HWY_TARGET == HWY_SSE4 || HWY_TARGET == HWY_SSSE3 || HWY_TARGET == HWY_EMU128 || \
@@ -47,8 +47,8 @@ HWY_INLINE V FastExpLanes(D d, V x) {
   const V shifted = hn::MulAdd(xc, hn::Set(d, 1.44269504088896341f), round_magic);
   const V n = hn::Sub(shifted, round_magic);
   const auto ni = hn::Sub(hn::BitCast(di, shifted), hn::BitCast(di, round_magic));
-  const V r = hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f),
-                            hn::NegMulAdd(n, hn::Set(d, 0.693359375f), xc));
+  const V r =
+      hn::NegMulAdd(n, hn::Set(d, -2.12194440e-4f), hn::NegMulAdd(n, hn::Set(d, 0.693359375f), xc));
   V p = hn::Set(d, 1.9875691500e-4f);
   p = hn::MulAdd(p, r, hn::Set(d, 1.3981999507e-3f));
   p = hn::MulAdd(p, r, hn::Set(d, 8.3334519073e-3f));

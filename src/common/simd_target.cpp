@@ -44,8 +44,8 @@ void PinSimdTarget(const std::string& name) {
     }
     supported += (supported.empty() ? "" : ", ") + target_name;
   }
-  throw InputError("SIMD target '" + name + "' is not available on this CPU (available: " +
-                   supported + ")");
+  throw InputError("SIMD target '" + name +
+                   "' is not available on this CPU (available: " + supported + ")");
 }
 
 void UnpinSimdTarget() { hwy::SetSupportedTargetsForTest(0); }

@@ -114,28 +114,30 @@ TEST_P(AttentionRandomTest, MatchesNaiveDoubleInBothLayouts) {
   const std::vector<double> want = NaiveAttention(shape, View(q, c.heads, tokens, c.head_dim, true),
                                                   View(k, c.kv_heads, tokens, c.head_dim, true),
                                                   View(v, c.kv_heads, tokens, c.head_dim, true));
-  for (bool head_major : {true, false}) {
-    const auto qx = head_major ? q : ToTokenMajor(q, c.heads, tokens, c.head_dim);
-    const auto kx = head_major ? k : ToTokenMajor(k, c.kv_heads, tokens, c.head_dim);
-    const auto vx = head_major ? v : ToTokenMajor(v, c.kv_heads, tokens, c.head_dim);
-    std::vector<float> out(nq, NAN);
-    const HeadsView ov = View(out, c.heads, tokens, c.head_dim, head_major);
-    CausalAttention(shape, View(qx, c.heads, tokens, c.head_dim, head_major),
-                    View(kx, c.kv_heads, tokens, c.head_dim, head_major),
-                    View(vx, c.kv_heads, tokens, c.head_dim, head_major),
-                    {out.data(), ov.head_stride, ov.token_stride});
-    // Back to head-major for the comparison.
-    std::vector<float> got(nq);
-    for (int h = 0; h < c.heads; ++h) {
-      for (int64_t t = 0; t < tokens; ++t) {
-        for (int d = 0; d < c.head_dim; ++d) {
-          got[(static_cast<size_t>(h) * tokens + t) * c.head_dim + d] =
-              out[h * ov.head_stride + t * ov.token_stride + d];
+  test::ForEachSimdTarget([&](const std::string&) {
+    for (bool head_major : {true, false}) {
+      const auto qx = head_major ? q : ToTokenMajor(q, c.heads, tokens, c.head_dim);
+      const auto kx = head_major ? k : ToTokenMajor(k, c.kv_heads, tokens, c.head_dim);
+      const auto vx = head_major ? v : ToTokenMajor(v, c.kv_heads, tokens, c.head_dim);
+      std::vector<float> out(nq, NAN);
+      const HeadsView ov = View(out, c.heads, tokens, c.head_dim, head_major);
+      CausalAttention(shape, View(qx, c.heads, tokens, c.head_dim, head_major),
+                      View(kx, c.kv_heads, tokens, c.head_dim, head_major),
+                      View(vx, c.kv_heads, tokens, c.head_dim, head_major),
+                      {out.data(), ov.head_stride, ov.token_stride});
+      // Back to head-major for the comparison.
+      std::vector<float> got(nq);
+      for (int h = 0; h < c.heads; ++h) {
+        for (int64_t t = 0; t < tokens; ++t) {
+          for (int d = 0; d < c.head_dim; ++d) {
+            got[(static_cast<size_t>(h) * tokens + t) * c.head_dim + d] =
+                out[h * ov.head_stride + t * ov.token_stride + d];
+          }
         }
       }
+      EXPECT_LE(ScaledMaxError(got, want), 1e-5) << (head_major ? "head-major" : "token-major");
     }
-    EXPECT_LE(ScaledMaxError(got, want), 1e-5) << (head_major ? "head-major" : "token-major");
-  }
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(
@@ -153,16 +155,18 @@ TEST(AttentionTest, SameResultForAnyThreadCount) {
   const auto q = RandomValues(6 * 700 * 64, 11, 2.0f);
   const auto k = RandomValues(2 * 700 * 64, 12, 2.0f);
   const auto v = RandomValues(2 * 700 * 64, 13, 1.0f);
-  std::vector<float> one(q.size()), two(q.size());
-  const int saved = omp_get_max_threads();
-  omp_set_num_threads(1);
-  CausalAttention(shape, {q.data(), 700 * 64, 64}, {k.data(), 700 * 64, 64},
-                  {v.data(), 700 * 64, 64}, {one.data(), 700 * 64, 64});
-  omp_set_num_threads(3);
-  CausalAttention(shape, {q.data(), 700 * 64, 64}, {k.data(), 700 * 64, 64},
-                  {v.data(), 700 * 64, 64}, {two.data(), 700 * 64, 64});
-  omp_set_num_threads(saved);
-  EXPECT_EQ(one, two);
+  test::ForEachSimdTarget([&](const std::string&) {
+    std::vector<float> one(q.size()), two(q.size());
+    const int saved = omp_get_max_threads();
+    omp_set_num_threads(1);
+    CausalAttention(shape, {q.data(), 700 * 64, 64}, {k.data(), 700 * 64, 64},
+                    {v.data(), 700 * 64, 64}, {one.data(), 700 * 64, 64});
+    omp_set_num_threads(3);
+    CausalAttention(shape, {q.data(), 700 * 64, 64}, {k.data(), 700 * 64, 64},
+                    {v.data(), 700 * 64, 64}, {two.data(), 700 * 64, 64});
+    omp_set_num_threads(saved);
+    EXPECT_EQ(one, two);
+  });
 }
 
 // transformers' eager float32 attention: layers.L.attn [seq, nh * hd] from
@@ -191,15 +195,18 @@ TEST(AttentionTest, MatchesQwen2TinyFixtures) {
       at.ToFloat(want);
       const AttentionShape shape{heads, static_cast<int>(kt.shape[0]),           hd, seq,
                                  seq,   1.0f / std::sqrt(static_cast<float>(hd))};
-      std::vector<float> got(want.size());
-      CausalAttention(shape, {q.data(), seq * hd, hd}, {k.data(), seq * hd, hd},
-                      {v.data(), seq * hd, hd}, {got.data(), hd, static_cast<int64_t>(heads) * hd});
-      double err = 0, scale = 0;
-      for (size_t i = 0; i < want.size(); ++i) {
-        err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
-        scale = std::max(scale, static_cast<double>(std::abs(want[i])));
-      }
-      EXPECT_LE(err / scale, 1e-5) << fixture << " layer " << layer;
+      test::ForEachSimdTarget([&](const std::string&) {
+        std::vector<float> got(want.size());
+        CausalAttention(shape, {q.data(), seq * hd, hd}, {k.data(), seq * hd, hd},
+                        {v.data(), seq * hd, hd},
+                        {got.data(), hd, static_cast<int64_t>(heads) * hd});
+        double err = 0, scale = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+          err = std::max(err, static_cast<double>(std::abs(got[i] - want[i])));
+          scale = std::max(scale, static_cast<double>(std::abs(want[i])));
+        }
+        EXPECT_LE(err / scale, 1e-5) << fixture << " layer " << layer;
+      });
     }
   }
 }

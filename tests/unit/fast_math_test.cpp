@@ -71,7 +71,8 @@ TEST(SiluTest, MatchesDoubleReference) {
 // same edges, and a length that leaves a partial vector.
 TEST(FastExpTest, ArrayFormOnEveryTarget) {
   std::vector<float> xs;
-  for (double x = kFastExpMin; x <= kFastExpMax; x += 1.0 / 1024) xs.push_back(static_cast<float>(x));
+  for (double x = kFastExpMin; x <= kFastExpMax; x += 1.0 / 1024)
+    xs.push_back(static_cast<float>(x));
   for (double x = -1e-3; x <= 1e-3; x += 1e-6) xs.push_back(static_cast<float>(x));
   xs.push_back(-std::numeric_limits<float>::infinity());
   xs.push_back(std::nextafter(kFastExpMin, -1000.0f));

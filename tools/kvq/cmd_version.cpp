@@ -17,10 +17,11 @@ Runner Setup(CLI::App&) {
     EnsureBlasKernel();
     std::string targets;
     for (const std::string& target : SimdTargets()) targets += " " + target;
-    std::printf("kvq %s\nSIMD target: %s (this CPU supports:%s)\nOpenBLAS kernel: %s\n"
-                "OpenMP threads: %d\n",
-                kVersion, SimdTarget().c_str(), targets.c_str(), BlasKernelName().c_str(),
-                omp_get_max_threads());
+    std::printf(
+        "kvq %s\nSIMD target: %s (this CPU supports:%s)\nOpenBLAS kernel: %s\n"
+        "OpenMP threads: %d\n",
+        kVersion, SimdTarget().c_str(), targets.c_str(), BlasKernelName().c_str(),
+        omp_get_max_threads());
   };
 }
 

@@ -9,7 +9,8 @@
 
 namespace kvq {
 
-// The target that dispatch picks now, e.g. "AVX2", "AVX3", "NEON", "EMU128".
+// The target that dispatch picks now, e.g. "AVX3", "AVX2", "SSE4", "NEON", "SVE",
+// or the portable scalar one ("EMU128", or "SCALAR" in some Highway builds).
 std::string SimdTarget();
 
 // Every target that is both compiled in and supported by this CPU, best first.

@@ -1,0 +1,17 @@
+#pragma once
+// What every benchmark prints first, and the flags they share: the machine
+// (CPU model, SIMD target, OpenBLAS kernel, threads), `--target=NAME` to pin
+// the SIMD target (so that an AVX-512 machine also measures its AVX2, SSE4
+// and scalar paths), and a same-run sgemm figure to compare kernels with.
+namespace kvq::bench {
+
+// Removes and applies --target=NAME from argv (before benchmark::Initialize),
+// then prints the machine line. Exits with status 2 on an unknown target.
+void Setup(int& argc, char** argv);
+
+// OpenBLAS sgemm GFLOP/s on this machine now (n = 2048, all threads, best
+// of 3): the reference a kernel's FLOP rate is compared with, measured in
+// the same run because these machines are shared and noisy.
+double MeasureSgemmGflops();
+
+}  // namespace kvq::bench
