@@ -5,6 +5,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <vector>
+
+#include "test_util.h"
 
 namespace kvq {
 namespace {
@@ -29,6 +32,27 @@ TEST(Half, WideningIsExactForEveryCode) {
       EXPECT_EQ(FloatBits(got), FloatBits(expected)) << code;
     }
   }
+}
+
+// The lane form: every code, at an odd offset (2-byte alignment) and with
+// a length that leaves a tail, bit for bit with HalfToFloat on every SIMD
+// target; a NaN stays a NaN (F16C quiets a signalling one, as IEEE says).
+TEST(Half, ArrayWideningIsExactForEveryCodeOnEveryTarget) {
+  std::vector<uint16_t> codes(0x10000 + 3);
+  for (uint32_t code = 0; code < 0x10000; ++code) codes[code + 1] = static_cast<uint16_t>(code);
+  test::ForEachSimdTarget([&](const std::string&) {
+    std::vector<float> got(codes.size(), -1.0f);
+    HalfToFloatArray(codes.data() + 1, got.data(), 0x10000 + 1);
+    for (uint32_t i = 0; i <= 0x10000; ++i) {
+      const float want = HalfToFloat(codes[i + 1]);
+      if (std::isnan(want)) {
+        ASSERT_TRUE(std::isnan(got[i])) << "code " << codes[i + 1];
+      } else {
+        ASSERT_EQ(FloatBits(got[i]), FloatBits(want)) << "code " << codes[i + 1];
+      }
+    }
+    EXPECT_EQ(got[0x10000 + 1], -1.0f) << "wrote past the end";
+  });
 }
 
 TEST(Half, NarrowingMatchesIeeeConversion) {

@@ -1,0 +1,41 @@
+#include "kvq/common/half.h"
+
+#include <algorithm>
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "common/half.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include "common/simd-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace kvq {
+namespace HWY_NAMESPACE {
+
+void HalfToFloatArray(const uint16_t* src, float* dst, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::Rebind<uint16_t, decltype(df)> du16;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) {
+    hn::StoreU(HalfToFloatLanes(df, hn::LoadU(du16, src + i)), df, dst + i);
+  }
+  for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace kvq
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace kvq {
+
+HWY_EXPORT(HalfToFloatArray);
+
+void HalfToFloatArray(const uint16_t* src, float* dst, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(HalfToFloatArray)(src, dst, n);
+}
+
+}  // namespace kvq
+#endif
