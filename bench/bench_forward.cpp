@@ -35,7 +35,6 @@
 
 #include "bench_common.h"
 #include "kvq/capture/capture.h"
-#include "kvq/common/blas.h"
 #include "kvq/common/random.h"
 #include "kvq/metrics/perplexity.h"
 #include "kvq/model/random_model.h"
