@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -91,6 +92,23 @@ TEST_F(RunCli, WritesEveryStepAndSummary) {
     EXPECT_EQ(c["plan"]["status"], "ok");
     EXPECT_LE(c["plan"]["bytes_per_token"].get<double>(),
               c["plan"]["budget_bytes_per_token"].get<double>());
+    // The ladder: 1/8, 3/16, 9/32, 3/8 and 35/64 of fp16 (256 bytes/token),
+    // every rung feasible with the 2-bit candidates, each its own plan file.
+    ASSERT_EQ(c["plans"].size(), 5u);
+    const std::vector<std::string> names = {"plan-32", "plan-48", "plan-72", "plan-96", "plan"};
+    const std::vector<double> budgets = {32, 48, 72, 96, 140};
+    double last = -1;
+    for (size_t i = 0; i < 5; ++i) {
+      const auto& p = c["plans"][i];
+      EXPECT_EQ(p["name"], names[i]);
+      EXPECT_EQ(p["status"], "ok") << p.dump();
+      EXPECT_EQ(p["budget_bytes_per_token"].get<double>(), budgets[i]);
+      EXPECT_LE(p["bytes_per_token"].get<double>(), budgets[i]);
+      EXPECT_TRUE(fs::exists(out() / c["folder"].get<std::string>() / (names[i] + ".json")));
+      EXPECT_GE(p["predicted_worst_cos"].get<double>(), last);  // Monotone in the budget.
+      last = p["predicted_worst_cos"].get<double>();
+    }
+    EXPECT_EQ(c["plans"][4], c["plan"]);
     for (const char* step : {"capture", "plan", "quant", "attn", "ppl"}) {
       EXPECT_TRUE(c["timings_s"].contains(step)) << step;
     }
@@ -109,16 +127,22 @@ TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
     const fs::path dump = dir / "kv.safetensors";
     ASSERT_TRUE(fs::exists(dump)) << dump;
     test::ScratchDir scratch;
-    // The run adds the planner's plan as strategy "plan"; the standalone
-    // commands name it by its file.
-    const std::string plan = "plan:" + (dir / "plan.json").string();
+    // The run adds the planner's plans as strategies "plan-32" .. "plan";
+    // the standalone commands name them by their files.
+    std::string strategies = kStrategies;
+    std::vector<std::pair<std::string, std::string>> plans;
+    for (const char* name : {"plan-32", "plan-48", "plan-72", "plan-96", "plan"}) {
+      plans.push_back({"plan:" + (dir / (std::string(name) + ".json")).string(), name});
+      strategies += ";" + plans.back().first;
+    }
     auto renamed = [&](std::string text) {
-      for (size_t at = text.find(plan); at != std::string::npos; at = text.find(plan, at)) {
-        text.replace(at, plan.size(), "plan");
+      for (const auto& [plan, name] : plans) {
+        for (size_t at = text.find(plan); at != std::string::npos; at = text.find(plan, at)) {
+          text.replace(at, plan.size(), name);
+        }
       }
       return text;
     };
-    const std::string strategies = std::string(kStrategies) + ";" + plan;
     const auto q = RunKvq(fmt::format("quant --kv {} --strategy '{}' --no-table --csv {}",
                                       dump.string(), strategies, (scratch / "q.csv").string()));
     ASSERT_EQ(q.exit_code, 0) << q.output;
@@ -127,9 +151,9 @@ TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
                                       strategies, (scratch / "a.csv").string()));
     ASSERT_EQ(a.exit_code, 0) << a.output;
     EXPECT_EQ(renamed(ReadTextFile(scratch / "a.csv")), ReadTextFile(dir / "attn.csv")) << corpus;
-    // 4 strategies + the plan: x 2 tensors x 2 layers x 2 kv heads; x 2 layers x (1 + 4 heads).
-    EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 40u);
-    EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 50u);
+    // 4 strategies + 5 plans: x 2 tensors x 2 layers x 2 kv heads; x 2 layers x (1 + 4 heads).
+    EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 72u);
+    EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 90u);
   }
   // kvq ppl with one of the strategies gives the same baseline and strategy
   // rows (every strategy is evaluated independently of the others).
@@ -159,12 +183,14 @@ TEST_F(RunCli, FiguresAreWellFormedRenderAndAreInTheReport) {
     EXPECT_EQ(html.find(fetch), std::string::npos) << fetch;
   }
   for (const char* text :
-       {"K vs V:", "Outlier heads:", "Best at &le;", "+had</b>", "cos L0", "bytes/token"}) {
+       {"K vs V:", "Outlier heads:", "Best at &le;", "+had</b>", "cos L0", "bytes/token",
+        "Compression frontier", "Did kvq reproduce the reference study?",
+        "Not applicable to this run", "not Qwen2.5-0.5B"}) {
     EXPECT_NE(html.find(text), std::string::npos) << text;
   }
   const auto figures = FilesWithExtension(out(), ".svg");
-  // bytes, then per corpus: nmse, 5 heatmaps (4 + the plan), cos, pareto, ppl, kl.
-  EXPECT_EQ(figures.size(), 1u + 2 * 10);
+  // bytes, then per corpus: nmse, 9 heatmaps (4 + 5 plans), cos, pareto, ppl, kl, frontier.
+  EXPECT_EQ(figures.size(), 1u + 2 * 15);
   test::ScratchDir scratch;
   int index = 0;
   for (const fs::path& f : figures) {
@@ -178,6 +204,35 @@ TEST_F(RunCli, FiguresAreWellFormedRenderAndAreInTheReport) {
     ASSERT_EQ(std::system(command.c_str()), 0) << f;
     EXPECT_GT(PngColours(png), 4u) << f;
   }
+}
+
+// The frontier table of the report: per plan, the worst-layer cosine
+// measured (attn.csv) beside the planner's prediction (run.json), and the
+// smallest cache keeping every layer >= 0.99, from the files.
+TEST_F(RunCli, FrontierShowsEachPlanMeasuredBesidePredicted) {
+  ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  const std::string html = ReadTextFile(out() / "report.html");
+  const auto run = nlohmann::json::parse(ReadTextFile(out() / "run.json"));
+  for (const auto& c : run["models"][0]["corpora"]) {
+    const CsvTable attn = ReadCsv(out() / c["folder"].get<std::string>() / "attn.csv");
+    std::map<std::string, std::pair<double, int>> worst;  // strategy -> (cos, layer)
+    for (size_t i = 0; i < attn.rows.size(); ++i) {
+      if (attn.Text(i, "head") != "all") continue;
+      const double cos = attn.Number(i, "cos");
+      auto [it, fresh] = worst.try_emplace(attn.Text(i, "strategy"), cos, attn.Int(i, "layer"));
+      if (!fresh && cos < it->second.first) it->second = {cos, attn.Int(i, "layer")};
+    }
+    for (const auto& p : c["plans"]) {
+      const auto& [cos, layer] = worst.at(p["name"].get<std::string>());
+      const std::string row = fmt::format("<td>{:.6f}</td><td>{}</td><td>{:.6f}</td>", cos, layer,
+                                          p["predicted_worst_cos"].get<double>());
+      EXPECT_NE(html.find(row), std::string::npos) << p["name"] << " " << row;
+    }
+    EXPECT_TRUE(fs::exists(out() / c["folder"].get<std::string>() / "fig_frontier.svg"));
+  }
+  EXPECT_NE(html.find("(a) every layer's attention cosine &ge; 0.998"), std::string::npos);
+  // A tiny random model is not the reference model: no moonshot verdict.
+  EXPECT_EQ(html.find("Moonshot"), std::string::npos);
 }
 
 TEST_F(RunCli, ReportRebuildsFromTheFilesAndPlotDrawsOneFigure) {

@@ -106,10 +106,11 @@ void PrintPlan(const PlanResult& r) {
 
 void Run(const Options& o) {
   PlannerOptions options;
-  options.k_formats = FormatsFlag("--k-formats", o.k_formats,
-                                  FormatsFlag("--formats", o.formats, DefaultPlanFormats()));
-  options.v_formats = FormatsFlag("--v-formats", o.v_formats,
-                                  FormatsFlag("--formats", o.formats, DefaultPlanFormats()));
+  // Empty: the dump's default candidates (DefaultPlanFormats), set below.
+  options.k_formats =
+      FormatsFlag("--k-formats", o.k_formats, FormatsFlag("--formats", o.formats, {}));
+  options.v_formats =
+      FormatsFlag("--v-formats", o.v_formats, FormatsFlag("--formats", o.formats, {}));
   try {
     options.objective = ParsePlanObjective(o.objective);
   } catch (const InputError& e) {
@@ -124,6 +125,8 @@ void Run(const Options& o) {
   const KvDump dump = KvDump::Open(o.kv);
   const DumpInfo& info = dump.info();
   const KvGeometry g{info.num_layers, info.num_kv_heads, info.head_dim};
+  if (options.k_formats.empty()) options.k_formats = DefaultPlanFormats(KvTensor::kK, info);
+  if (options.v_formats.empty()) options.v_formats = DefaultPlanFormats(KvTensor::kV, info);
   try {
     ValidatePlanFormats(options.k_formats, options.v_formats, g);
   } catch (const InputError& e) {
