@@ -474,7 +474,7 @@ std::string ReproductionSection(const fs::path& run_dir, FigureWriter& figures) 
       std::string rows = std::to_string(a.published.size());
       if (a.rows_missing) rows += fmt::format(" ({} missing)", a.rows_missing);
       out += Cell(a.quantity, true) + Cell(a.strategy, true) + Cell(a.published_file, true) +
-             Cell(rows) + Cell(Fmt(a.correlation, 5)) + Cell(Fmt(a.median_ratio)) +
+             Cell(rows) + Cell(CorrelationText(a.correlation)) + Cell(Fmt(a.median_ratio)) +
              Cell(Fmt(a.worst_ratio)) + Cell(a.worst_label, true) + Cell(Fmt(a.tolerance)) +
              Cell(a.within ? "within" : "outside", true) + "</tr>\n";
     }

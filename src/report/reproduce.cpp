@@ -711,6 +711,10 @@ std::vector<Reproduction> ReproduceRun(const fs::path& run_dir, const PublishedR
   return out;
 }
 
+std::string CorrelationText(double r) {
+  return std::isnan(r) ? std::string("nan") : fmt::format("{:.5f}", r);
+}
+
 std::string VerdictText(const std::vector<Reproduction>& reproductions) {
   std::string out;
   for (const Reproduction& r : reproductions) {
@@ -723,15 +727,16 @@ std::string VerdictText(const std::vector<Reproduction>& reproductions) {
       if (!c.detail.empty()) out += fmt::format("    {}\n", c.detail);
     }
     out += fmt::format("-- row by row against the published tables --\n");
-    out += fmt::format("{:<20} {:<7} {:>5} {:>8} {:>8} {:>8} {:>6}  {:<14} {}\n", "quantity",
-                       "strat", "rows", "r(log)", "median", "worst", "tol", "worst row", "");
+    out +=
+        fmt::format("{:<20} {:<7} {:>5} {:>8} {:>8} {:>8} {:>6}  {:<14} {}\n", "quantity", "strat",
+                    "rows", "r(log)", "median", "worst", "tol", "worst row", "agreement");
     for (const Agreement& a : r.agreements) {
       std::string note;
       if (a.rows_missing) note += fmt::format(" ({} rows missing in the run)", a.rows_missing);
       if (a.rows_nonpositive) note += fmt::format(" ({} rows <= 0 left out)", a.rows_nonpositive);
       out += fmt::format("{:<20} {:<7} {:>5} {:>8} {:>8} {:>8} {:>6}  {:<14} {}{}\n", a.quantity,
-                         a.strategy, a.published.size(), G(a.correlation), G(a.median_ratio),
-                         G(a.worst_ratio), G(a.tolerance), a.worst_label,
+                         a.strategy, a.published.size(), CorrelationText(a.correlation),
+                         G(a.median_ratio), G(a.worst_ratio), G(a.tolerance), a.worst_label,
                          a.within ? "within" : "OUTSIDE", note);
     }
   }
@@ -747,7 +752,7 @@ std::string ReproductionFigure(const Reproduction& r, const std::string& context
     if (a.published.empty()) continue;
     svg::Panel panel;
     panel.title = fmt::format("{} {} (r = {}, worst ratio {} at {})", a.quantity, a.strategy,
-                              G(a.correlation), G(a.worst_ratio), a.worst_label);
+                              CorrelationText(a.correlation), G(a.worst_ratio), a.worst_label);
     panel.x_label = "published (" + a.published_file + ")";
     panel.y_label = "kvq";
     panel.x_log = panel.y_log = true;

@@ -9,10 +9,16 @@
 #include <limits>
 #include <map>
 
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
 #include "kvq/capture/dump.h"
+#include "kvq/common/csv.h"
+#include "kvq/common/io.h"
 #include "kvq/plan/planner.h"
 #include "kvq/quant/synthetic.h"
 #include "kvq/report/frontier.h"
+#include "kvq/report/report.h"
 #include "svg_check.h"
 #include "test_util.h"
 
@@ -149,6 +155,104 @@ TEST(Frontier, SmallestCacheKeepingEachTarget) {
   for (const char* text : {"plans (ladder)", "uniform strategies", "strat3 (reference study)",
                            "cos 0.998", "q8_0&apos;s KL", "plan-3456: 3456 bytes/token"}) {
     EXPECT_NE(svg.find(text), std::string::npos) << text;
+  }
+}
+
+// A run folder of "Qwen/Qwen2.5-0.5B" on C4 holding only what the frontier
+// reads: per strategy its bytes/token (spread over the 96 units of
+// quant.csv), one layer at `worst` cosine (the others at 0.99999), its mean
+// KL, and run.json's plans with their predictions.
+struct Point {
+  std::string name;
+  double bytes, worst, kl;
+  bool plan;
+};
+std::string FrontierHtml(const test::ScratchDir& dir, const std::vector<Point>& points) {
+  const std::filesystem::path out = dir / "run";
+  std::filesystem::create_directories(out / "Q" / "c4");
+  std::string q =
+      "strategy,tensor,layer,head,format,tokens,head_dim,max_abs,sse,mse,nmse,sqnr_db,"
+      "bytes_per_token\n";
+  std::string a = "strategy,layer,head,nmse,cos,cos_min\n";
+  nlohmann::ordered_json ppl = {{"baseline", {{"nll", 2.0}, {"ppl", 7.39}, {"tokens", 4088}}},
+                                {"strategies", nlohmann::ordered_json::array()}};
+  nlohmann::ordered_json plans = nlohmann::ordered_json::array();
+  for (const Point& p : points) {
+    for (int l = 0; l < 24; ++l) {
+      for (const char* t : {"k", "v"}) {
+        for (int h = 0; h < 2; ++h) {
+          q += fmt::format("{},{},{},{},int8:token,4096,64,1,1,1,0.01,20,{}\n", p.name, t, l, h,
+                           CsvNumber(p.bytes / 96));
+        }
+      }
+      a += fmt::format("{},{},all,0.001,{},0.9\n", p.name, l, l == 7 ? p.worst : 0.99999);
+    }
+    ppl["strategies"].push_back({{"strategy", p.name},
+                                 {"calibrated", false},
+                                 {"nll", 2.0},
+                                 {"ppl", 7.4},
+                                 {"delta_ppl", 0.01},
+                                 {"kl_mean", p.kl},
+                                 {"kl_max", 1.0},
+                                 {"top1_agree", 0.99}});
+    if (p.plan) plans.push_back({{"name", p.name}, {"status", "ok"}, {"predicted_worst_cos", 0.5}});
+  }
+  plans.push_back({{"name", "plan-1"}, {"status", "infeasible: below the cheapest plan"}});
+  WriteTextFileAtomic(out / "Q" / "c4" / "quant.csv", q);
+  WriteTextFileAtomic(out / "Q" / "c4" / "attn.csv", a);
+  WriteTextFileAtomic(out / "Q" / "c4" / "ppl.json", ppl.dump(1));
+  WriteTextFileAtomic(out / "Q" / "bytes.csv",
+                      "strategy,bytes_per_token,per_sequence_bytes,fraction_of_fp16\n");
+  nlohmann::ordered_json run = {
+      {"schema", "kvq.run.v1"},
+      {"settings",
+       {{"corpora", {"c4"}},
+        {"tokens", 4096},
+        {"chunk_len", 512},
+        {"strategies", "x"},
+        {"floor", 0.99}}},
+      {"models",
+       {{{"model", "Qwen/Qwen2.5-0.5B"},
+         {"dir", "/nowhere"},
+         {"folder", "Q"},
+         {"geometry",
+          {{"num_layers", 24}, {"num_heads", 14}, {"num_kv_heads", 2}, {"head_dim", 64}}},
+         {"corpora",
+          {{{"corpus", "c4"}, {"folder", "Q/c4"}, {"tokens", 4096}, {"plans", plans}}}}}}}};
+  WriteTextFileAtomic(out / "run.json", run.dump(1));
+  return ReadTextFile(report::BuildReport(out).html);
+}
+
+TEST(FrontierReport, SmallestCachePerTargetAndTheMoonshotVerdict) {
+  const std::vector<Point> reached = {{"plan-1536", 1536, 0.95, 0.2, true},
+                                      {"plan-2304", 2304, 0.991, 0.02, true},
+                                      {"plan-3456", 3456, 0.9985, 0.004, true},
+                                      {"q8_0", 6528, 0.99995, 0.005, false},
+                                      {"strat3", 6720, 0.998, 0.006, false}};
+  test::ScratchDir dir;
+  const std::string html = FrontierHtml(dir, reached);
+  // 3,456 bytes/token: 3456 * 32768 / 2^20 = 108 MiB, 3456 / 12288 = 28.125%.
+  for (const char* text :
+       {"(a) every layer's attention cosine &ge; 0.998: <b>3456 bytes/token</b> (108.0 MiB at 32k "
+        "tokens, 28.1% of fp16): <code>plan-3456</code> (worst-layer cos 0.9985 at layer 7",
+        "(b) every layer's attention cosine &ge; 0.99: <b>2304 bytes/token</b> (72.0 MiB at 32k "
+        "tokens, 18.8% of fp16): <code>plan-2304</code>",
+        "(c) mean KL &le; q8_0's (0.005): <b>3456 bytes/token</b>", "<b>Moonshot reached</b>",
+        "<code>plan-1</code>: infeasible",
+        // The plan's measured worst cosine beside its prediction.
+        "<td>0.998500</td><td>7</td><td>0.500000</td>"}) {
+    EXPECT_NE(html.find(text), std::string::npos) << text;
+  }
+  // Half of strat3 misses 0.998: not reached, and which half says so.
+  std::vector<Point> missed = reached;
+  missed[2].worst = 0.9975;
+  test::ScratchDir dir2;
+  const std::string html2 = FrontierHtml(dir2, missed);
+  for (const char* text :
+       {"<b>Moonshot not reached</b>", "half of strat3, <b>not reached</b>",
+        "2,304 bytes/token, <b>reached</b>",
+        "(a) every layer's attention cosine &ge; 0.998: <b>6528 bytes/token</b>"}) {
+    EXPECT_NE(html2.find(text), std::string::npos) << text;
   }
 }
 

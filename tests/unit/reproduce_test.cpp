@@ -209,8 +209,31 @@ TEST(Reproduce, SyntheticDumpDeliberatelyOffIsCaughtAtTheRightRow) {
   // V L2 h1's scale grew 1.2x but its e stayed: only K L1 h0 is off in SSE.
   EXPECT_EQ(sse.worst_label, "K L1 h0");
   EXPECT_NEAR(sse.worst_ratio, 1.6 * 1.6, 3e-3);
+  // The correlation of log10 values, computed here from the published
+  // lines and the planted factors (independent of the measured rows).
+  std::vector<double> x, y;
+  for (const Line& l : ReadLines("quant_c4_s1.csv")) {
+    if (l.layer > 2) continue;
+    x.push_back(std::log10(l.sse));
+    y.push_back(std::log10(l.sse * (l.k && l.layer == 1 && l.head == 0 ? 1.6 * 1.6 : 1.0)));
+  }
+  double mx = 0, my = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    mx += x[i] / static_cast<double>(x.size());
+    my += y[i] / static_cast<double>(y.size());
+  }
+  double sxy = 0, sxx = 0, syy = 0;
+  for (size_t i = 0; i < x.size(); ++i) {
+    sxy += (x[i] - mx) * (y[i] - my);
+    sxx += (x[i] - mx) * (x[i] - mx);
+    syy += (y[i] - my) * (y[i] - my);
+  }
+  const double expected = sxy / std::sqrt(sxx * syy);
+  EXPECT_NEAR(sse.correlation, expected, 1e-4);
+  EXPECT_LT(expected, 0.9999);
   const std::string text = report::VerdictText({r});
   EXPECT_NE(text.find("OUTSIDE"), std::string::npos) << text;
+  EXPECT_NE(text.find(report::CorrelationText(sse.correlation)), std::string::npos) << text;
 }
 
 // A run's rows made of the published figures themselves (what a perfect
@@ -446,6 +469,11 @@ TEST(ReproduceCli, ExitCodesFollowTheVerdicts) {
   const auto other = test::RunKvq("reproduce --run " + (dir / "other").string());
   EXPECT_EQ(other.exit_code, 2) << other.output;
   EXPECT_NE(other.output.find("not Qwen2.5-0.5B"), std::string::npos) << other.output;
+  // --published: a folder without the tables is named in the error.
+  const auto nodata = test::RunKvq("reproduce --run " + (dir / "good").string() + " --published " +
+                                   (dir / "off").string());
+  EXPECT_EQ(nodata.exit_code, 2) << nodata.output;
+  EXPECT_NE(nodata.output.find("quant_c4_s1.csv"), std::string::npos) << nodata.output;
   const auto missing = test::RunKvq("reproduce --run " + (dir / "nothing").string());
   EXPECT_EQ(missing.exit_code, 2) << missing.output;
   EXPECT_NE(missing.output.find("run.json"), std::string::npos) << missing.output;

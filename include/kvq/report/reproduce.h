@@ -129,6 +129,9 @@ std::vector<Reproduction> ReproduceRun(const std::filesystem::path& run_dir,
                                        const PublishedResults& published,
                                        std::vector<std::string>* skipped = nullptr);
 
+// A correlation as printed (5 decimals; "nan" with fewer than 3 rows).
+std::string CorrelationText(double r);
+
 // The verdict table as plain text (kvq reproduce's stdout): per
 // reproduction the claims, then the row-by-row agreements.
 std::string VerdictText(const std::vector<Reproduction>& reproductions);
