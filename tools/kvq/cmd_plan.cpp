@@ -211,8 +211,9 @@ Runner Setup(CLI::App& app) {
   budget->excludes(ratio);
   ratio->excludes(budget);
   app.add_option("--formats", o->formats,
-                 "Candidate formats for K and V, comma separated (default: fp16, int8 "
-                 "tensor/token/channel, int4:g32:token, int4:g32:dim, fp8e4m3, each also +had)");
+                 "Candidate formats for K and V, comma separated (default, per tensor: fp16, "
+                 "int8, fp8, ggml blocks, 2-4 bit groups, K's +had/+prerope/+bias, "
+                 "int2:channel; docs/planner.md lists them)");
   app.add_option("--k-formats", o->k_formats, "Candidates for K only (overrides --formats)");
   app.add_option("--v-formats", o->v_formats, "Candidates for V only (overrides --formats)");
   app.add_option("--objective", o->objective, "worst-cos (max-min layer cosine) or mean-nmse")
