@@ -5,13 +5,16 @@
 // docs/report.md describes the folder.
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <fmt/format.h>
@@ -66,6 +69,8 @@ struct Options {
   std::string strategies;
   std::string out = "runs/latest";
   double floor = report::kDefaultFloor;
+  std::string ladder;             // --ladder text; empty: kLadderFractions
+  std::vector<double> fractions;  // Parsed, ascending.
   bool no_ppl = false;
 };
 
@@ -230,7 +235,9 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
         MeasureUnits(dump, k_formats, v_formats,
                      [&](std::string_view, int done, int) { progress.Update(done); });
     progress.Finish();
-    const std::vector<double> budgets = LadderBudgets(m.geometry);
+    std::vector<double> budgets;
+    for (const double f : o.fractions)
+      budgets.push_back(f * 4.0 * layers * m.geometry.num_kv_heads * m.geometry.head_dim);
     const std::vector<LadderRung> rungs = SolveLadder(table, PlanObjective::kWorstCos, budgets);
     const double fp16 = 4.0 * m.geometry.num_layers * m.geometry.num_kv_heads * m.geometry.head_dim;
     ordered_json plans = ordered_json::array();
@@ -340,13 +347,27 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   return entry;
 }
 
-void Run(const Options& o) {
+void Run(Options o) {
   const auto run_start = Clock::now();
   if (o.tokens % o.chunk_len != 0) {
     ThrowInput("--tokens {} is not a multiple of --chunk-len {}", o.tokens, o.chunk_len);
   }
   if (!(o.floor >= -1 && o.floor <= 1))
     ThrowInput("--floor: {} is not a cosine in [-1, 1]", o.floor);
+  o.fractions.assign(std::begin(kLadderFractions), std::end(kLadderFractions));
+  if (!o.ladder.empty()) {
+    o.fractions.clear();
+    for (const std::string_view item : SplitFields(o.ladder, ',')) {
+      double f = 0;
+      const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), f);
+      if (ec != std::errc() || end != item.data() + item.size() || !(f > 0 && f <= 1)) {
+        ThrowInput("--ladder: '{}' is not a fraction of the fp16 cache in (0, 1]", item);
+      }
+      o.fractions.push_back(f);
+    }
+    std::sort(o.fractions.begin(), o.fractions.end());
+    o.fractions.erase(std::unique(o.fractions.begin(), o.fractions.end()), o.fractions.end());
+  }
   const bool default_strategies = o.strategies.empty();
   const std::vector<Strategy> strategies =
       ParseStrategyList(default_strategies ? kDefaultStrategies : o.strategies);
@@ -403,6 +424,7 @@ void Run(const Options& o) {
                      {"strategies", default_strategies ? kDefaultStrategies : o.strategies},
                      {"dtype", "f16"},
                      {"floor", o.floor},
+                     {"ladder", o.fractions},
                      {"ppl", !o.no_ppl}};
   run["models"] = ordered_json::array();
   for (ModelPlan& m : plans) {
@@ -479,6 +501,9 @@ Runner Setup(CLI::App& app) {
   app.add_option("--floor", o->floor, "Quality floor on a layer's attention cosine")
       ->capture_default_str();
   app.add_flag("--no-ppl", o->no_ppl, "Skip the perplexity/KL step");
+  app.add_option("--ladder", o->ladder,
+                 "The planner's budgets as comma-separated fractions of the fp16 cache; the "
+                 "largest is the plan named 'plan' (default: 0.125,0.1875,0.28125,0.375,0.546875)");
   return [o] { Run(*o); };
 }
 
