@@ -213,6 +213,41 @@ std::vector<FormatSpec> DefaultPlanFormats() {
   return formats;
 }
 
+std::vector<FormatSpec> DefaultPlanFormats(KvTensor tensor, const DumpInfo& info) {
+  static constexpr const char* kK[] = {"fp16",
+                                       "int8:tensor",
+                                       "int8:token",
+                                       "int8:channel",
+                                       "fp8e4m3",
+                                       "q8_0",
+                                       "int8:tensor+had",
+                                       "int4:g32:token",
+                                       "int4:g32:token+had",
+                                       "int4:g32:token+prerope",
+                                       "int4:g32:token+bias",
+                                       "q4_0",
+                                       "int3:g32:token",
+                                       "int2:g32:token",
+                                       "int2:channel"};
+  static constexpr const char* kV[] = {
+      "fp16",         "int8:token",  "q8_0",         "int4:g32:dim", "int4:g32:dim+had",
+      "q4_0",         "nvfp4",       "int3:g32:dim", "int2:g32:dim", "int2:g32:dim+had",
+      "int2:g64:dim", "int2:channel"};
+  std::vector<FormatSpec> formats;
+  for (const char* name : tensor == KvTensor::kK ? std::span<const char* const>(kK)
+                                                 : std::span<const char* const>(kV)) {
+    const FormatSpec f = FormatSpec::Parse(name);
+    if (f.bias_aware && !info.has_k_bias) continue;  // The identity without a bias.
+    try {
+      f.CheckHeadDim(info.head_dim);
+    } catch (const InputError&) {
+      continue;
+    }
+    formats.push_back(f);
+  }
+  return formats;
+}
+
 std::vector<FormatSpec> ParseFormatList(std::string_view text) {
   std::vector<FormatSpec> formats;
   for (const std::string_view item : SplitFields(text, ',')) {
@@ -589,8 +624,41 @@ double ResolveBudget(const PlannerOptions& o, const KvGeometry& g) {
   ThrowInput("no budget: give bytes/token or a ratio of the fp16 cache");
 }
 
-PlanResult MakePlan(const KvDump& dump, const PlannerOptions& o, const PlanProgress& progress) {
+std::vector<double> LadderBudgets(const KvGeometry& g) {
+  std::vector<double> budgets;
+  for (double f : kLadderFractions) budgets.push_back(f * Fp16Bytes(g));
+  return budgets;
+}
+
+std::vector<LadderRung> SolveLadder(const UnitTable& table, PlanObjective objective,
+                                    std::span<const double> budgets) {
+  const double minimum =
+      MinPlanBytes(table.k_formats, table.v_formats, table.geometry, table.chunk_len);
+  std::vector<LadderRung> rungs;
+  for (const double b : budgets) {
+    LadderRung rung;
+    rung.budget = b;
+    if (b < minimum * (1 - 1e-12)) {
+      rung.status = fmt::format(
+          "infeasible: {:.2f} bytes/token is below the cheapest plan with these candidates, "
+          "{:.2f} bytes/token",
+          b, minimum);
+    } else {
+      rung.plan = SolvePlan(table, objective, b);
+      rung.feasible = true;
+      rung.status = "ok";
+    }
+    rungs.push_back(std::move(rung));
+  }
+  return rungs;
+}
+
+PlanResult MakePlan(const KvDump& dump, const PlannerOptions& options,
+                    const PlanProgress& progress) {
   const DumpInfo& info = dump.info();
+  PlannerOptions o = options;
+  if (o.k_formats.empty()) o.k_formats = DefaultPlanFormats(KvTensor::kK, info);
+  if (o.v_formats.empty()) o.v_formats = DefaultPlanFormats(KvTensor::kV, info);
   const KvGeometry g{info.num_layers, info.num_kv_heads, info.head_dim};
   ValidatePlanFormats(o.k_formats, o.v_formats, g);
   const double budget = ResolveBudget(o, g);

@@ -3,12 +3,17 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
+#include <map>
+#include <optional>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/report/frontier.h"
+#include "kvq/report/reproduce.h"
 #include "kvq/report/results.h"
 #include "kvq/report/svg.h"
 
@@ -133,7 +138,8 @@ std::string Findings(const CorpusResults& c, const json& model, const std::vecto
       heads += (heads.empty() ? "" : ", ") + h.get<std::string>();
     }
     out += fmt::format(
-        "<li><b>Planner</b> ({}, budget {} bytes/token = strat3's): <code>plan</code> uses {} "
+        "<li><b>Planner</b> ({}, budget {} bytes/token = 35/64 of fp16, strat3's size on "
+        "Qwen2.5-0.5B): <code>plan</code> uses {} "
         "bytes/token and keeps {} units in fp16 (the outlier heads): {}.</li>\n",
         Escape(plan.value("objective", "")), Fmt(plan.value("budget_bytes_per_token", 0.0), 8),
         Fmt(plan.value("bytes_per_token", 0.0), 8), plan.at("outlier_heads").size(),
@@ -298,6 +304,188 @@ std::string ComparisonTable(const json& models,
   return out + "</table>\n";
 }
 
+// The moonshot on Qwen2.5-0.5B: worst-layer cosine >= 0.998 at no more than
+// half of strat3's 6,720 bytes/token, and >= 0.99 at 2,304.
+constexpr double kMoonshotCos = 0.998, kMoonshotBytes = 3456;
+constexpr double kMoonshotLooseCos = 0.99, kMoonshotLooseBytes = 2304;
+
+std::string TargetText(const std::optional<FrontierEntry>& e, double fp16,
+                       const std::string& what) {
+  if (!e) return "none of the evaluated strategies " + what;
+  return fmt::format(
+      "<b>{} bytes/token</b> ({:.1f} MiB at 32k tokens, {:.1f}% of fp16): <code>{}</code> "
+      "(worst-layer cos {:.4f} at layer {}{})",
+      Fmt(e->bytes_per_token, 8), CacheMiB(e->bytes_per_token), 100 * e->bytes_per_token / fp16,
+      Escape(e->strategy), e->worst_cos, e->worst_layer,
+      std::isnan(e->kl_mean) ? std::string() : ", mean KL " + Fmt(e->kl_mean));
+}
+
+// Per (model, corpus): the smallest cache keeping each quality target, the
+// moonshot's verdict on Qwen2.5-0.5B, every point and the frontier figure.
+std::string FrontierSection(const CorpusResults& c, const json& model, const std::string& context,
+                            FigureWriter& figures) {
+  std::map<std::string, double> predicted;
+  std::string infeasible;
+  if (c.meta.contains("plans")) {
+    for (const json& p : c.meta.at("plans")) {
+      const std::string name = p.value("name", "");
+      if (p.contains("predicted_worst_cos")) {
+        predicted[name] = p.at("predicted_worst_cos").get<double>();
+      } else {
+        infeasible +=
+            "<li><code>" + Escape(name) + "</code>: " + Escape(p.value("status", "")) + "</li>\n";
+      }
+    }
+  }
+  const std::vector<FrontierEntry> entries = FrontierEntries(
+      BytesFromQuant(c.quant), c.summaries, c.has_ppl ? &c.ppl : nullptr, predicted);
+  const json& g = model.at("geometry");
+  const double fp16 = Fp16Bytes(g);
+  std::string out = fmt::format("<h3>{}</h3>\n<ul class=\"findings\">\n", Escape(context));
+  const auto strict = SmallestWithCos(entries, kMoonshotCos);
+  const auto loose = SmallestWithCos(entries, kMoonshotLooseCos);
+  out +=
+      "<li>(a) every layer's attention cosine &ge; 0.998: " + TargetText(strict, fp16, "keeps it") +
+      ".</li>\n";
+  out +=
+      "<li>(b) every layer's attention cosine &ge; 0.99: " + TargetText(loose, fp16, "keeps it") +
+      ".</li>\n";
+  double q8_kl = std::numeric_limits<double>::quiet_NaN();
+  for (const FrontierEntry& e : entries) {
+    if (e.strategy == "q8_0") q8_kl = e.kl_mean;
+  }
+  if (std::isnan(q8_kl)) {
+    out +=
+        "<li>(c) mean KL &le; q8_0's: not measured (needs the ppl step and q8_0 among the "
+        "strategies).</li>\n";
+  } else {
+    out += fmt::format("<li>(c) mean KL &le; q8_0's ({}): {}.</li>\n", Fmt(q8_kl),
+                       TargetText(SmallestWithKl(entries, q8_kl), fp16, "reaches it"));
+  }
+  out += "</ul>\n";
+  const bool reference_model =
+      IsReferenceModelName(model.at("model").get<std::string>(), model.value("dir", "")) &&
+      g.at("num_layers").get<int>() == kReferenceLayers &&
+      g.at("num_heads").get<int>() == kReferenceHeads &&
+      g.at("num_kv_heads").get<int>() == kReferenceKvHeads &&
+      g.at("head_dim").get<int>() == kReferenceHeadDim;
+  if (reference_model) {
+    const bool a = strict && strict->bytes_per_token <= kMoonshotBytes;
+    const bool b = loose && loose->bytes_per_token <= kMoonshotLooseBytes;
+    out += fmt::format(
+        "<p><b>Moonshot {}</b> (worst-layer cosine &ge; 0.998 at &le; 3,456 bytes/token, half of "
+        "strat3, <b>{}</b>; &ge; 0.99 at &le; 2,304 bytes/token, <b>{}</b>).</p>\n",
+        a && b ? "reached" : "not reached", a ? "reached" : "not reached",
+        b ? "reached" : "not reached");
+  }
+  out +=
+      "<table>\n<tr><th class=\"name\">strategy</th><th class=\"name\">kind</th><th>bytes/token"
+      "</th><th>% of fp16</th><th>MiB at 32k tokens</th><th>worst-layer cos (measured)</th>"
+      "<th>at layer</th><th>predicted worst-layer cos</th><th>mean KL</th></tr>\n";
+  for (const FrontierEntry& e : entries) {
+    out += e.worst_cos >= kMoonshotLooseCos ? "<tr>" : "<tr class=\"below\">";
+    out += Cell(e.strategy, true) + Cell(e.plan ? "plan" : "uniform", true) +
+           Cell(Fmt(e.bytes_per_token, 8)) +
+           Cell(fmt::format("{:.1f}%", 100 * e.bytes_per_token / fp16)) +
+           Cell(fmt::format("{:.2f}", CacheMiB(e.bytes_per_token))) +
+           Cell(fmt::format("{:.6f}", e.worst_cos)) + Cell(std::to_string(e.worst_layer)) +
+           Cell(e.plan ? fmt::format("{:.6f}", e.predicted_worst_cos) : std::string("-")) +
+           Cell(std::isnan(e.kl_mean) ? std::string("-") : Fmt(e.kl_mean)) + "</tr>\n";
+  }
+  out += "</table>\n";
+  if (!infeasible.empty()) {
+    out += "<p class=\"note\">Budgets of the ladder without a plan:</p>\n<ul>\n" + infeasible +
+           "</ul>\n";
+  }
+  out +=
+      figures.Add(c.folder + "/fig_frontier.svg", FrontierFigure(entries, "strat3", q8_kl, context),
+                  "Bytes per token against 1 - worst-layer cosine and mean KL (log scales; a "
+                  "point at exactly 0 cannot be placed and is in the table only): the "
+                  "planner's plans as a line, uniform strategies as points, strat3 (the "
+                  "reference study's) marked when evaluated.");
+  return out;
+}
+
+// "Did kvq reproduce the reference study?": the verdicts of every (model,
+// corpus) on the reference protocol (reproduce.h), or why there is none.
+std::string ReproductionSection(const fs::path& run_dir, FigureWriter& figures) {
+  std::string out = "<h2 id=\"reproduction\">Did kvq reproduce the reference study?</h2>\n";
+  PublishedResults published;
+  try {
+    published = LoadPublished(PublishedDataDir());
+  } catch (const InputError& e) {
+    return out + "<p>The published tables could not be read: " + Escape(e.what()) + "</p>\n";
+  }
+  std::vector<std::string> skipped;
+  const std::vector<Reproduction> reproductions = ReproduceRun(run_dir, published, &skipped);
+  if (reproductions.empty()) {
+    out +=
+        "<p>Not applicable to this run: the reference study measured Qwen2.5-0.5B on wikitext and "
+        "C4 in 8 prompts of 512 tokens (<code>kvq run --model Qwen/Qwen2.5-0.5B</code> with the "
+        "default settings).</p>\n<ul>\n";
+    for (const std::string& s : skipped) out += "<li>" + Escape(s) + "</li>\n";
+    return out + "</ul>\n";
+  }
+  out +=
+      "<p>Each published claim of the reference study (public repository <code>jnros/kvmix</code>; "
+      "tables shipped in <code>data/reference/kvmix</code>) against this run, with the tolerance "
+      "it is held to. The original ran the model in fp16 on a GPU, kvq runs it in float32 on the "
+      "CPU: the figures agree closely, not exactly. <code>kvq reproduce --run DIR</code> prints "
+      "the same table.</p>\n";
+  for (const Reproduction& r : reproductions) {
+    int applicable = 0, reproduced = 0, unpublished = 0;
+    for (const Claim& c : r.claims) {
+      if (c.verdict == Verdict::kNotPublished) {
+        ++unpublished;
+        continue;
+      }
+      ++applicable;
+      reproduced += c.verdict == Verdict::kReproduced ? 1 : 0;
+    }
+    out += fmt::format("<h3>{} &middot; {}: {} of {} claims reproduced{}</h3>\n", Escape(r.model),
+                       Escape(r.corpus), reproduced, applicable,
+                       unpublished ? fmt::format(" ({} not published for this corpus)", unpublished)
+                                   : std::string());
+    out +=
+        "<table>\n<tr><th class=\"name\">claim</th><th class=\"name\">published</th><th "
+        "class=\"name\">this run</th><th class=\"name\">tolerance</th><th "
+        "class=\"name\">verdict</th></tr>\n";
+    for (const Claim& c : r.claims) {
+      const bool bad = c.verdict == Verdict::kDiffers || c.verdict == Verdict::kMissing;
+      out += bad ? "<tr class=\"below\">" : "<tr>";
+      std::string verdict = std::string("<b>") + VerdictName(c.verdict) + "</b>";
+      if (!c.detail.empty()) verdict += ": " + Escape(c.detail);
+      out += "<td class=\"name\">" + Escape(c.claim) + "</td>" + Cell(c.published, true) +
+             Cell(c.measured, true) + Cell(c.tolerance, true) + "<td class=\"name\">" + verdict +
+             "</td></tr>\n";
+    }
+    out += "</table>\n";
+    out +=
+        "<p>Row by row against the published tables: per quantity, the correlation of log10 "
+        "values, the median and the worst ratio kvq / published (worst: max of the ratio and its "
+        "inverse), and the expected tolerance on the worst ratio.</p>\n";
+    out +=
+        "<table>\n<tr><th class=\"name\">quantity</th><th class=\"name\">strategy</th><th "
+        "class=\"name\">published file</th><th>rows</th><th>r (log)</th><th>median "
+        "ratio</th><th>worst ratio</th><th class=\"name\">at</th><th>tolerance</th><th "
+        "class=\"name\">agreement</th></tr>\n";
+    for (const Agreement& a : r.agreements) {
+      out += a.within ? "<tr>" : "<tr class=\"below\">";
+      std::string rows = std::to_string(a.published.size());
+      if (a.rows_missing) rows += fmt::format(" ({} missing)", a.rows_missing);
+      out += Cell(a.quantity, true) + Cell(a.strategy, true) + Cell(a.published_file, true) +
+             Cell(rows) + Cell(CorrelationText(a.correlation)) + Cell(Fmt(a.median_ratio)) +
+             Cell(Fmt(a.worst_ratio)) + Cell(a.worst_label, true) + Cell(Fmt(a.tolerance)) +
+             Cell(a.within ? "within" : "outside", true) + "</tr>\n";
+    }
+    out += "</table>\n";
+    out += figures.Add(r.folder + "/fig_reproduce.svg",
+                       ReproductionFigure(r, r.model + " \u00b7 " + r.corpus),
+                       "kvq's value against the published one, per row of the published tables.");
+  }
+  return out;
+}
+
 }  // namespace
 
 ReportFiles BuildReport(const fs::path& run_dir) {
@@ -317,7 +505,7 @@ ReportFiles BuildReport(const fs::path& run_dir) {
   const double floor = run.at("settings").value("floor", kDefaultFloor);
   std::vector<std::vector<CorpusResults>> all_results;
   std::vector<std::vector<BytesRow>> all_bytes;
-  std::string sections;
+  std::string sections, frontier;
   try {
     for (const json& model : models) {
       const std::string name = model.at("model").get<std::string>();
@@ -386,6 +574,7 @@ ReportFiles BuildReport(const fs::path& run_dir) {
           s += figures.Add(c.folder + "/fig_kl.svg", KlFigure(c.ppl, context),
                            "Mean next-token KL divergence per strategy (log scale).");
         }
+        frontier += FrontierSection(c, model, context, figures);
         results.push_back(std::move(c));
       }
       sections += s;
@@ -401,6 +590,14 @@ ReportFiles BuildReport(const fs::path& run_dir) {
       "<title>kvq report</title>\n<style>" +
       std::string(kCss) +
       "</style>\n</head>\n<body>\n<h1>kvq report: how far can the KV cache be compressed?</h1>\n";
+  html += ReproductionSection(run_dir, figures);
+  html +=
+      "<h2 id=\"frontier\">Compression frontier</h2>\n<p>How small can the cache get before "
+      "attention breaks? Per model and corpus, the smallest cache among the evaluated strategies "
+      "(the planner's plans at a ladder of budgets and the uniform strategies) that keeps every "
+      "layer's attention cosine &ge; 0.998, &ge; 0.99, and a mean KL no worse than q8_0's. "
+      "Plans show their measured worst-layer cosine beside the planner's prediction.</p>\n" +
+      frontier;
   html += "<h2>Settings</h2>\n" + SettingsTable(run);
   if (models.size() > 1) {
     html += "<h2>Models side by side</h2>\n" + ComparisonTable(models, all_results, all_bytes);

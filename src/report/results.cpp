@@ -61,6 +61,7 @@ std::vector<QuantRow> ReadQuantCsv(const std::filesystem::path& path) {
     r.head = t.Int(i, "head");
     r.format = t.Text(i, "format");
     r.head_dim = t.Int(i, "head_dim");
+    r.max_abs = t.Number(i, "max_abs");
     r.sse = t.Number(i, "sse");
     r.nmse = t.Number(i, "nmse");
     r.bytes_per_token = t.Number(i, "bytes_per_token");

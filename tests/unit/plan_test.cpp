@@ -461,15 +461,15 @@ TEST(PlanCli, BadInputExitsTwoWithAClearMessage) {
       fmt::format("plan --kv {} --budget 100 --out {}", kv, (dir / "p.json").string()));
   EXPECT_EQ(low.exit_code, 2) << low.output;
   EXPECT_NE(low.output.find("below the cheapest plan"), std::string::npos) << low.output;
-  EXPECT_NE(low.output.find("768.00 bytes/token"), std::string::npos) << low.output;
+  EXPECT_NE(low.output.find("256.00 bytes/token"), std::string::npos) << low.output;
   EXPECT_FALSE(std::filesystem::exists(dir / "p.json"));
   EXPECT_EQ(test::RunKvq(fmt::format("plan --kv {}", kv)).exit_code, 2);
   EXPECT_EQ(test::RunKvq(fmt::format("plan --kv {} --budget 0", kv)).exit_code, 2);
   EXPECT_EQ(test::RunKvq(fmt::format("plan --kv {} --budget 900 --budget-ratio 0.5", kv)).exit_code,
             2);
-  const auto ratio = test::RunKvq(fmt::format("plan --kv {} --budget-ratio 0.2", kv));
+  const auto ratio = test::RunKvq(fmt::format("plan --kv {} --budget-ratio 0.05", kv));
   EXPECT_EQ(ratio.exit_code, 2);
-  EXPECT_NE(ratio.output.find("--budget-ratio: 409.60 bytes/token"), std::string::npos)
+  EXPECT_NE(ratio.output.find("--budget-ratio: 102.40 bytes/token"), std::string::npos)
       << ratio.output;
   const auto fmt_bad =
       test::RunKvq(fmt::format("plan --kv {} --budget 2000 --formats int8:tokn", kv));

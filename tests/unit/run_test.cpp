@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <map>
 #include <set>
 
 #include <fmt/format.h>
@@ -50,7 +51,7 @@ class RunCli : public ::testing::Test {
     const auto start = std::chrono::steady_clock::now();
     run_ = new test::CommandResult(
         RunKvq(fmt::format("run --model {} --corpus wikitext,c4 --tokens 256 --chunk-len 128 "
-                           "--strategy '{}' --out {}",
+                           "--strategy '{}' --ladder 0.546875,0.125 --out {}",
                            model().string(), kStrategies, out().string())));
     run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
@@ -91,6 +92,24 @@ TEST_F(RunCli, WritesEveryStepAndSummary) {
     EXPECT_EQ(c["plan"]["status"], "ok");
     EXPECT_LE(c["plan"]["bytes_per_token"].get<double>(),
               c["plan"]["budget_bytes_per_token"].get<double>());
+    // The ladder (two rungs here to keep the suite fast; the default's five
+    // are in the test below): 1/8 and 35/64 of fp16 (256 bytes/token), both
+    // feasible with the 2-bit candidates, each its own plan file.
+    ASSERT_EQ(c["plans"].size(), 2u);
+    const std::vector<std::string> names = {"plan-32", "plan"};
+    const std::vector<double> budgets = {32, 140};
+    double last = -1;
+    for (size_t i = 0; i < 2; ++i) {
+      const auto& p = c["plans"][i];
+      EXPECT_EQ(p["name"], names[i]);
+      EXPECT_EQ(p["status"], "ok") << p.dump();
+      EXPECT_EQ(p["budget_bytes_per_token"].get<double>(), budgets[i]);
+      EXPECT_LE(p["bytes_per_token"].get<double>(), budgets[i]);
+      EXPECT_TRUE(fs::exists(out() / c["folder"].get<std::string>() / (names[i] + ".json")));
+      EXPECT_GE(p["predicted_worst_cos"].get<double>(), last);  // Monotone in the budget.
+      last = p["predicted_worst_cos"].get<double>();
+    }
+    EXPECT_EQ(c["plans"][1], c["plan"]);
     for (const char* step : {"capture", "plan", "quant", "attn", "ppl"}) {
       EXPECT_TRUE(c["timings_s"].contains(step)) << step;
     }
@@ -109,16 +128,22 @@ TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
     const fs::path dump = dir / "kv.safetensors";
     ASSERT_TRUE(fs::exists(dump)) << dump;
     test::ScratchDir scratch;
-    // The run adds the planner's plan as strategy "plan"; the standalone
-    // commands name it by its file.
-    const std::string plan = "plan:" + (dir / "plan.json").string();
+    // The run adds the planner's plans as strategies "plan-32" .. "plan";
+    // the standalone commands name them by their files.
+    std::string strategies = kStrategies;
+    std::vector<std::pair<std::string, std::string>> plans;
+    for (const char* name : {"plan-32", "plan"}) {
+      plans.push_back({"plan:" + (dir / (std::string(name) + ".json")).string(), name});
+      strategies += ";" + plans.back().first;
+    }
     auto renamed = [&](std::string text) {
-      for (size_t at = text.find(plan); at != std::string::npos; at = text.find(plan, at)) {
-        text.replace(at, plan.size(), "plan");
+      for (const auto& [plan, name] : plans) {
+        for (size_t at = text.find(plan); at != std::string::npos; at = text.find(plan, at)) {
+          text.replace(at, plan.size(), name);
+        }
       }
       return text;
     };
-    const std::string strategies = std::string(kStrategies) + ";" + plan;
     const auto q = RunKvq(fmt::format("quant --kv {} --strategy '{}' --no-table --csv {}",
                                       dump.string(), strategies, (scratch / "q.csv").string()));
     ASSERT_EQ(q.exit_code, 0) << q.output;
@@ -127,9 +152,9 @@ TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
                                       strategies, (scratch / "a.csv").string()));
     ASSERT_EQ(a.exit_code, 0) << a.output;
     EXPECT_EQ(renamed(ReadTextFile(scratch / "a.csv")), ReadTextFile(dir / "attn.csv")) << corpus;
-    // 4 strategies + the plan: x 2 tensors x 2 layers x 2 kv heads; x 2 layers x (1 + 4 heads).
-    EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 40u);
-    EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 50u);
+    // 4 strategies + 2 plans: x 2 tensors x 2 layers x 2 kv heads; x 2 layers x (1 + 4 heads).
+    EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 48u);
+    EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 60u);
   }
   // kvq ppl with one of the strategies gives the same baseline and strategy
   // rows (every strategy is evaluated independently of the others).
@@ -149,8 +174,39 @@ TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
   EXPECT_EQ(wanted.size(), 2u * 3);  // (all + 2 prompts) for baseline and strat2.
 }
 
+// The frontier table of the report: per plan, the worst-layer cosine
+// measured (attn.csv) beside the planner's prediction (run.json), and the
+// smallest cache keeping every layer >= 0.99, from the files.
+// (Part of a test that reads the same run: each RunCli test is its own
+// process under ctest, and each runs kvq run once.)
+void ExpectFrontierShowsEachPlanMeasuredBesidePredicted(const fs::path& out) {
+  const std::string html = ReadTextFile(out / "report.html");
+  const auto run = nlohmann::json::parse(ReadTextFile(out / "run.json"));
+  for (const auto& c : run["models"][0]["corpora"]) {
+    const CsvTable attn = ReadCsv(out / c["folder"].get<std::string>() / "attn.csv");
+    std::map<std::string, std::pair<double, int>> worst;  // strategy -> (cos, layer)
+    for (size_t i = 0; i < attn.rows.size(); ++i) {
+      if (attn.Text(i, "head") != "all") continue;
+      const double cos = attn.Number(i, "cos");
+      auto [it, fresh] = worst.try_emplace(attn.Text(i, "strategy"), cos, attn.Int(i, "layer"));
+      if (!fresh && cos < it->second.first) it->second = {cos, attn.Int(i, "layer")};
+    }
+    for (const auto& p : c["plans"]) {
+      const auto& [cos, layer] = worst.at(p["name"].get<std::string>());
+      const std::string row = fmt::format("<td>{:.6f}</td><td>{}</td><td>{:.6f}</td>", cos, layer,
+                                          p["predicted_worst_cos"].get<double>());
+      EXPECT_NE(html.find(row), std::string::npos) << p["name"] << " " << row;
+    }
+    EXPECT_TRUE(fs::exists(out / c["folder"].get<std::string>() / "fig_frontier.svg"));
+  }
+  EXPECT_NE(html.find("(a) every layer's attention cosine &ge; 0.998"), std::string::npos);
+  // A tiny random model is not the reference model: no moonshot verdict.
+  EXPECT_EQ(html.find("Moonshot"), std::string::npos);
+}
+
 TEST_F(RunCli, FiguresAreWellFormedRenderAndAreInTheReport) {
   ASSERT_EQ(run_->exit_code, 0) << run_->output;
+  ExpectFrontierShowsEachPlanMeasuredBesidePredicted(out());
   const std::string html = ReadTextFile(out() / "report.html");
   EXPECT_EQ(html.find("<script"), std::string::npos);
   // Nothing is fetched: no external source, link or stylesheet (the SVG
@@ -159,12 +215,14 @@ TEST_F(RunCli, FiguresAreWellFormedRenderAndAreInTheReport) {
     EXPECT_EQ(html.find(fetch), std::string::npos) << fetch;
   }
   for (const char* text :
-       {"K vs V:", "Outlier heads:", "Best at &le;", "+had</b>", "cos L0", "bytes/token"}) {
+       {"K vs V:", "Outlier heads:", "Best at &le;", "+had</b>", "cos L0", "bytes/token",
+        "Compression frontier", "Did kvq reproduce the reference study?",
+        "Not applicable to this run", "not Qwen2.5-0.5B"}) {
     EXPECT_NE(html.find(text), std::string::npos) << text;
   }
   const auto figures = FilesWithExtension(out(), ".svg");
-  // bytes, then per corpus: nmse, 5 heatmaps (4 + the plan), cos, pareto, ppl, kl.
-  EXPECT_EQ(figures.size(), 1u + 2 * 10);
+  // bytes, then per corpus: nmse, 6 heatmaps (4 + 2 plans), cos, pareto, ppl, kl, frontier.
+  EXPECT_EQ(figures.size(), 1u + 2 * 12);
   test::ScratchDir scratch;
   int index = 0;
   for (const fs::path& f : figures) {
@@ -283,6 +341,25 @@ TEST(RunCliModels, SeveralModelsGoSideBySide) {
   const auto run = nlohmann::json::parse(ReadTextFile(dir / "run" / "run.json"));
   ASSERT_EQ(run["models"].size(), 2u);
   EXPECT_EQ(run["models"][1]["geometry"]["head_dim"], 32);
+  // The default ladder: 1/8, 3/16, 9/32, 3/8 and 35/64 of fp16, a plan each.
+  for (const auto& m : run["models"]) {
+    const double fp16 = 4.0 * m["geometry"]["num_layers"].get<int>() *
+                        m["geometry"]["num_kv_heads"].get<int>() *
+                        m["geometry"]["head_dim"].get<int>();
+    const auto& plans = m["corpora"][0]["plans"];
+    ASSERT_EQ(plans.size(), 5u);
+    const double fractions[] = {0.125, 0.1875, 0.28125, 0.375, 0.546875};
+    for (size_t i = 0; i < 5; ++i) {
+      EXPECT_EQ(plans[i]["budget_bytes_per_token"].get<double>(), fractions[i] * fp16);
+      EXPECT_EQ(plans[i]["name"],
+                i == 4 ? std::string("plan") : fmt::format("plan-{:g}", fractions[i] * fp16));
+      EXPECT_EQ(plans[i]["status"], "ok") << plans[i].dump();
+    }
+  }
+  const auto bad = RunKvq(fmt::format("run --model {} --ladder 0.5,2 --out {}",
+                                      (dir / "tiny").string(), (dir / "bad").string()));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--ladder: '2'"), std::string::npos) << bad.output;
 }
 
 }  // namespace

@@ -106,10 +106,11 @@ void PrintPlan(const PlanResult& r) {
 
 void Run(const Options& o) {
   PlannerOptions options;
-  options.k_formats = FormatsFlag("--k-formats", o.k_formats,
-                                  FormatsFlag("--formats", o.formats, DefaultPlanFormats()));
-  options.v_formats = FormatsFlag("--v-formats", o.v_formats,
-                                  FormatsFlag("--formats", o.formats, DefaultPlanFormats()));
+  // Empty: the dump's default candidates (DefaultPlanFormats), set below.
+  options.k_formats =
+      FormatsFlag("--k-formats", o.k_formats, FormatsFlag("--formats", o.formats, {}));
+  options.v_formats =
+      FormatsFlag("--v-formats", o.v_formats, FormatsFlag("--formats", o.formats, {}));
   try {
     options.objective = ParsePlanObjective(o.objective);
   } catch (const InputError& e) {
@@ -124,6 +125,8 @@ void Run(const Options& o) {
   const KvDump dump = KvDump::Open(o.kv);
   const DumpInfo& info = dump.info();
   const KvGeometry g{info.num_layers, info.num_kv_heads, info.head_dim};
+  if (options.k_formats.empty()) options.k_formats = DefaultPlanFormats(KvTensor::kK, info);
+  if (options.v_formats.empty()) options.v_formats = DefaultPlanFormats(KvTensor::kV, info);
   try {
     ValidatePlanFormats(options.k_formats, options.v_formats, g);
   } catch (const InputError& e) {
@@ -208,8 +211,9 @@ Runner Setup(CLI::App& app) {
   budget->excludes(ratio);
   ratio->excludes(budget);
   app.add_option("--formats", o->formats,
-                 "Candidate formats for K and V, comma separated (default: fp16, int8 "
-                 "tensor/token/channel, int4:g32:token, int4:g32:dim, fp8e4m3, each also +had)");
+                 "Candidate formats for K and V, comma separated (default, per tensor: fp16, "
+                 "int8, fp8, ggml blocks, 2-4 bit groups, K's +had/+prerope/+bias, "
+                 "int2:channel; docs/planner.md lists them)");
   app.add_option("--k-formats", o->k_formats, "Candidates for K only (overrides --formats)");
   app.add_option("--v-formats", o->v_formats, "Candidates for V only (overrides --formats)");
   app.add_option("--objective", o->objective, "worst-cos (max-min layer cosine) or mean-nmse")

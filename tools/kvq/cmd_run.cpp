@@ -5,13 +5,16 @@
 // docs/report.md describes the folder.
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <optional>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include <fmt/format.h>
@@ -48,11 +51,14 @@ namespace fs = std::filesystem;
 using nlohmann::ordered_json;
 
 // The reference's three strategies and literature formats; a modifier variant
-// next to its base (same bytes) so the report can show the modifier's effect.
+// next to its base (same bytes) so the report can show the modifier's effect;
+// the uniform strategies of the frontier (KIVI int2, q4_0, nvfp4); last, the
+// reference's cast bug (strat1 truncating, for kvq reproduce).
 constexpr const char* kDefaultStrategies =
     "strat1;strat2;strat3;k=int8:channel,v=int8:token;k=int4:g32:token,v=int4:g32:dim;"
     "k=int4:g32:token+had,v=int4:g32:dim;k=int4:g32:token+prerope,v=int4:g32:dim;"
-    "k=int4:g32:token+bias,v=int4:g32:dim;fp8e4m3;q8_0";
+    "k=int4:g32:token+bias,v=int4:g32:dim;k=int2:g32:token,v=int2:g32:dim;fp8e4m3;q8_0;q4_0;"
+    "nvfp4;k=int8:tensor+trunc,v=int8:tensor+trunc";
 
 struct Options {
   std::vector<std::string> models = {"Qwen/Qwen2.5-0.5B"};
@@ -63,6 +69,8 @@ struct Options {
   std::string strategies;
   std::string out = "runs/latest";
   double floor = report::kDefaultFloor;
+  std::string ladder;             // --ladder text; empty: kLadderFractions
+  std::vector<double> fractions;  // Parsed, ascending.
   bool no_ppl = false;
 };
 
@@ -213,56 +221,72 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   timings["capture"] = Since(start);
 
   const KvDump dump = KvDump::Open(dump_path);
-  // The planner at strat3's budget: its plan joins the strategies measured
-  // below (as "plan"), so every table and figure shows it.
+  // The planner at every budget of the ladder (one measuring pass, one solve
+  // per budget): each plan joins the strategies measured below, the one at
+  // strat3's fraction of fp16 as "plan", the others as "plan-BYTES", so every
+  // table and figure shows them.
   std::vector<Strategy> strategies = m.strategies;
   start = Clock::now();
   {
-    PlannerOptions options;
-    auto usable = [&](std::vector<FormatSpec> formats) {
-      std::erase_if(formats, [&](const FormatSpec& f) {
-        try {
-          f.CheckHeadDim(m.geometry.head_dim);
-          return false;
-        } catch (const InputError&) {
-          return true;
-        }
-      });
-      return formats;
-    };
-    options.k_formats = usable(options.k_formats);
-    options.v_formats = usable(options.v_formats);
-    options.budget = Strategy::Parse("strat3").Cost(m.geometry, o.chunk_len).per_token;
-    options.remeasure = false;  // The attn step measures the plan with the others.
+    const std::vector<FormatSpec> k_formats = DefaultPlanFormats(KvTensor::kK, dump.info());
+    const std::vector<FormatSpec> v_formats = DefaultPlanFormats(KvTensor::kV, dump.info());
     Progress progress("plan", layers, "layers");
-    const PlanResult plan =
-        MakePlan(dump, options, [&](std::string_view, int done, int) { progress.Update(done); });
+    const UnitTable table =
+        MeasureUnits(dump, k_formats, v_formats,
+                     [&](std::string_view, int done, int) { progress.Update(done); });
     progress.Finish();
-    const fs::path plan_path = dir / "plan.json";
-    WriteTextFileAtomic(plan_path, PlanFileJson(plan.table, plan.plan, nullptr));
-    WriteTextFileAtomic(dir / "plan_units.csv", UnitCsv(plan.table, &plan.plan));
-    Strategy planned = Strategy::Parse("plan:" + plan_path.string());
-    planned.name = "plan";
-    strategies.push_back(std::move(planned));
-    ordered_json outliers = ordered_json::array();
-    for (size_t u : Fp16Units(plan.table, plan.plan)) {
-      const UnitMeasure& unit = plan.table.units[u];
-      outliers.push_back(fmt::format("{} L{} h{}", unit.tensor == KvTensor::kK ? "K" : "V",
-                                     unit.layer, unit.head));
+    std::vector<double> budgets;
+    for (const double f : o.fractions)
+      budgets.push_back(f * 4.0 * layers * m.geometry.num_kv_heads * m.geometry.head_dim);
+    const std::vector<LadderRung> rungs = SolveLadder(table, PlanObjective::kWorstCos, budgets);
+    const double fp16 = 4.0 * m.geometry.num_layers * m.geometry.num_kv_heads * m.geometry.head_dim;
+    ordered_json plans = ordered_json::array();
+    std::string summary;
+    for (size_t i = 0; i < rungs.size(); ++i) {
+      const LadderRung& rung = rungs[i];
+      const bool top = i + 1 == rungs.size();
+      const std::string name = top ? std::string("plan") : fmt::format("plan-{:g}", rung.budget);
+      ordered_json p = {{"name", name},
+                        {"status", rung.status},
+                        {"objective", PlanObjectiveName(PlanObjective::kWorstCos)},
+                        {"budget_bytes_per_token", rung.budget},
+                        {"budget_fraction_of_fp16", rung.budget / fp16}};
+      if (rung.feasible) {
+        const fs::path plan_path = dir / (name + ".json");
+        WriteTextFileAtomic(plan_path, PlanFileJson(table, rung.plan, nullptr));
+        Strategy planned = Strategy::Parse("plan:" + plan_path.string());
+        planned.name = name;
+        strategies.push_back(std::move(planned));
+        ordered_json outliers = ordered_json::array();
+        for (size_t u : Fp16Units(table, rung.plan)) {
+          const UnitMeasure& unit = table.units[u];
+          outliers.push_back(fmt::format("{} L{} h{}", unit.tensor == KvTensor::kK ? "K" : "V",
+                                         unit.layer, unit.head));
+        }
+        p["file"] = name + ".json";
+        p["bytes_per_token"] = rung.plan.bytes_per_token;
+        p["predicted_worst_cos"] = rung.plan.worst_cos;
+        p["predicted_worst_layer"] = rung.plan.worst_layer;
+        p["predicted_mean_cos"] = rung.plan.mean_cos;
+        p["predicted_mean_nmse"] = rung.plan.mean_nmse;
+        p["outlier_heads"] = outliers;
+        summary +=
+            fmt::format("{}{} {:.0f} B/token (pred. worst cos {:.4f})", summary.empty() ? "" : "; ",
+                        name, rung.plan.bytes_per_token, rung.plan.worst_cos);
+      } else {
+        summary += fmt::format("{}{}: {}", summary.empty() ? "" : "; ", name, rung.status);
+      }
+      if (top) {
+        entry["plan"] = p;
+        WriteTextFileAtomic(dir / "plan_units.csv",
+                            UnitCsv(table, rung.feasible ? &rung.plan : nullptr));
+      }
+      plans.push_back(std::move(p));
     }
-    entry["plan"] = {{"status", "ok"},
-                     {"file", "plan.json"},
-                     {"objective", PlanObjectiveName(plan.plan.objective)},
-                     {"budget_bytes_per_token", options.budget},
-                     {"bytes_per_token", plan.plan.bytes_per_token},
-                     {"predicted_worst_cos", plan.plan.worst_cos},
-                     {"predicted_mean_nmse", plan.plan.mean_nmse},
-                     {"outlier_heads", outliers}};
+    entry["plans"] = std::move(plans);
     timings["plan"] = Since(start);
-    Step(where, fmt::format("plan: {:.0f} bytes/token (budget {:.0f}, strat3's), {} units kept "
-                            "fp16, in {:.1f} s -> {}/plan.json",
-                            plan.plan.bytes_per_token, options.budget, outliers.size(),
-                            Since(start), rel));
+    Step(where, fmt::format("plan: {} budgets in {:.1f} s: {} -> {}/plan*.json", rungs.size(),
+                            Since(start), summary, rel));
   }
   start = Clock::now();
   {
@@ -323,13 +347,27 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   return entry;
 }
 
-void Run(const Options& o) {
+void Run(Options o) {
   const auto run_start = Clock::now();
   if (o.tokens % o.chunk_len != 0) {
     ThrowInput("--tokens {} is not a multiple of --chunk-len {}", o.tokens, o.chunk_len);
   }
   if (!(o.floor >= -1 && o.floor <= 1))
     ThrowInput("--floor: {} is not a cosine in [-1, 1]", o.floor);
+  o.fractions.assign(std::begin(kLadderFractions), std::end(kLadderFractions));
+  if (!o.ladder.empty()) {
+    o.fractions.clear();
+    for (const std::string_view item : SplitFields(o.ladder, ',')) {
+      double f = 0;
+      const auto [end, ec] = std::from_chars(item.data(), item.data() + item.size(), f);
+      if (ec != std::errc() || end != item.data() + item.size() || !(f > 0 && f <= 1)) {
+        ThrowInput("--ladder: '{}' is not a fraction of the fp16 cache in (0, 1]", item);
+      }
+      o.fractions.push_back(f);
+    }
+    std::sort(o.fractions.begin(), o.fractions.end());
+    o.fractions.erase(std::unique(o.fractions.begin(), o.fractions.end()), o.fractions.end());
+  }
   const bool default_strategies = o.strategies.empty();
   const std::vector<Strategy> strategies =
       ParseStrategyList(default_strategies ? kDefaultStrategies : o.strategies);
@@ -386,6 +424,7 @@ void Run(const Options& o) {
                      {"strategies", default_strategies ? kDefaultStrategies : o.strategies},
                      {"dtype", "f16"},
                      {"floor", o.floor},
+                     {"ladder", o.fractions},
                      {"ppl", !o.no_ppl}};
   run["models"] = ordered_json::array();
   for (ModelPlan& m : plans) {
@@ -462,6 +501,9 @@ Runner Setup(CLI::App& app) {
   app.add_option("--floor", o->floor, "Quality floor on a layer's attention cosine")
       ->capture_default_str();
   app.add_flag("--no-ppl", o->no_ppl, "Skip the perplexity/KL step");
+  app.add_option("--ladder", o->ladder,
+                 "The planner's budgets as comma-separated fractions of the fp16 cache; the "
+                 "largest is the plan named 'plan' (default: 0.125,0.1875,0.28125,0.375,0.546875)");
   return [o] { Run(*o); };
 }
 

@@ -40,6 +40,7 @@
 namespace kvq {
 
 class KvDump;
+struct DumpInfo;
 
 enum class PlanObjective { kWorstCos, kMeanNmse };
 const char* PlanObjectiveName(PlanObjective objective);  // "worst-cos" / "mean-nmse"
@@ -51,6 +52,18 @@ PlanObjective ParsePlanObjective(std::string_view text);
 // int4:g32:dim (KIVI's V: groups of 32 channels per token), fp8e4m3, and
 // each quantized one again with +had.
 std::vector<FormatSpec> DefaultPlanFormats();
+// The default candidates of one tensor for a dump (kvq plan without
+// --formats, kvq run, PlannerOptions left empty): everything that can win on
+// the Qwen/Llama families, each measured once per unit.
+//   K: fp16, int8:tensor, int8:token, int8:channel, fp8e4m3, q8_0,
+//      int8:tensor+had, int4:g32:token with +had, +prerope and (only when the
+//      dump has a k_proj bias) +bias, q4_0, int3:g32:token, int2:g32:token,
+//      int2:channel;
+//   V: fp16, int8:token, q8_0, int4:g32:dim (+had), q4_0, nvfp4,
+//      int3:g32:dim, int2:g32:dim (+had), int2:g64:dim, int2:channel.
+// Formats whose head_dim constraints the dump does not meet are left out.
+// The 2-bit channel formats make the ladder's bottom (1/8 of fp16) feasible.
+std::vector<FormatSpec> DefaultPlanFormats(KvTensor tensor, const DumpInfo& info);
 // "fp16,int8:tensor,..." -> formats, duplicates dropped (first kept).
 // Throws InputError naming the item.
 std::vector<FormatSpec> ParseFormatList(std::string_view text);
@@ -192,8 +205,8 @@ std::string PlanFileJson(const UnitTable& table, const PlanSolution& plan,
                          const StrategyFidelity* measured);
 
 struct PlannerOptions {
-  std::vector<FormatSpec> k_formats = DefaultPlanFormats();
-  std::vector<FormatSpec> v_formats = DefaultPlanFormats();
+  // Empty: DefaultPlanFormats(tensor, the dump's info).
+  std::vector<FormatSpec> k_formats, v_formats;
   PlanObjective objective = PlanObjective::kWorstCos;
   double budget = 0;        // Bytes/token; when 0, budget_ratio of the fp16 cache.
   double budget_ratio = 0;  // In (0, 1]; used when budget is 0.
@@ -215,6 +228,26 @@ struct PlanResult {
 // The budget in bytes/token an options object asks for, for this geometry.
 // Throws InputError when neither or both are set, or out of range.
 double ResolveBudget(const PlannerOptions& options, const KvGeometry& geometry);
+
+// The frontier ladder `kvq run` plans at: fractions of the fp16 cache
+// 1/8, 3/16, 9/32, 3/8 and 35/64, i.e. 2, 3, 4.5, 6 and 8.75 bits per value
+// on average (Qwen2.5-0.5B: 1,536, 2,304, 3,456, 4,608 and 6,720
+// bytes/token; the last is strat3's size and half of it is 3,456).
+inline constexpr double kLadderFractions[] = {0.125, 0.1875, 0.28125, 0.375, 0.546875};
+// kLadderFractions x the geometry's fp16 bytes/token, ascending.
+std::vector<double> LadderBudgets(const KvGeometry& geometry);
+
+// One budget of a ladder solved on one measured table.
+struct LadderRung {
+  double budget = 0;
+  bool feasible = false;  // false: the budget is below the cheapest plan
+  std::string status;     // "ok", or why not (names the cheapest plan's bytes/token)
+  PlanSolution plan;      // Set when feasible.
+};
+// Solves the table at every budget (SolvePlan; the measurements are shared).
+// Exact solver: a larger budget never predicts a worse objective.
+std::vector<LadderRung> SolveLadder(const UnitTable& table, PlanObjective objective,
+                                    std::span<const double> budgets);
 
 // All steps: checks the budget against the cheapest plan before any work,
 // measures, solves, re-measures (one more pass, shared with the frontier's

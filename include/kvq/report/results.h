@@ -21,6 +21,7 @@ struct QuantRow {
   std::string format;
   int head_dim = 0;
   double sse = 0, nmse = 0, bytes_per_token = 0;
+  double max_abs = 0;
 };
 std::vector<QuantRow> ReadQuantCsv(const std::filesystem::path& path);
 
