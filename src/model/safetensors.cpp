@@ -90,10 +90,10 @@ void TensorView::ToFloat(float* dst, int64_t begin, int64_t count) const {
       std::memcpy(dst, data + begin * 4, static_cast<size_t>(count) * 4);
       return;
     case DType::kF16: {
-#if defined(__FLT16_MAX__)
-      // The compiler's _Float16 widening is exact (tested against HalfToFloat
+#if KVQ_HAVE_NATIVE_HALF
+      // The compiler's binary16 widening is exact (tested against HalfToFloat
       // on every code) and vectorises to F16C / AVX-512 FP16 conversions.
-      const auto* src = reinterpret_cast<const _Float16*>(data) + begin;
+      const auto* src = reinterpret_cast<const NativeHalf*>(data) + begin;
       for (int64_t i = 0; i < count; ++i) dst[i] = static_cast<float>(src[i]);
 #else  // Compilers without _Float16 on this target (clang < 15 on x86).
       const uint8_t* src = data + begin * 2;

@@ -10,7 +10,7 @@ namespace kvq {
 namespace {
 
 uint16_t ReferenceHalf(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
+  const NativeHalf h = static_cast<NativeHalf>(f);
   uint16_t bits;
   std::memcpy(&bits, &h, 2);
   return bits;
@@ -18,7 +18,7 @@ uint16_t ReferenceHalf(float f) {
 
 TEST(Half, WideningIsExactForEveryCode) {
   for (uint32_t code = 0; code < 0x10000; ++code) {
-    _Float16 h;
+    NativeHalf h;
     const auto bits = static_cast<uint16_t>(code);
     std::memcpy(&h, &bits, 2);
     const float expected = static_cast<float>(h);

@@ -10,6 +10,20 @@
 
 namespace kvq {
 
+// The compiler's own IEEE binary16 type, where it has one in C++ (fast
+// conversions, and the references the tests compare against): __fp16 on
+// AArch64 (IEEE format there; GCC 12 has _Float16 only in C on Arm),
+// _Float16 elsewhere (GCC 12 on x86, clang 15).
+#if defined(__aarch64__) && defined(__ARM_FP16_FORMAT_IEEE)
+#define KVQ_HAVE_NATIVE_HALF 1
+using NativeHalf = __fp16;
+#elif defined(__FLT16_MAX__)
+#define KVQ_HAVE_NATIVE_HALF 1
+using NativeHalf = _Float16;
+#else
+#define KVQ_HAVE_NATIVE_HALF 0
+#endif
+
 inline uint32_t FloatBits(float f) {
   uint32_t u;
   std::memcpy(&u, &f, sizeof u);
