@@ -25,6 +25,17 @@ void ForEachSimdTarget(Body&& body) {
   UnpinSimdTarget();
 }
 
+// True when the tests run under an emulator: the arm64 cross build runs the
+// kernel tests under qemu-user (its ctest preset sets KVQ_TEST_EMULATED=1),
+// where SVE code runs one to two orders of magnitude slower than natively.
+// Exhaustive sweeps (every float of a binade, every significand) may then
+// test an evenly spread subset, say every 61st value plus the edges, to keep
+// `make test-arm64` within its time budget; native runs stay exhaustive.
+inline bool Emulated() {
+  const char* value = std::getenv("KVQ_TEST_EMULATED");
+  return value != nullptr && *value != '\0' && std::string(value) != "0";
+}
+
 inline std::filesystem::path DataDir() { return KVQ_TEST_DATA; }
 inline std::filesystem::path RepoDataDir() { return KVQ_REPO_DATA; }
 inline std::filesystem::path KvqBinary() { return KVQ_BINARY; }
