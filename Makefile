@@ -37,7 +37,7 @@ asan:
 # SIMD target qemu's `-cpu max` offers (SVE2, SVE, NEON, scalar), with
 # 512-bit SVE vectors (qemu's default) and then 128-bit ones (SVE2_128).
 test-arm64: setup
-	@scripts/test-arm64.sh
+	@JOBS=$(JOBS) scripts/test-arm64.sh
 
 # Every libFuzzer target for FUZZ_SECONDS (default 60) each, under ASan + UBSan.
 fuzz: setup

@@ -27,6 +27,8 @@ step() {
   echo "== $name: $((SECONDS - start)) s"
 }
 
+quiet() { "$@" >/dev/null; }
+
 run_under() {
   local cpu=$1 targets=$2
   export QEMU_CPU=$cpu KVQ_EXPECT_SIMD_TARGETS=$targets
@@ -35,7 +37,7 @@ run_under() {
 }
 
 step "arm64 setup" scripts/setup-arm64.sh
-step "arm64 configure" cmake --preset arm64 >/dev/null
+step "arm64 configure" quiet cmake --preset arm64
 step "arm64 build" cmake --build --preset arm64 -j "$JOBS"
 step "arm64 tests, qemu -cpu max (512-bit SVE)" run_under max "SVE2,SVE,NEON"
 step "arm64 tests, qemu -cpu max, 128-bit SVE" \
