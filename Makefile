@@ -7,7 +7,7 @@ MODEL  ?= Qwen/Qwen2.5-0.5B
 OUT    ?= runs/latest
 JOBS   ?= $(shell nproc)
 
-.PHONY: all setup configure build test run bench asan fuzz ci format format-check clean
+.PHONY: all setup configure build test test-arm64 run bench asan fuzz ci format format-check clean
 
 all: build
 
@@ -31,6 +31,13 @@ bench: build
 
 asan:
 	@$(MAKE) --no-print-directory test PRESET=asan
+
+# The kernel tests cross-built for aarch64 (Debian's g++-aarch64-linux-gnu and
+# arm64 packages, installed when missing) and run under qemu-user on every
+# SIMD target qemu's `-cpu max` offers (SVE2, SVE, NEON, scalar), with
+# 512-bit SVE vectors (qemu's default) and then 128-bit ones (SVE2_128).
+test-arm64: setup
+	@JOBS=$(JOBS) scripts/test-arm64.sh
 
 # Every libFuzzer target for FUZZ_SECONDS (default 60) each, under ASan + UBSan.
 fuzz: setup

@@ -1,19 +1,31 @@
 #include "kvq/common/blas.h"
 
 #include <cblas.h>
+#include <strings.h>
 
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 
+// The kernel fix-up below is for x86 and needs a DYNAMIC_ARCH OpenBLAS (the
+// build checks for it); elsewhere (Arm, or OpenBLAS built for one CPU)
+// OpenBLAS's own choice stands and EnsureBlasKernel does nothing.
+#if (defined(__x86_64__) || defined(__i386__)) && defined(KVQ_OPENBLAS_DYNAMIC_ARCH)
+#define KVQ_BLAS_X86_FIXUP 1
+#else
+#define KVQ_BLAS_X86_FIXUP 0
+#endif
+
+#if KVQ_BLAS_X86_FIXUP
 extern "C" {
 // Exported by DYNAMIC_ARCH builds of OpenBLAS (Debian's): drop and redo the
 // kernel choice, which reads OPENBLAS_CORETYPE.
 void gotoblas_dynamic_init(void);
 void gotoblas_dynamic_quit(void);
 }
+#endif
 
 namespace kvq {
+#if KVQ_BLAS_X86_FIXUP
 namespace {
 
 bool IsGenericCore(const char* name) {
@@ -49,6 +61,9 @@ void EnsureBlasKernel() {
     ::unsetenv("OPENBLAS_CORETYPE");
   });
 }
+#else
+void EnsureBlasKernel() {}
+#endif
 
 std::string BlasKernelName() { return openblas_get_corename(); }
 

@@ -16,8 +16,10 @@ std::size_t Rounded(std::size_t bytes) { return (bytes + kHugePage - 1) / kHugeP
 void* AllocateHugePages(std::size_t bytes) {
   void* p = std::aligned_alloc(kHugePage, Rounded(bytes));
   if (p == nullptr) throw std::bad_alloc();
+#ifdef MADV_HUGEPAGE  // Linux; elsewhere (macOS) the buffer is only 2 MiB-aligned.
   // Only a hint: without THP support the memory is ordinary pages.
   ::madvise(p, Rounded(bytes), MADV_HUGEPAGE);
+#endif
   return p;
 }
 

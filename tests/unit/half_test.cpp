@@ -12,8 +12,17 @@
 namespace kvq {
 namespace {
 
+// The compiler's own IEEE binary16 type, the independent reference: __fp16
+// on AArch64 (IEEE format there; GCC 12 has _Float16 only in C on Arm),
+// _Float16 elsewhere (GCC 12 on x86, clang 15).
+#if defined(__aarch64__) && defined(__ARM_FP16_FORMAT_IEEE)
+using NativeHalf = __fp16;
+#else
+using NativeHalf = _Float16;
+#endif
+
 uint16_t ReferenceHalf(float f) {
-  const _Float16 h = static_cast<_Float16>(f);
+  const NativeHalf h = static_cast<NativeHalf>(f);
   uint16_t bits;
   std::memcpy(&bits, &h, 2);
   return bits;
@@ -21,7 +30,7 @@ uint16_t ReferenceHalf(float f) {
 
 TEST(Half, WideningIsExactForEveryCode) {
   for (uint32_t code = 0; code < 0x10000; ++code) {
-    _Float16 h;
+    NativeHalf h;
     const auto bits = static_cast<uint16_t>(code);
     std::memcpy(&h, &bits, 2);
     const float expected = static_cast<float>(h);

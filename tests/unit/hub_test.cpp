@@ -51,12 +51,22 @@ fs::path ShardedFixture() { return test::DataDir() / "qwen2-tiny/sharded-f32"; }
 
 std::string ReadBytes(const fs::path& path) { return ReadTextFile(path); }
 
+// A pipe whose ends are closed on exec (pipe2 with O_CLOEXEC in one step is
+// not in macOS).
+void CloexecPipe(int fds[2]) {
+  if (::pipe(fds) != 0) std::abort();
+  if (::fcntl(fds[0], F_SETFD, FD_CLOEXEC) != 0 || ::fcntl(fds[1], F_SETFD, FD_CLOEXEC) != 0) {
+    std::abort();
+  }
+}
+
 // The server as a child process: started on a free port, killed on scope exit.
 class HubServer {
  public:
   HubServer(const fs::path& log, std::vector<std::string> extra = {}) : log_(log) {
     int to_child[2], from_child[2];
-    if (::pipe2(to_child, O_CLOEXEC) != 0 || ::pipe2(from_child, O_CLOEXEC) != 0) std::abort();
+    CloexecPipe(to_child);
+    CloexecPipe(from_child);
     std::vector<std::string> args = {
         "python3",    (test::DataDir().parent_path() / "hub_server.py").string(),
         "--data",     test::DataDir().string(),

@@ -4,7 +4,8 @@
 // that first touch costs one page fault per 2 MiB instead of one per 4 KiB.
 // Fresh memory in 4 KiB pages costs about 3 s per GiB on the project's
 // machine kind (docs/perplexity.md); with huge pages it is about memset's
-// speed. Small requests go to operator new as usual.
+// speed. Small requests go to operator new as usual. Without MADV_HUGEPAGE
+// (Linux only; macOS has none) the buffers are just 2 MiB-aligned.
 #include <cstddef>
 #include <new>
 #include <vector>
