@@ -23,6 +23,7 @@
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/common/sha256.h"
 #include "kvq/common/strings.h"
 #include "kvq/hub/hub.h"
@@ -38,6 +39,7 @@
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
 #include "kvq/version.h"
+#include "paths.h"
 #include "perplexity_progress.h"
 #include "progress.h"
 
@@ -176,7 +178,7 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   bool cached = false;
   if (fs::exists(dump_path) && fs::exists(capture_json)) {
     try {
-      cached = nlohmann::json::parse(ReadTextFile(capture_json)).value("key", "") == key;
+      cached = ParseJson(ReadTextFile(capture_json), capture_json.string()).value("key", "") == key;
     } catch (const nlohmann::json::exception&) {
       cached = false;
     }
@@ -307,7 +309,12 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   Step(where, fmt::format("attn: {} layers x {} strategies in {:.1f} s -> {}/{}", layers,
                           strategies.size(), Since(start), rel, report::kAttnCsv));
 
-  if (!o.no_ppl) {
+  if (o.no_ppl) {
+    // A reused folder's perplexity rows belong to an earlier run: the
+    // report would show them as this run's.
+    fs::remove(dir / report::kPplJson);
+    fs::remove(dir / report::kPplCsv);
+  } else {
     start = Clock::now();
     const int passes = 1 + static_cast<int>(strategies.size());
     const PerplexityReport ppl =
@@ -322,6 +329,10 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   entry["timings_s"] = timings;
   return entry;
 }
+
+void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
+             const std::vector<std::string>& corpora, bool default_strategies,
+             std::vector<ModelPlan>& plans);
 
 void Run(const Options& o) {
   const auto run_start = Clock::now();
@@ -370,7 +381,22 @@ void Run(const Options& o) {
   }
 
   const fs::path out = o.out;
+  // A folder this run creates is removed again if the run fails, so that a
+  // failure leaves no half-made run folder (a reused folder is kept).
+  const bool created = !fs::exists(out);
   fs::create_directories(out);
+  try {
+    RunInto(o, out, run_start, corpora, default_strategies, plans);
+  } catch (...) {
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
+}
+
+void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
+             const std::vector<std::string>& corpora, bool default_strategies,
+             std::vector<ModelPlan>& plans) {
   ordered_json run;
   run["schema"] = "kvq.run.v1";
   run["kvq_version"] = kVersion;
@@ -451,10 +477,10 @@ Runner Setup(CLI::App& app) {
   app.add_option("--corpus", o->corpora, "Comma-separated corpora: wikitext, c4 or files")
       ->capture_default_str();
   app.add_option("--tokens", o->tokens, "Tokens per corpus")
-      ->check(CLI::PositiveNumber)
+      ->check(PositiveInteger())
       ->capture_default_str();
   app.add_option("--chunk-len", o->chunk_len, "Independent prompts of this many tokens")
-      ->check(CLI::PositiveNumber)
+      ->check(PositiveInteger())
       ->capture_default_str();
   app.add_option("--strategy", o->strategies,
                  "Strategies (',' or ';' separated; default: strat1-3 and literature formats)");

@@ -23,19 +23,8 @@ bool StderrIsTerminal() { return ::isatty(STDERR_FILENO) == 1; }
 
 }  // namespace kvq::cli
 
-namespace {
-
-void OnInterrupt(int signal) {
-  kvq::RemovePendingTemporaries();
-  std::signal(signal, SIG_DFL);
-  std::raise(signal);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  std::signal(SIGINT, OnInterrupt);
-  std::signal(SIGTERM, OnInterrupt);
+  kvq::InstallSignalHandlers();
 
   CLI::App app{"kvq: how far can a model's KV cache be compressed before attention breaks?"};
   app.set_version_flag("--version", kvq::kVersion);
@@ -62,16 +51,16 @@ int main(int argc, char** argv) {
       if (sub->parsed()) run();
     }
   } catch (const kvq::InputError& e) {
-    std::fprintf(stderr, "kvq: error: %s\n", e.what());
+    std::fprintf(stderr, "kvq: error: %s\n", kvq::Printable(e.what()).c_str());
     return 2;
   } catch (const kvq::RuntimeError& e) {
-    std::fprintf(stderr, "kvq: error: %s\n", e.what());
+    std::fprintf(stderr, "kvq: error: %s\n", kvq::Printable(e.what()).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "kvq: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvq: error: %s\n", e.what());
+    std::fprintf(stderr, "kvq: error: %s\n", kvq::Printable(e.what()).c_str());
     return 1;
   }
   return 0;
