@@ -907,6 +907,14 @@ TEST(HostileInput, MessagesNeverEchoControlBytesOrBrokenUtf8) {
   // A range message in words, not the 300 digits of a double's limit.
   const test::CommandResult tokens = RunKvq("bytes --tokens 0");
   EXPECT_EQ(tokens.exit_code, 2);
+  // Usage errors: one line, argv's control bytes escaped.
+  const test::CommandResult flag = RunKvq("quant --kv x --strategy fp16 --bo\"$(printf '\\033')\"gus");
+  EXPECT_EQ(flag.exit_code, 2);
+  EXPECT_EQ(flag.output.find('\x1b'), std::string::npos) << flag.output;
+  EXPECT_NE(flag.output.find("kvq: error: The following argument was not expected: --bo\\x1Bgus"),
+            std::string::npos)
+      << flag.output;
+  EXPECT_EQ(std::count(flag.output.begin(), flag.output.end(), '\n'), 1) << flag.output;
   EXPECT_NE(tokens.output.find("must be a positive integer, got '0'"), std::string::npos)
       << tokens.output;
   EXPECT_LT(tokens.output.size(), 300u) << tokens.output;

@@ -42,8 +42,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    // --help and --version print through CLI11; a usage error is one line
+    // like every other error, with argv's control bytes escaped.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "kvq: error: %s (see kvq --help)\n", kvq::Printable(e.what()).c_str());
+    return 2;
   }
 
   try {
