@@ -680,6 +680,23 @@ TEST(HostileInput, MakeModelRefusesAFolderHoldingAnotherModel) {
             "holds model-00001-of-00002.safetensors");
 }
 
+// kvq run failing on its input (here: token ids past the tiny model's
+// vocabulary, found after the folder exists) removes the run folder it
+// created, and keeps a folder that was there before.
+TEST(HostileInput, RunRemovesTheFolderItCreatedWhenItFails) {
+  test::ScratchDir dir;
+  const fs::path model = CopiedModel(dir.path());
+  fs::copy(test::RepoDataDir() / "tokenizer/qwen2.5/tokenizer.json", model / "tokenizer.json");
+  const std::string run = "run --model " + model.string() +
+                          " --corpus wikitext --tokens 64 --chunk-len 64 --no-ppl --out ";
+  ExpectRow(run + (dir / "new").string(), 2, "outside the model's vocabulary");
+  EXPECT_FALSE(fs::exists(dir / "new"));
+  fs::create_directory(dir / "old");
+  WriteTextFileAtomic(dir / "old/keep", "x");
+  ExpectRow(run + (dir / "old").string(), 2, "outside the model's vocabulary");
+  EXPECT_TRUE(fs::exists(dir / "old/keep"));
+}
+
 // ---- Crashes: nesting depth, SIGBUS, NaN in the knapsack. ----
 
 TEST(HostileInput, JsonNestingIsBoundedForEveryReader) {
@@ -908,7 +925,8 @@ TEST(HostileInput, MessagesNeverEchoControlBytesOrBrokenUtf8) {
   const test::CommandResult tokens = RunKvq("bytes --tokens 0");
   EXPECT_EQ(tokens.exit_code, 2);
   // Usage errors: one line, argv's control bytes escaped.
-  const test::CommandResult flag = RunKvq("quant --kv x --strategy fp16 --bo\"$(printf '\\033')\"gus");
+  const test::CommandResult flag =
+      RunKvq("quant --kv x --strategy fp16 --bo\"$(printf '\\033')\"gus");
   EXPECT_EQ(flag.exit_code, 2);
   EXPECT_EQ(flag.output.find('\x1b'), std::string::npos) << flag.output;
   EXPECT_NE(flag.output.find("kvq: error: The following argument was not expected: --bo\\x1Bgus"),
