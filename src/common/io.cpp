@@ -1,8 +1,10 @@
 #include "kvq/common/io.h"
+#include "kvq/common/pending_folder.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <array>
@@ -322,8 +324,48 @@ void CheckOutputs(const std::vector<PathArg>& outputs, const std::vector<PathArg
 
 namespace {
 
+char g_folder[4096];
+std::atomic<bool> g_folder_set{false};
+
+// Removes `name` under `parent` and everything in it, with system calls
+// only (no allocation): usable in a signal handler. Entries are removed
+// in passes until one finds nothing, since removing while reading a
+// directory may skip entries; depth is bounded.
+void RemoveTree(int parent, const char* name, int depth) noexcept {
+  if (::unlinkat(parent, name, 0) == 0 || depth > 32) return;
+  const int fd = ::openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) return;
+  for (int pass = 0; pass < 64; ++pass) {
+    alignas(8) char buffer[4096];
+    bool removed = false;
+    ::lseek(fd, 0, SEEK_SET);
+    for (;;) {
+      const long n = ::syscall(SYS_getdents64, fd, buffer, sizeof buffer);
+      if (n <= 0) break;
+      for (long offset = 0; offset < n;) {
+        // linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+        unsigned short length = 0;
+        std::memcpy(&length, buffer + offset + 16, sizeof length);
+        const char* entry = buffer + offset + 19;
+        offset += length;
+        if (std::strcmp(entry, ".") == 0 || std::strcmp(entry, "..") == 0) continue;
+        RemoveTree(fd, entry, depth + 1);
+        removed = true;
+      }
+    }
+    if (!removed) break;
+  }
+  ::close(fd);
+  ::unlinkat(parent, name, AT_REMOVEDIR);
+}
+
+void RemovePendingFolder() noexcept {
+  if (g_folder_set.exchange(false)) RemoveTree(AT_FDCWD, g_folder, 0);
+}
+
 void OnTerminatingSignal(int signal) {
   RemovePendingTemporaries();
+  RemovePendingFolder();
   struct sigaction action {};
   action.sa_handler = SIG_DFL;
   ::sigaction(signal, &action, nullptr);
@@ -346,6 +388,7 @@ void OnBusError(int signal, siginfo_t* info, void*) {
     const MappedFile::Region* region = slot.load();
     if (region && address >= region->begin && address < region->begin + region->size) {
       RemovePendingTemporaries();
+      RemovePendingFolder();
       WriteAll("kvq: error: ");
       WriteAll(region->path.c_str());
       WriteAll(": the file was truncated or became unreadable while kvq read it (SIGBUS)\n");
@@ -356,6 +399,16 @@ void OnBusError(int signal, siginfo_t* info, void*) {
 }
 
 }  // namespace
+
+void RegisterPendingFolder(const std::filesystem::path& folder) noexcept {
+  const std::string& text = folder.native();
+  if (text.empty() || text.size() >= sizeof g_folder) return;
+  g_folder_set = false;
+  std::memcpy(g_folder, text.c_str(), text.size() + 1);
+  g_folder_set = true;
+}
+
+void UnregisterPendingFolder() noexcept { g_folder_set = false; }
 
 void InstallSignalHandlers() {
   struct sigaction action {};

@@ -697,6 +697,35 @@ TEST(HostileInput, RunRemovesTheFolderItCreatedWhenItFails) {
   EXPECT_TRUE(fs::exists(dir / "old/keep"));
 }
 
+// kvq run interrupted once its folder has contents: the signal handler
+// removes the folder it created, contents included.
+TEST(HostileInput, InterruptedRunRemovesTheFolderItCreated) {
+  test::ScratchDir dir;
+  const auto made = RunKvq("make-model --preset tiny --out " + (dir / "m").string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const fs::path out = dir / "run";
+  // Start the run, wait for a file inside its folder, then SIGTERM it.
+  const std::string script = test::KvqBinary().string() + " run --model " + (dir / "m").string() +
+                             " --corpus wikitext,c4 --tokens 8192 --chunk-len 512 --out " +
+                             out.string() +
+                             " >/dev/null 2>&1 & pid=$!; i=0; "
+                             "while [ -z \"$(find " +
+                             out.string() +
+                             " -type f 2>/dev/null | head -1)\" ] && "
+                             "[ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
+                             "kill -TERM $pid; wait $pid; echo status=$?";
+  FILE* pipe = ::popen(script.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 256> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
+  ::pclose(pipe);
+  EXPECT_NE(output.find("status=143"), std::string::npos) << output;
+  EXPECT_FALSE(fs::exists(out));
+}
+
 // ---- Crashes: nesting depth, SIGBUS, NaN in the knapsack. ----
 
 TEST(HostileInput, JsonNestingIsBoundedForEveryReader) {

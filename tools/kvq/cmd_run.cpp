@@ -24,6 +24,7 @@
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "kvq/common/json.h"
+#include "kvq/common/pending_folder.h"
 #include "kvq/common/sha256.h"
 #include "kvq/common/strings.h"
 #include "kvq/hub/hub.h"
@@ -385,13 +386,16 @@ void Run(const Options& o) {
   // failure leaves no half-made run folder (a reused folder is kept).
   const bool created = !fs::exists(out);
   fs::create_directories(out);
+  if (created) RegisterPendingFolder(out);  // removed by a signal too
   try {
     RunInto(o, out, run_start, corpora, default_strategies, plans);
   } catch (...) {
+    UnregisterPendingFolder();
     std::error_code ec;
     if (created) fs::remove_all(out, ec);
     throw;
   }
+  UnregisterPendingFolder();
 }
 
 void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
