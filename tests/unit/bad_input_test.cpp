@@ -726,6 +726,25 @@ TEST(HostileInput, InterruptedRunRemovesTheFolderItCreated) {
   EXPECT_FALSE(fs::exists(out));
 }
 
+// kvq run --no-ppl into a folder an earlier run left perplexity files in:
+// they are removed, not shown (or read) as this run's.
+TEST(HostileInput, RunIntoAnEarlierRunsFolderDropsItsStaleRows) {
+  test::ScratchDir dir;
+  const auto made = RunKvq("make-model --preset tiny --out " + (dir / "m").string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const fs::path stale = dir / "run/m/wikitext";
+  fs::create_directories(stale);
+  WriteTextFileAtomic(stale / "ppl.json", R"({"stale": true})");
+  WriteTextFileAtomic(stale / "ppl.csv", "stale\n");
+  const auto r = RunKvq("run --model " + (dir / "m").string() +
+                        " --corpus wikitext --tokens 128 --chunk-len 128 --strategy strat1 "
+                        "--no-ppl --out " +
+                        (dir / "run").string());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(stale / "ppl.json"));
+  EXPECT_FALSE(fs::exists(stale / "ppl.csv"));
+}
+
 // ---- Crashes: nesting depth, SIGBUS, NaN in the knapsack. ----
 
 TEST(HostileInput, JsonNestingIsBoundedForEveryReader) {
