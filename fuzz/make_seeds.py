@@ -160,3 +160,20 @@ def dump(dtype, layers, heads, kv_heads, head_dim, tokens, chunk_len, bias):
 
 put("kv_dump", "f16-bias", dump("F16", 1, 2, 1, 4, 4, 2, True))
 put("kv_dump", "f32", dump("F32", 2, 2, 2, 2, 2, 2, False))
+
+# Nesting at the limit (64 levels, accepted) and one past it (refused by
+# name): the mutations around them exercise the depth check of every JSON
+# reader. scripts/fuzz.sh lets inputs grow well past these (-max_len) so
+# that far deeper nesting is tried too.
+def nested(depth):
+    return "[" * depth + "1" + "]" * depth
+
+
+for depth in (64, 65):
+    put("config", "nested-%d.json" % depth, '{"architectures": ["Qwen2ForCausalLM"], "x": %s}'
+        % nested(depth - 1))
+    put("plan", "nested-%d.json" % depth, '{"kind": "kvq.plan", "k": %s}' % nested(depth - 1))
+    put("tokenizer_json", "nested-%d.json" % depth, '{"model": %s}' % nested(depth - 1))
+    header = '{"w": {"dtype": %s, "shape": [1], "data_offsets": [0, 4]}}' % nested(depth - 2)
+    put("safetensors", "nested-dtype-%d" % depth,
+        struct.pack("<Q", len(header)) + header.encode() + b"\0" * 4)

@@ -18,6 +18,9 @@ cd "$(dirname "$0")/.."
 FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 # A fixed seed makes a CI run repeatable; FUZZ_SEED=0 lets libFuzzer pick one.
 FUZZ_SEED=${FUZZ_SEED:-1}
+# Inputs may grow to 256 KiB: deep enough to pass every nesting-depth limit
+# (64 levels of JSON) many times over, and every header-length bound.
+FUZZ_MAX_LEN=${FUZZ_MAX_LEN:-262144}
 FUZZ_JOBS=${FUZZ_JOBS:-$(nproc)}
 BUILD=build/fuzz
 
@@ -38,6 +41,7 @@ run_one() {
   # allocation; both are findings like a crash. Sanitizer reports abort.
   if UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
       "$BUILD/fuzz/fuzz_$target" -max_total_time="$FUZZ_SECONDS" -seed="$FUZZ_SEED" -timeout=20 -rss_limit_mb=2048 \
+      -max_len="$FUZZ_MAX_LEN" \
       -print_final_stats=1 -artifact_prefix="$findings/" "$work" "fuzz/corpus/$target" \
       >"$BUILD/logs/$target.log" 2>&1; then
     echo "fuzz $target: ok, $(grep -o 'stat::number_of_executed_units: *[0-9]*' "$BUILD/logs/$target.log" | grep -o '[0-9]*$') runs in ${FUZZ_SECONDS} s"
@@ -47,7 +51,7 @@ run_one() {
   fi
 }
 export -f run_one
-export BUILD FUZZ_SECONDS FUZZ_SEED
+export BUILD FUZZ_SECONDS FUZZ_SEED FUZZ_MAX_LEN
 
 status=0
 printf '%s\n' "${targets[@]}" | xargs -P "$FUZZ_JOBS" -I{} bash -c 'run_one {}' || status=1

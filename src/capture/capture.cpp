@@ -5,6 +5,7 @@
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/common/layout.h"
 
 namespace kvq {
@@ -77,7 +78,7 @@ namespace kvq {
 std::vector<int32_t> ReadInputIdsJson(const std::filesystem::path& path) {
   nlohmann::json json;
   try {
-    json = nlohmann::json::parse(ReadTextFile(path));
+    json = ParseJson(ReadTextFile(path), path.string());
   } catch (const nlohmann::json::exception& e) {
     ThrowInput("{}: not valid JSON: {}", path.string(), e.what());
   }

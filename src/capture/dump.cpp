@@ -87,7 +87,8 @@ DumpInfo DumpInfo::FromMetadata(const std::map<std::string, std::string>& metada
     ThrowInput("{}: tokens {} is not a multiple of chunk_len {}", where, info.tokens,
                info.chunk_len);
   }
-  info.rope = RopeConfig::FromJson(Get(metadata, "rope", "{\"theta\": 10000}"));
+  info.rope = RopeConfig::FromJson(Get(metadata, "rope", "{\"theta\": 10000}"),
+                                   where + ": dump metadata 'rope'");
   const auto dtype = ParseDType(Get(metadata, "dtype", "F16"));
   if (!dtype || (*dtype != DType::kF16 && *dtype != DType::kF32)) {
     ThrowInput("{}: dump dtype '{}' is not F16 or F32", where, Get(metadata, "dtype"));

@@ -18,6 +18,7 @@
 #include "hub/settings.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/common/sha256.h"
 
 namespace kvq {
@@ -105,7 +106,7 @@ std::string Bytes(uint64_t bytes) {
 std::vector<std::string> ShardNames(const fs::path& index_path) {
   nlohmann::json index;
   try {
-    index = nlohmann::json::parse(ReadTextFile(index_path));
+    index = ParseJson(ReadTextFile(index_path), index_path.string());
   } catch (const nlohmann::json::exception& e) {
     ThrowInput("{}: not valid JSON: {}", index_path.string(), e.what());
   }

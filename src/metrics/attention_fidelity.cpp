@@ -10,6 +10,7 @@
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
+#include "kvq/common/finite.h"
 
 namespace kvq {
 
@@ -127,6 +128,15 @@ void LayerReference::Load(const KvDump& dump, int layer_index) {
       info.num_heads, info.num_kv_heads, info.head_dim,
       info.tokens,    info.chunk_len,    1.0f / std::sqrt(static_cast<float>(info.head_dim))};
   Set(layer_index, attention_shape, std::move(qv), std::move(kv), std::move(vv), std::move(ctx));
+  // Finite q, k and v can still overflow float in Q.K or the weighted sum;
+  // a non-finite reference would turn every figure into NaN downstream.
+  if (const int64_t bad = FirstNonFinite(out.data(), static_cast<int64_t>(out.size()));
+      bad < static_cast<int64_t>(out.size())) {
+    ThrowInput(
+        "{}: layer {} head {} token {}: attention over the dump's q, k, v overflows float "
+        "(the values are out of range for attention)",
+        dump.path().string(), layer_index, bad / per_head, (bad % per_head) / info.head_dim);
+  }
 }
 
 LayerFidelity EvaluateLayerWith(const LayerReference& ref, std::span<const float> k,

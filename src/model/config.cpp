@@ -4,17 +4,33 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 
 namespace kvq {
 namespace {
 
 using Json = nlohmann::json;
 
+// Upper bounds well past any released model, so that every loop over
+// layers, heads or dimensions has a bound checked before it starts.
+int64_t MaxCount(std::string_view key) {
+  if (key == "num_hidden_layers") return 1024;
+  if (key == "num_attention_heads" || key == "num_key_value_heads") return 1024;
+  if (key == "head_dim") return 4096;
+  if (key == "vocab_size") return int64_t{1} << 24;
+  return int64_t{1} << 20;  // hidden_size, intermediate_size
+}
+
 int PositiveInt(const Json& config, const char* key, const std::string& where) {
   if (!config.contains(key)) ThrowInput("{}: missing '{}'", where, key);
   const Json& value = config[key];
-  if (!value.is_number_integer() || value.get<int64_t>() <= 0 || value.get<int64_t>() > (1 << 30)) {
-    ThrowInput("{}: '{}' must be a positive integer, got {}", where, key, value.dump());
+  if (!value.is_number_integer() || value.get<int64_t>() <= 0) {
+    ThrowInput("{}: '{}' must be a positive integer, got {}", where, key,
+               Printable(value.dump(), 40));
+  }
+  if (value.get<int64_t>() > MaxCount(key)) {
+    ThrowInput("{}: '{}' = {} is over kvq's limit of {}", where, key, value.get<int64_t>(),
+               MaxCount(key));
   }
   return value.get<int>();
 }
@@ -27,11 +43,12 @@ bool Flag(const Json& config, const char* key, bool fallback) {
 RopeConfig ParseRope(const Json& config, const std::string& where) {
   RopeConfig rope;
   if (config.contains("rope_theta")) {
-    if (!config["rope_theta"].is_number() || config["rope_theta"].get<double>() <= 0) {
+    if (!config["rope_theta"].is_number()) {
       ThrowInput("{}: 'rope_theta' must be a positive number", where);
     }
     rope.theta = config["rope_theta"].get<double>();
   }
+  rope.Validate(where);
   if (!config.contains("rope_scaling") || config["rope_scaling"].is_null()) return rope;
   const Json& scaling = config["rope_scaling"];
   if (!scaling.is_object()) ThrowInput("{}: 'rope_scaling' is not an object", where);
@@ -54,10 +71,7 @@ RopeConfig ParseRope(const Json& config, const std::string& where) {
   } catch (const Json::exception& e) {
     ThrowInput("{}: llama3 rope_scaling is incomplete: {}", where, e.what());
   }
-  if (rope.factor <= 0 || rope.high_freq_factor <= rope.low_freq_factor ||
-      rope.original_max_position <= 0) {
-    ThrowInput("{}: llama3 rope_scaling values are inconsistent", where);
-  }
+  rope.Validate(where);
   return rope;
 }
 
@@ -70,9 +84,9 @@ ModelConfig ModelConfig::Load(const std::filesystem::path& config_json) {
 ModelConfig ModelConfig::Parse(const std::string& json_text, const std::string& where) {
   Json config;
   try {
-    config = Json::parse(json_text);
+    config = ParseJson(json_text, where);
   } catch (const Json::exception& e) {
-    ThrowInput("{}: not valid JSON: {}", where, e.what());
+    ThrowInput("{}: not valid JSON: {}", where, JsonErrorText(e));
   }
   if (!config.is_object()) ThrowInput("{}: not a JSON object", where);
   ModelConfig c;
@@ -131,7 +145,14 @@ ModelConfig ModelConfig::Parse(const std::string& json_text, const std::string& 
     }
     if (c.head_dim % 2 != 0)
       ThrowInput("{}: head_dim {} is odd; RoPE needs it even", where, c.head_dim);
-    if (config.contains("rms_norm_eps")) c.rms_norm_eps = config["rms_norm_eps"].get<double>();
+    if (config.contains("rms_norm_eps")) {
+      const Json& eps = config["rms_norm_eps"];
+      if (!eps.is_number() || !(eps.get<double>() > 0 && eps.get<double>() < 1)) {
+        ThrowInput("{}: 'rms_norm_eps' must be a number in (0, 1), got {}", where,
+                   Printable(eps.dump(), 40));
+      }
+      c.rms_norm_eps = eps.get<double>();
+    }
     c.tie_word_embeddings = Flag(config, "tie_word_embeddings", false);
     c.torch_dtype = config.value("torch_dtype", std::string("float32"));
     c.rope = ParseRope(config, where);

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kvq/common/error.h"
+#include "kvq/common/json.h"
 
 namespace kvq {
 
@@ -20,10 +21,39 @@ std::string RopeConfig::ToJson() const {
   return j.dump();
 }
 
-RopeConfig RopeConfig::FromJson(const std::string& json) {
+void RopeConfig::Validate(const std::string& where) const {
+  if (!(theta >= 1 && theta <= 1e30)) {
+    ThrowInput(
+        "{}: rope theta {} is outside [1, 1e30] (a RoPE base must be at least 1 and its "
+        "powers finite in float32)",
+        where, theta);
+  }
+  if (scaling != "llama3") return;
+  for (const auto& [name, value] : {std::pair{"factor", factor},
+                                    {"low_freq_factor", low_freq_factor},
+                                    {"high_freq_factor", high_freq_factor}}) {
+    if (!(value > 0 && value <= 1e6)) {
+      ThrowInput("{}: rope_scaling.{} {} is not a positive number up to 1e6", where, name, value);
+    }
+  }
+  if (!(high_freq_factor > low_freq_factor)) {
+    ThrowInput("{}: rope_scaling.high_freq_factor {} must be above low_freq_factor {}", where,
+               high_freq_factor, low_freq_factor);
+  }
+  if (original_max_position <= 0 || original_max_position > (int64_t{1} << 40)) {
+    ThrowInput(
+        "{}: rope_scaling.original_max_position_embeddings {} is not a positive context "
+        "length",
+        where, original_max_position);
+  }
+}
+
+RopeConfig RopeConfig::FromJson(const std::string& json, const std::string& where) {
   RopeConfig rope;
   try {
-    const auto j = nlohmann::json::parse(json);
+    const auto j = ParseJson(json, where);
+    if (!j.is_object()) ThrowInput("{}: not a JSON object", where);
+    if (!j.at("theta").is_number()) ThrowInput("{}: 'theta' is not a number", where);
     rope.theta = j.at("theta").get<double>();
     rope.scaling = j.value("scaling", "default");
     if (rope.scaling == "llama3") {
@@ -33,17 +63,17 @@ RopeConfig RopeConfig::FromJson(const std::string& json) {
       // An integer, checked: converting a huge float would be undefined.
       const auto& max_position = j.at("original_max_position_embeddings");
       if (!max_position.is_number_integer()) {
-        ThrowInput("rope configuration '{}': original_max_position_embeddings must be an integer",
-                   json);
+        ThrowInput("{}: original_max_position_embeddings must be an integer", where);
       }
       rope.original_max_position = max_position.get<int64_t>();
     } else if (rope.scaling != "default") {
-      ThrowInput("rope scaling '{}' is not implemented (kvq knows default and llama3)",
-                 rope.scaling);
+      ThrowInput("{}: rope scaling '{}' is not implemented (kvq knows default and llama3)", where,
+                 Printable(rope.scaling, 40));
     }
   } catch (const nlohmann::json::exception& e) {
-    ThrowInput("rope configuration '{}' is malformed: {}", json, e.what());
+    ThrowInput("{}: malformed rope configuration: {}", where, JsonErrorText(e));
   }
+  rope.Validate(where);
   return rope;
 }
 

@@ -8,6 +8,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
+#include "kvq/common/json.h"
 
 namespace kvq {
 namespace {
@@ -118,14 +119,18 @@ SafeTensorsFile SafeTensorsFile::Open(const std::filesystem::path& path) {
     ThrowInput("{}: truncated safetensors file ({} bytes, need at least 8)", where, file_size);
   uint64_t header_len = 0;
   std::memcpy(&header_len, st.file_.data(), 8);
-  if (header_len > kMaxHeaderBytes || header_len > file_size - 8) {
+  if (header_len > kMaxHeaderBytes) {
+    ThrowInput("{}: header length {} is over kvq's limit of {} bytes (100 MiB)", where, header_len,
+               kMaxHeaderBytes);
+  }
+  if (header_len > file_size - 8) {
     ThrowInput("{}: header length {} runs past the end of the file ({} bytes)", where, header_len,
                file_size);
   }
   const char* header_begin = reinterpret_cast<const char*>(st.file_.data() + 8);
   Json header;
   try {
-    header = Json::parse(header_begin, header_begin + header_len);
+    header = ParseJson(std::string_view(header_begin, header_len), where + ": header");
   } catch (const Json::exception& e) {
     ThrowInput("{}: header is not valid JSON: {}", where, e.what());
   }
@@ -234,7 +239,7 @@ TensorStore TensorStore::Open(const std::filesystem::path& model_dir) {
   if (std::filesystem::exists(index_path)) {
     Json index;
     try {
-      index = Json::parse(ReadTextFile(index_path));
+      index = ParseJson(ReadTextFile(index_path), index_path.string());
     } catch (const Json::exception& e) {
       ThrowInput("{}: not valid JSON: {}", index_path.string(), e.what());
     }

@@ -49,6 +49,9 @@ int64_t CostGrid::Steps(double cost) const {
 int64_t CostGrid::StepsWithin(double budget) const {
   const double scaled = budget * static_cast<double>(denominator_) / static_cast<double>(step_);
   if (scaled < 0) return -1;
+  // Budgets past any cost (1e30 bytes/token) are "everything fits": clamp
+  // before converting, which would be undefined past int64's range.
+  if (!(scaled < 0x1p60)) return int64_t{1} << 60;
   // Tolerance for budgets written in decimal that equal a plan's cost.
   return static_cast<int64_t>(std::floor(scaled * (1 + 1e-12) + 1e-9));
 }
@@ -64,7 +67,10 @@ KnapsackSolution SolveMultipleChoiceKnapsack(std::span<const std::vector<Knapsac
     KVQ_CHECK(!groups[g].empty() && groups[g].size() < 65535);
     int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
     for (const KnapsackItem& item : groups[g]) {
-      KVQ_CHECK(item.cost >= 0 && !std::isnan(item.value));
+      KVQ_CHECK(item.cost >= 0);
+      if (std::isnan(item.value)) {
+        ThrowRuntime("plan: a measurement of unit {} is NaN (the attention error broke down)", g);
+      }
       lo = std::min(lo, item.cost);
       hi = std::max(hi, item.cost);
     }

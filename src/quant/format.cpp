@@ -141,6 +141,15 @@ FormatSpec FormatSpec::Parse(std::string_view name) {
 
   for (size_t i = 1; i < pieces.size(); ++i) {
     const std::string_view m = pieces[i];
+    // A modifier given twice (+sink4+sink8, +had+had) is a contradiction
+    // or a typo, never "last one wins".
+    const auto kind_of = [](std::string_view x) {
+      return x.substr(0, x.find_first_of("0123456789"));
+    };
+    for (size_t j = 1; j < i; ++j) {
+      if (kind_of(pieces[j]) == kind_of(m))
+        fail(m, "repeats the modifier '+" + std::string(pieces[j]) + "'");
+    }
     if (m == "had") {
       spec.hadamard = true;
     } else if (m == "prerope") {

@@ -4,6 +4,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/common/strings.h"
 
 namespace kvq {
@@ -112,13 +113,14 @@ bool Covers(const Strategy::Rule& r, KvTensor tensor, int layer, int head) {
 
 Strategy LoadPlan(std::string_view text) {
   const std::string path(text.substr(5));
+  if (path.empty()) ThrowInput("strategy 'plan:': no plan file after 'plan:' (plan:FILE.json)");
   Strategy s;
   s.name = std::string(text);
   Json j;
   try {
-    j = Json::parse(ReadTextFile(path));
+    j = ParseJson<Json>(ReadTextFile(path), "plan " + path);
   } catch (const Json::exception& e) {
-    ThrowInput("plan {}: not valid JSON: {}", path, e.what());
+    ThrowInput("plan {}: not valid JSON: {}", path, JsonErrorText(e));
   }
   try {
     if (j.value("kind", "") != "kvq.plan") {

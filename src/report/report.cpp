@@ -12,6 +12,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/report/frontier.h"
 #include "kvq/report/reproduce.h"
 #include "kvq/report/results.h"
@@ -486,30 +487,59 @@ std::string ReproductionSection(const fs::path& run_dir, FigureWriter& figures) 
   return out;
 }
 
+// A folder named by run.json, refused unless it is a plain relative path
+// that stays inside the run folder (no "..", no absolute path, no link out):
+// the run folder's files are inputs like any other.
+std::string InsideRun(const fs::path& run_dir, const std::string& folder, const fs::path& run_json,
+                      const char* field) {
+  const fs::path rel(folder);
+  bool plain = !folder.empty() && rel.is_relative() && !rel.has_root_name();
+  for (const auto& part : rel) plain = plain && part != ".." && part != ".";
+  std::error_code ec;
+  const fs::path root = fs::weakly_canonical(fs::absolute(run_dir), ec);
+  const fs::path full = fs::weakly_canonical(fs::absolute(run_dir / rel), ec);
+  const auto [end, unused] = std::mismatch(root.begin(), root.end(), full.begin(), full.end());
+  if (!plain || end != root.end()) {
+    ThrowInput("{}: {} '{}' leaves the run folder (it must be a folder inside it)",
+               run_json.string(), field, Printable(folder, 80));
+  }
+  return folder;
+}
+
 }  // namespace
 
 ReportFiles BuildReport(const fs::path& run_dir) {
   const fs::path run_json = run_dir / kRunJson;
   json run;
   try {
-    run = json::parse(ReadTextFile(run_json));
+    run = ParseJson<json>(ReadTextFile(run_json), run_json.string());
     if (run.at("schema").get<std::string>() != "kvq.run.v1") {
       ThrowInput("{}: schema '{}' is not kvq.run.v1", run_json.string(),
                  run.at("schema").get<std::string>());
     }
   } catch (const json::exception& e) {
-    ThrowInput("{}: not a kvq run file: {}", run_json.string(), e.what());
+    ThrowInput("{}: not a kvq run file: {}", run_json.string(), JsonErrorText(e));
   }
   FigureWriter figures{run_dir, {}};
-  const json& models = run.at("models");
-  const double floor = run.at("settings").value("floor", kDefaultFloor);
+  const json* models_field = nullptr;
+  double floor = kDefaultFloor;
+  try {
+    models_field = &run.at("models");
+    if (!models_field->is_array()) ThrowInput("{}: 'models' is not an array", run_json.string());
+    floor = run.at("settings").value("floor", kDefaultFloor);
+    static_cast<void>(run.at("settings").at("chunk_len").get<int64_t>());
+  } catch (const json::exception& e) {
+    ThrowInput("{}: missing or malformed field: {}", run_json.string(), JsonErrorText(e));
+  }
+  const json& models = *models_field;
   std::vector<std::vector<CorpusResults>> all_results;
   std::vector<std::vector<BytesRow>> all_bytes;
   std::string sections, frontier;
   try {
     for (const json& model : models) {
       const std::string name = model.at("model").get<std::string>();
-      const std::string folder = model.at("folder").get<std::string>();
+      const std::string folder =
+          InsideRun(run_dir, model.at("folder").get<std::string>(), run_json, "models[].folder");
       const json& g = model.at("geometry");
       const int num_layers = g.at("num_layers").get<int>();
       std::vector<BytesRow> bytes = ReadBytesCsv(run_dir / folder / kBytesCsv);
@@ -535,7 +565,8 @@ ReportFiles BuildReport(const fs::path& run_dir) {
       for (const json& corpus : model.at("corpora")) {
         CorpusResults c;
         c.corpus = corpus.at("corpus").get<std::string>();
-        c.folder = corpus.at("folder").get<std::string>();
+        c.folder = InsideRun(run_dir, corpus.at("folder").get<std::string>(), run_json,
+                             "models[].corpora[].folder");
         c.meta = corpus;
         const fs::path dir = run_dir / c.folder;
         c.quant = ReadQuantCsv(dir / kQuantCsv);
@@ -582,7 +613,7 @@ ReportFiles BuildReport(const fs::path& run_dir) {
       all_bytes.push_back(std::move(bytes));
     }
   } catch (const json::exception& e) {
-    ThrowInput("{}: missing or malformed field: {}", run_json.string(), e.what());
+    ThrowInput("{}: missing or malformed field: {}", run_json.string(), JsonErrorText(e));
   }
 
   std::string html =

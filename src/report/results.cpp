@@ -11,6 +11,7 @@
 #include "kvq/common/csv.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/report/svg.h"
 
 namespace kvq::report {
@@ -128,7 +129,7 @@ std::vector<BytesRow> BytesFromQuant(const std::vector<QuantRow>& rows) {
 PplData ReadPplJson(const std::filesystem::path& path) {
   PplData data;
   try {
-    const auto j = nlohmann::json::parse(ReadTextFile(path));
+    const auto j = ParseJson(ReadTextFile(path), path.string());
     data.baseline_nll = j.at("baseline").at("nll").get<double>();
     data.baseline_ppl = j.at("baseline").at("ppl").get<double>();
     data.predictions = j.at("baseline").at("tokens").get<int64_t>();

@@ -4,11 +4,14 @@
 
 #include <algorithm>
 #include <array>
+#include <filesystem>
 #include <system_error>
 
 #include <nlohmann/json.hpp>
 
 #include "kvq/common/error.h"
+#include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "tokenizer/utf8.h"
 
 #ifndef KVQ_DATA_DIR
@@ -39,6 +42,15 @@ bool IsDocumentFile(const std::filesystem::path& file) {
 // Whole file, through zlib so that .gz files are inflated (gzread passes
 // other files through unchanged).
 std::string ReadMaybeGzipped(const std::filesystem::path& file) {
+  // A FIFO or device would block gzopen or never end: refused by name.
+  std::error_code ec;
+  const auto status = std::filesystem::status(file, ec);
+  if (!ec && status.type() != std::filesystem::file_type::regular) {
+    ThrowInput("{}: is {}, not a regular file", file.string(),
+               status.type() == std::filesystem::file_type::directory ? "a folder"
+               : status.type() == std::filesystem::file_type::fifo    ? "a FIFO"
+                                                                      : "a device or socket");
+  }
   gzFile in = gzopen(file.c_str(), "rb");
   if (in == nullptr) ThrowInput("{}: cannot open", file.string());
   gzbuffer(in, 1 << 17);
@@ -54,6 +66,11 @@ std::string ReadMaybeGzipped(const std::filesystem::path& file) {
     }
     if (n == 0) break;
     data.append(buffer.data(), static_cast<size_t>(n));
+    if (data.size() > kMaxTextFileBytes) {
+      gzclose(in);
+      ThrowInput("{}: more than {} bytes (inflated); kvq reads corpora up to that size",
+                 file.string(), kMaxTextFileBytes);
+    }
   }
   // gzread reports a stream cut short only here: it returns what it has, as
   // at the end of the file, and leaves Z_BUF_ERROR.
@@ -118,7 +135,7 @@ class DocumentReader {
       if (PythonStrip(line).empty()) continue;
       nlohmann::json record;
       try {
-        record = nlohmann::json::parse(line);
+        record = ParseJson(line, fmt::format("{}:{}", file_.string(), line_number_));
       } catch (const nlohmann::json::parse_error& e) {
         ThrowInput("{}:{}: not a JSON object: {}", file_.string(), line_number_, e.what());
       }
@@ -249,8 +266,16 @@ std::filesystem::path CorpusFile(std::string_view name_or_path) {
   if (name_or_path == "c4") return DataDir() / kC4File;
   const std::filesystem::path file(name_or_path);
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(file, ec)) {
+  const auto status = std::filesystem::status(file, ec);
+  if (status.type() == std::filesystem::file_type::not_found || ec) {
     ThrowInput("corpus {}: not a built-in corpus (wikitext, c4) and no such file", name_or_path);
+  }
+  if (status.type() != std::filesystem::file_type::regular) {
+    // Named for what it is: a FIFO would block a read forever.
+    ThrowInput("{}: is {}, not a regular file", name_or_path,
+               status.type() == std::filesystem::file_type::directory ? "a folder"
+               : status.type() == std::filesystem::file_type::fifo    ? "a FIFO"
+                                                                      : "a device or socket");
   }
   return file;
 }

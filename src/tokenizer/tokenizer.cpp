@@ -12,6 +12,7 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "tokenizer/bpe.h"
 #include "tokenizer/normalize.h"
 #include "tokenizer/regex.h"
@@ -654,6 +655,19 @@ void Tokenizer::Impl::LoadPreTokenizer(const Reader& reader, const json& root) {
   }
 }
 
+// Bounds that keep memory and time proportional to the file: a 4 KB file
+// naming token id 2^30 would otherwise ask for a 2^30-entry table, and every
+// added token is tried at every position of the text.
+constexpr int64_t kMaxTokenId = int64_t{1} << 24;
+constexpr size_t kMaxAddedTokens = 4096;
+
+static int64_t TokenIdLimit(const TokenizerJsonSax& sax) {
+  size_t added = 0;
+  if (const auto it = sax.root.find("added_tokens"); it != sax.root.end() && it->is_array())
+    added = it->size();
+  return std::min<int64_t>(kMaxTokenId, 4 * static_cast<int64_t>(sax.vocab.size() + added) + 1024);
+}
+
 void Tokenizer::Impl::LoadModel(const Reader& reader, TokenizerJsonSax& sax) {
   const json& root = sax.root;
   const auto it = root.find("model");
@@ -678,9 +692,16 @@ void Tokenizer::Impl::LoadModel(const Reader& reader, TokenizerJsonSax& sax) {
   if (!sax.has_vocab) reader.Fail("model.vocab must be an object");
   KeyIndex key_to_id(sax.vocab.size());
   int32_t max_id = -1;
+  const int64_t id_limit = TokenIdLimit(sax);
   for (const auto& [key, id] : sax.vocab) {
     if (!key_to_id.Insert(key, static_cast<int32_t>(id))) {
       reader.Fail("model.vocab[\"{}\"] appears twice", key);
+    }
+    if (id >= id_limit) {
+      reader.Fail(
+          "model.vocab[\"{}\"] = {}: ids must be below {} (4 x the {} tokens the file "
+          "defines, at most 2^24)",
+          key, id, id_limit, sax.vocab.size());
     }
     max_id = std::max(max_id, static_cast<int32_t>(id));
   }
@@ -749,15 +770,26 @@ void Tokenizer::Impl::LoadAddedTokens(const Reader& reader, const json& root) {
   const auto it = root.find("added_tokens");
   if (it == root.end() || it->is_null()) return;
   if (!it->is_array()) reader.Fail("added_tokens must be an array");
+  if (it->size() > kMaxAddedTokens) {
+    reader.Fail("added_tokens holds {} entries, more than the {} kvq matches", it->size(),
+                kMaxAddedTokens);
+  }
+  const int64_t id_limit = std::min<int64_t>(
+      kMaxTokenId, 4 * static_cast<int64_t>(token_bytes.size() + it->size()) + 1024);
   for (size_t i = 0; i < it->size(); ++i) {
     const json& entry = (*it)[i];
     const std::string path = fmt::format("added_tokens[{}]", i);
     if (!entry.is_object()) reader.Fail("{} must be an object", path);
     const auto id = entry.find("id");
     const auto content = entry.find("content");
-    if (id == entry.end() || !id->is_number_integer() || id->get<int64_t>() < 0 ||
-        id->get<int64_t>() >= (int64_t{1} << 30)) {
+    if (id == entry.end() || !id->is_number_integer() || id->get<int64_t>() < 0) {
       reader.Fail("{}.id must be a non-negative integer", path);
+    }
+    if (id->get<int64_t>() >= id_limit) {
+      reader.Fail(
+          "{}.id = {}: ids must be below {} (4 x the tokens the file defines, at most "
+          "2^24)",
+          path, id->get<int64_t>(), id_limit);
     }
     if (content == entry.end() || !content->is_string()) reader.Fail("{}.content is missing", path);
     reader.ExpectBool(entry, path, "lstrip", false);
@@ -808,6 +840,7 @@ Tokenizer Tokenizer::Load(const std::filesystem::path& file_or_model_dir) {
 
 Tokenizer Tokenizer::FromJson(std::string_view text, const std::string& origin) {
   const Reader reader(origin);
+  CheckJsonNesting(text, origin);
   TokenizerJsonSax sax;
   if (!json::sax_parse(text.begin(), text.end(), &sax)) {
     reader.Fail("{}", sax.error.empty() ? std::string("not valid JSON") : sax.error);

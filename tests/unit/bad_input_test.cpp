@@ -4,6 +4,7 @@
 // Rows that docs/bad-inputs.md points at other tests are not repeated here.
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,13 +19,19 @@
 #include <fstream>
 #include <functional>
 #include <limits>
+#include <map>
+#include <string>
 #include <thread>
+#include <tuple>
+
+#include <nlohmann/json.hpp>
 
 #include "kvq/capture/capture.h"
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/model/config.h"
 #include "kvq/model/model.h"
 #include "kvq/model/random_model.h"
@@ -164,7 +171,8 @@ TEST(BadInput, MalformedSafetensorsExit2) {
   const std::vector<Row> rows = {
       {"shorter than 8 bytes", "abc", "truncated safetensors file (3 bytes"},
       {"header length past the end", RawSafetensors(entry, 8, 1 << 20), "runs past the end"},
-      {"header length 2^62", RawSafetensors(entry, 8, uint64_t{1} << 62), "runs past the end"},
+      {"header length 2^62", RawSafetensors(entry, 8, uint64_t{1} << 62),
+       "is over kvq's limit of 104857600 bytes (100 MiB)"},
       {"header not JSON", RawSafetensors("{\"w\": [", 8), "header is not valid JSON"},
       {"header not an object", RawSafetensors("[1, 2]", 0), "header is not a JSON object"},
       {"offsets outside the data",
@@ -542,6 +550,458 @@ TEST(BadInput, ResidualOverflowNamesLayerAndTokenAndExits1) {
   });
   ExpectRow(Capture(model, out), 1, "layer 1: the residual stream holds ", out);
   ExpectRow(Capture(model, out), 1, "at token 0 (prompt 0, position 0)", out);
+}
+
+// ==== Hostile inputs (issue #20): one block per class of docs/bad-inputs.md. ====
+
+// The bytes of a file, to check that a refused command left an input alone.
+std::string Bytes(const fs::path& path) { return ReadTextFile(path, size_t{1} << 31); }
+
+// A copy of the good model folder (config, weights, ids) under `dir`.
+fs::path CopiedModel(const fs::path& dir) {
+  const fs::path model = dir / "model";
+  fs::create_directory(model);
+  for (const char* name : {"config.json", "model.safetensors", "input_ids.json"})
+    fs::copy(GoodModel() / name, model / name);
+  return model;
+}
+
+// config.json text with `field` set to the JSON `value` (added when absent).
+std::string SetConfigField(std::string config, const std::string& field, const std::string& value) {
+  const size_t at = config.find("\"" + field + "\"");
+  if (at == std::string::npos) {
+    config.insert(config.find('{') + 1, "\"" + field + "\": " + value + ",");
+    return config;
+  }
+  const size_t colon = config.find(':', at), end = config.find_first_of(",}", colon);
+  config.replace(colon + 1, end - colon - 1, " " + value);
+  return config;
+}
+
+// `depth` nested arrays around `inner`.
+std::string Nested(size_t depth, const std::string& inner = "1") {
+  return std::string(depth, '[') + inner + std::string(depth, ']');
+}
+
+// ---- Data loss: no output is an input; no two outputs share a file. ----
+
+TEST(HostileInput, OutputsThatAreInputsAreRefusedBeforeAnyWork) {
+  test::ScratchDir dir;
+  const fs::path model = CopiedModel(dir.path());
+  const std::string weights = Bytes(model / "model.safetensors");
+  // capture writing over the weights it reads, directly, through "..", and
+  // through a symbolic link.
+  const std::string ids = " --input-ids " + (model / "input_ids.json").string();
+  for (const fs::path& out :
+       {model / "model.safetensors", dir / "model/../model/model.safetensors", dir / "link"}) {
+    if (out == dir / "link") fs::create_symlink(model / "model.safetensors", out);
+    const auto r = RunKvq("capture --model " + model.string() + ids + " --out " + out.string());
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    // A link is refused as a link, before it is followed.
+    const char* message =
+        out == dir / "link" ? "is a symbolic link" : "kvq never writes over its input";
+    EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+    EXPECT_EQ(Bytes(model / "model.safetensors"), weights);
+  }
+  ExpectRow(
+      "capture --model " + model.string() + ids + " --out " + (model / "input_ids.json").string(),
+      2, "is the input --input-ids");
+  ExpectRow(
+      "capture --model " + model.string() + ids + " --out " + (model / "config.json").string(), 2,
+      "is a file of the input --model");
+
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  const std::string dump_bytes = Bytes(dump);
+  for (const char* flag : {"--csv", "--json", "--seed-csv"}) {
+    ExpectRow(Quant(dump) + " " + flag + " " + dump.string(), 2, "is the input --kv");
+  }
+  ExpectRow("attn --kv " + dump.string() + " --strategy fp16 --json " + dump.string(), 2,
+            "is the input --kv");
+  ExpectRow("plan --kv " + dump.string() + " --budget-ratio 0.5 --out " + dump.string(), 2,
+            "is the input --kv");
+  EXPECT_EQ(Bytes(dump), dump_bytes);
+  // A plan file named by --strategy is an input too.
+  WriteTextFileAtomic(dir / "plan.json", "{}");
+  ExpectRow(Quant(dump, "plan:" + (dir / "plan.json").string()) + " --csv " +
+                (dir / "plan.json").string(),
+            2, "is the input --strategy");
+  // plot reading and writing one file.
+  WriteTextFileAtomic(dir / "rows.csv", "x");
+  ExpectRow("plot --kind nmse --in " + (dir / "rows.csv").string() + " --out " +
+                (dir / "rows.csv").string(),
+            2, "is the input --in");
+}
+
+TEST(HostileInput, TwoOutputsOnOneFileAreRefused) {
+  test::ScratchDir dir;
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  const fs::path x = dir / "x";
+  ExpectRow(Quant(dump) + " --csv " + x.string() + " --json " + x.string(), 2,
+            "--csv and --json name the same file", x);
+  ExpectRow(Quant(dump) + " --csv " + x.string() + " --seed-csv " + (dir / "." / "x").string(), 2,
+            "--csv and --seed-csv name the same file", x);
+  ExpectRow("attn --kv " + dump.string() + " --strategy fp16 --csv " + x.string() + " --json " +
+                x.string(),
+            2, "name the same file", x);
+  ExpectRow("plan --kv " + dump.string() + " --budget-ratio 0.5 --out " + x.string() +
+                " --pareto " + x.string(),
+            2, "name the same file", x);
+}
+
+// ---- Stale state: an output path that is not a regular file is refused. ----
+
+TEST(HostileInput, OutputsThatAreLinksDevicesOrFifosAreNotReplaced) {
+  test::ScratchDir dir;
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  WriteTextFileAtomic(dir / "target", "keep");
+  fs::create_symlink(dir / "target", dir / "link");
+  ExpectRow(Quant(dump) + " --csv " + (dir / "link").string(), 2, "is a symbolic link");
+  EXPECT_TRUE(fs::is_symlink(dir / "link"));
+  EXPECT_EQ(Bytes(dir / "target"), "keep");
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0644), 0);
+  ExpectRow(Quant(dump) + " --csv " + (dir / "fifo").string(), 2, "is a FIFO");
+  EXPECT_TRUE(fs::is_fifo(dir / "fifo"));
+  if (fs::exists("/dev/null")) ExpectRow(Quant(dump) + " --json /dev/null", 2, "character device");
+  fs::create_directory(dir / "folder");
+  ExpectRow(Quant(dump) + " --csv " + (dir / "folder").string(), 2, "is a folder");
+}
+
+TEST(HostileInput, MakeModelRefusesAFolderHoldingAnotherModel) {
+  test::ScratchDir dir;
+  const fs::path out = dir / "m";
+  fs::create_directory(out);
+  WriteTextFileAtomic(out / "model.safetensors.index.json", R"({"weight_map": {}})");
+  ExpectRow("make-model --preset tiny --out " + out.string(), 2,
+            "holds model.safetensors.index.json");
+  EXPECT_FALSE(fs::exists(out / "config.json"));
+  fs::remove(out / "model.safetensors.index.json");
+  WriteTextFileAtomic(out / "model-00001-of-00002.safetensors", "x");
+  ExpectRow("make-model --preset tiny --out " + out.string(), 2,
+            "holds model-00001-of-00002.safetensors");
+}
+
+// kvq run failing on its input (here: token ids past the tiny model's
+// vocabulary, found after the folder exists) removes the run folder it
+// created, and keeps a folder that was there before.
+TEST(HostileInput, RunRemovesTheFolderItCreatedWhenItFails) {
+  test::ScratchDir dir;
+  const fs::path model = CopiedModel(dir.path());
+  fs::copy(test::RepoDataDir() / "tokenizer/qwen2.5/tokenizer.json", model / "tokenizer.json");
+  const std::string run = "run --model " + model.string() +
+                          " --corpus wikitext --tokens 64 --chunk-len 64 --no-ppl --out ";
+  ExpectRow(run + (dir / "new").string(), 2, "outside the model's vocabulary");
+  EXPECT_FALSE(fs::exists(dir / "new"));
+  fs::create_directory(dir / "old");
+  WriteTextFileAtomic(dir / "old/keep", "x");
+  ExpectRow(run + (dir / "old").string(), 2, "outside the model's vocabulary");
+  EXPECT_TRUE(fs::exists(dir / "old/keep"));
+}
+
+// kvq run interrupted once its folder has contents: the signal handler
+// removes the folder it created, contents included.
+TEST(HostileInput, InterruptedRunRemovesTheFolderItCreated) {
+  test::ScratchDir dir;
+  const auto made = RunKvq("make-model --preset tiny --out " + (dir / "m").string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const fs::path out = dir / "run";
+  // Start the run, wait for a file inside its folder, then SIGTERM it.
+  const std::string script = test::KvqBinary().string() + " run --model " + (dir / "m").string() +
+                             " --corpus wikitext,c4 --tokens 8192 --chunk-len 512 --out " +
+                             out.string() +
+                             " >/dev/null 2>&1 & pid=$!; i=0; "
+                             "while [ -z \"$(find " +
+                             out.string() +
+                             " -type f 2>/dev/null | head -1)\" ] && "
+                             "[ $i -lt 400 ]; do sleep 0.05; i=$((i+1)); done; "
+                             "kill -TERM $pid; wait $pid; echo status=$?";
+  FILE* pipe = ::popen(script.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 256> buffer;
+  size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
+  ::pclose(pipe);
+  EXPECT_NE(output.find("status=143"), std::string::npos) << output;
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// kvq run --no-ppl into a folder an earlier run left perplexity files in:
+// they are removed, not shown (or read) as this run's.
+TEST(HostileInput, RunIntoAnEarlierRunsFolderDropsItsStaleRows) {
+  test::ScratchDir dir;
+  const auto made = RunKvq("make-model --preset tiny --out " + (dir / "m").string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const fs::path stale = dir / "run/m/wikitext";
+  fs::create_directories(stale);
+  WriteTextFileAtomic(stale / "ppl.json", R"({"stale": true})");
+  WriteTextFileAtomic(stale / "ppl.csv", "stale\n");
+  const auto r = RunKvq("run --model " + (dir / "m").string() +
+                        " --corpus wikitext --tokens 128 --chunk-len 128 --strategy strat1 "
+                        "--no-ppl --out " +
+                        (dir / "run").string());
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_FALSE(fs::exists(stale / "ppl.json"));
+  EXPECT_FALSE(fs::exists(stale / "ppl.csv"));
+}
+
+// ---- Crashes: nesting depth, SIGBUS, NaN in the knapsack. ----
+
+TEST(HostileInput, JsonNestingIsBoundedForEveryReader) {
+  // The entry point: 64 levels pass, 65 and 200,000 are refused by name;
+  // brackets inside strings do not count.
+  EXPECT_NO_THROW(ParseJson(Nested(kMaxJsonDepth), "x"));
+  EXPECT_NO_THROW(ParseJson("[\"" + std::string(1000, '[') + "\"]", "x"));
+  for (const size_t depth : {size_t{kMaxJsonDepth + 1}, size_t{200000}}) {
+    try {
+      ParseJson(Nested(depth), "deep.json");
+      ADD_FAILURE() << depth;
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("deep.json: JSON nested deeper than 64 levels"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  // A key twice in one object; the same key in two objects is fine.
+  EXPECT_THROW(ParseJson(R"({"a": 1, "b": {"a": 2}, "a": 3})", "x"), InputError);
+  EXPECT_NO_THROW(ParseJson(R"({"a": 1, "b": {"a": 2}})", "x"));
+
+  // Every reader, through the CLI.
+  test::ScratchDir dir;
+  const std::string deep = Nested(200000);
+  const fs::path model = CopiedModel(dir.path());
+  std::string config = Bytes(model / "config.json");
+  config.insert(config.find('{') + 1, "\"deep\": " + deep + ",");
+  WriteTextFileAtomic(model / "config.json", config);
+  ExpectRow("bytes --model " + model.string(), 2, "config.json: JSON nested deeper");
+  ExpectRow(Capture(model, dir / "out.safetensors"), 2, "config.json: JSON nested deeper",
+            dir / "out.safetensors");
+  WriteTextFileAtomic(dir / "tokenizer.json", "{\"model\": " + deep + "}");
+  ExpectRow("tokenize --tokenizer " + (dir / "tokenizer.json").string() + " --text hi", 2,
+            "tokenizer.json: JSON nested deeper");
+  WriteTextFileAtomic(dir / "plan.json", "{\"kind\": \"kvq.plan\", \"k\": " + deep + "}");
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  ExpectRow(Quant(dump, "plan:" + (dir / "plan.json").string()), 2, "JSON nested deeper");
+  WriteTextFileAtomic(dir / "ids.json", "{\"input_ids\": " + deep + "}");
+  ExpectRow("capture --model " + GoodModel().string() + " --input-ids " +
+                (dir / "ids.json").string() + " --out " + (dir / "o.safetensors").string(),
+            2, "ids.json: JSON nested deeper");
+  // A safetensors header whose dtype or shape nests deeply.
+  for (const std::string& field :
+       {"\"dtype\": " + deep + ", \"shape\": [1]", "\"dtype\": \"F32\", \"shape\": " + deep}) {
+    const std::string header = "{\"w\": {" + field + ", \"data_offsets\": [0, 4]}}";
+    std::ofstream(dir / "deep.safetensors", std::ios::binary) << RawSafetensors(header, 4);
+    ExpectRow(Quant(dir / "deep.safetensors"), 2, "JSON nested deeper");
+  }
+  // A run folder's run.json.
+  fs::create_directory(dir / "run");
+  WriteTextFileAtomic(dir / "run/run.json", "{\"schema\": " + deep + "}");
+  ExpectRow("report --run " + (dir / "run").string(), 2, "run.json: JSON nested deeper");
+}
+
+TEST(HostileInput, DuplicateKeysAndRepeatedModifiersAreErrors) {
+  test::ScratchDir dir;
+  // A safetensors header with one tensor named twice: the first would never
+  // be overlap-checked.
+  const std::string header = R"({"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, )"
+                             R"("w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})";
+  std::ofstream(dir / "dup.safetensors", std::ios::binary) << RawSafetensors(header, 4);
+  ExpectRow(Quant(dir / "dup.safetensors"), 2, "key 'w' appears twice in one object");
+  const fs::path model = CopiedModel(dir.path());
+  std::string config = Bytes(model / "config.json");
+  config.insert(config.find('{') + 1, "\"num_hidden_layers\": 1,");
+  WriteTextFileAtomic(model / "config.json", config);
+  ExpectRow("bytes --model " + model.string(), 2, "'num_hidden_layers' appears twice");
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  ExpectRow(Quant(dump, "int8:token+sink4+sink8"), 2, "repeats the modifier '+sink4'");
+  ExpectRow(Quant(dump, "int8:token+had+had"), 2, "repeats the modifier");
+}
+
+// A child that maps a file, registers an output temporary, and reads the
+// mapping after the file was truncated: the SIGBUS handler names the file,
+// removes the temporary and exits 1.
+TEST(HostileInput, TruncatedMappedFileExits1AndRemovesTemporaries) {
+  test::ScratchDir dir;
+  const fs::path input = dir / "input.bin";
+  std::ofstream(input, std::ios::binary) << std::string(1 << 16, 'x');
+  const fs::path out = dir / "out.csv";
+  EXPECT_EXIT(
+      {
+        InstallSignalHandlers();
+        AtomicFile file(out);
+        file.Write("partial");
+        const MappedFile mapped = MappedFile::Open(input);
+        fs::resize_file(input, 0);
+        volatile uint8_t byte = mapped.data()[40000];
+        (void)byte;
+        std::_Exit(0);
+      },
+      ::testing::ExitedWithCode(1), "input.bin: the file was truncated .* \\(SIGBUS\\)");
+  EXPECT_TRUE(FilesWith(dir.path(), ".tmp").empty());
+  EXPECT_FALSE(fs::exists(out));
+}
+
+// ---- Leftovers on other signals. ----
+
+TEST(HostileInput, HangupQuitAndBrokenPipeRemoveTemporaries) {
+  for (const int signal : {SIGHUP, SIGQUIT, SIGPIPE, SIGINT, SIGTERM}) {
+    test::ScratchDir dir;
+    SCOPED_TRACE(strsignal(signal));
+    EXPECT_EXIT(
+        {
+          InstallSignalHandlers();
+          AtomicFile file(dir / "out.csv");
+          file.Write("partial");
+          ::raise(signal);
+          std::_Exit(0);
+        },
+        ::testing::KilledBySignal(signal), "");
+    EXPECT_TRUE(FilesWith(dir.path(), ".tmp").empty());
+  }
+}
+
+// ---- Hangs: every input-proportional loop is bounded; non-regular files refused. ----
+
+TEST(HostileInput, FifosFoldersAndHugeCountsAreRefusedAtOnce) {
+  test::ScratchDir dir;
+  ASSERT_EQ(::mkfifo((dir / "ids.fifo").c_str(), 0644), 0);
+  const auto start = std::chrono::steady_clock::now();
+  ExpectRow("capture --model " + GoodModel().string() + " --input-ids " +
+                (dir / "ids.fifo").string() + " --out " + (dir / "o.safetensors").string(),
+            2, "ids.fifo: is a FIFO, not a regular file", dir / "o.safetensors");
+  ExpectRow(Quant(dir / "ids.fifo"), 2, "is a FIFO, not a regular file");
+  ExpectRow("tokenize --tokenizer " +
+                (test::RepoDataDir() / "tokenizer/qwen2.5/tokenizer.json").string() + " --corpus " +
+                (dir / "ids.fifo").string() + " --tokens 4",
+            2, "ids.fifo: is a FIFO, not a regular file");
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(20));
+
+  // A folder where config.json should be.
+  fs::create_directories(dir / "m/config.json");
+  ExpectRow("bytes --model " + (dir / "m").string(), 2,
+            "config.json: is a folder, not a regular file");
+
+  // Counts past any model: refused before any loop runs over them.
+  const fs::path model = CopiedModel(dir.path());
+  std::string config = Bytes(model / "config.json");
+  WriteTextFileAtomic(model / "config.json",
+                      SetConfigField(config, "num_hidden_layers", "2000000000"));
+  ExpectRow("bytes --model " + model.string(), 2,
+            "'num_hidden_layers' = 2000000000 is over kvq's limit of 1024");
+}
+
+TEST(HostileInput, TokenizersAskingForHugeTablesAreRefusedByName) {
+  test::ScratchDir dir;
+  const std::string good = Bytes(test::RepoDataDir() / "tokenizer/qwen2.5/tokenizer.json");
+  // A small file naming token id 2^30.
+  nlohmann::json j = nlohmann::json::parse(good);
+  j["added_tokens"] = nlohmann::json::array({{{"id", 1 << 30}, {"content", "<x>"}}});
+  WriteTextFileAtomic(dir / "big-id.json", j.dump());
+  ExpectRow("tokenize --tokenizer " + (dir / "big-id.json").string() + " --text hi", 2,
+            "big-id.json: added_tokens[0].id = 1073741824: ids must be below");
+  // Very many added tokens.
+  j["added_tokens"] = nlohmann::json::array();
+  for (int i = 0; i < 5000; ++i)
+    j["added_tokens"].push_back({{"id", i}, {"content", fmt::format("a{}", i)}});
+  WriteTextFileAtomic(dir / "many.json", j.dump());
+  ExpectRow("tokenize --tokenizer " + (dir / "many.json").string() + " --text hi", 2,
+            "many.json: added_tokens holds 5000 entries, more than the 4096");
+}
+
+// ---- NaN that flows on: physical ranges are checked where they are read. ----
+
+TEST(HostileInput, OutOfRangeConfigAndDumpValuesNameTheirFile) {
+  test::ScratchDir dir;
+  const fs::path model = CopiedModel(dir.path());
+  const std::string config = Bytes(model / "config.json");
+  for (const auto& [field, value, message] :
+       {std::tuple{"rms_norm_eps", "-1e-6", "'rms_norm_eps' must be a number in (0, 1)"},
+        {"rms_norm_eps", "0", "'rms_norm_eps' must be a number in (0, 1)"},
+        {"rope_theta", "1e-300", "rope theta 1e-300 is outside [1, 1e30]"},
+        {"rope_theta", "1e300", "rope theta 1e+300 is outside [1, 1e30]"},
+        {"rope_theta", "0", "rope theta 0 is outside [1, 1e30]"}}) {
+    WriteTextFileAtomic(model / "config.json", SetConfigField(config, field, value));
+    ExpectRow(Capture(model, dir / "out.safetensors"), 2, std::string("config.json: ") + message,
+              dir / "out.safetensors");
+  }
+  // A dump whose rope theta is 0 or negative.
+  for (const char* theta : {"0", "-10000"}) {
+    auto metadata = SmallDumpInfo().ToMetadata();
+    metadata["rope"] = std::string("{\"theta\": ") + theta + "}";
+    const fs::path dump = WriteRawDump(dir / "theta.safetensors", metadata, [](auto&) {});
+    ExpectRow(Quant(dump), 2, "theta.safetensors: dump metadata 'rope': rope theta");
+    ExpectRow("attn --kv " + dump.string() + " --strategy fp16", 2, "rope theta");
+  }
+}
+
+// ---- Defaults that fit, consistent codes. ----
+
+TEST(HostileInput, DefaultsFitSmallHeadsAndCodesAgree) {
+  test::ScratchDir dir;
+  // head_dim 4: the default candidates that need a group of 32 are left out.
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  EXPECT_EQ(RunKvq("bytes --kv " + dump.string()).exit_code, 0);
+  const auto plan = RunKvq("plan --kv " + dump.string() + " --budget-ratio 1");
+  EXPECT_EQ(plan.exit_code, 0) << plan.output;
+  // A budget past any cost is "everything fits".
+  const auto huge = RunKvq("plan --kv " + dump.string() + " --budget 1e30");
+  EXPECT_EQ(huge.exit_code, 0) << huge.output;
+  // An unwritable output is exit 1 in every command.
+  const std::string nowhere = " /nonexistent-kvq-dir/x";
+  ExpectRow(Quant(dump) + " --csv" + nowhere, 1, "cannot write");
+  ExpectRow("attn --kv " + dump.string() + " --strategy fp16 --csv" + nowhere, 1, "cannot write");
+  ExpectRow("plan --kv " + dump.string() + " --budget-ratio 0.6 --out" + nowhere, 1,
+            "cannot write");
+}
+
+// ---- Messages: one line, named, no raw control bytes or broken UTF-8. ----
+
+TEST(HostileInput, MessagesNeverEchoControlBytesOrBrokenUtf8) {
+  EXPECT_EQ(Printable("a\x1b[31mb\nc\xff\xc3\xa9"), "a\\x1B[31mb\\x0Ac\\xFF\xc3\xa9");
+  EXPECT_EQ(Printable("\xc2\x9b"), "\\xC2\\x9B");  // C1 CSI
+  EXPECT_EQ(Printable("abcdef", 3), "abc...");
+  test::ScratchDir dir;
+  const fs::path evil = dir / "e\x1b]0;pwned\x07\n.safetensors";
+  const test::CommandResult r = RunKvq("quant --kv '" + evil.string() + "' --strategy fp16");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_EQ(r.output.find('\x1b'), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find('\x07'), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("\\x1B]0;pwned\\x07\\x0A.safetensors"), std::string::npos) << r.output;
+  const fs::path dump = WriteDump(dir / "dump.safetensors");
+  ExpectRow(Quant(dump, "plan:"), 2, "no plan file after 'plan:'");
+  // A range message in words, not the 300 digits of a double's limit.
+  const test::CommandResult tokens = RunKvq("bytes --tokens 0");
+  EXPECT_EQ(tokens.exit_code, 2);
+  // Usage errors: one line, argv's control bytes escaped.
+  const test::CommandResult flag =
+      RunKvq("quant --kv x --strategy fp16 --bo\"$(printf '\\033')\"gus");
+  EXPECT_EQ(flag.exit_code, 2);
+  EXPECT_EQ(flag.output.find('\x1b'), std::string::npos) << flag.output;
+  EXPECT_NE(flag.output.find("kvq: error: The following argument was not expected: --bo\\x1Bgus"),
+            std::string::npos)
+      << flag.output;
+  EXPECT_EQ(std::count(flag.output.begin(), flag.output.end(), '\n'), 1) << flag.output;
+  EXPECT_NE(tokens.output.find("must be a positive integer, got '0'"), std::string::npos)
+      << tokens.output;
+  EXPECT_LT(tokens.output.size(), 300u) << tokens.output;
+}
+
+// ---- Report inputs: the run folder is an input, confined and named. ----
+
+TEST(HostileInput, ReportRefusesRunFilesThatLeaveTheFolderOrLackKeys) {
+  test::ScratchDir dir;
+  const fs::path run = dir / "run";
+  fs::create_directory(run);
+  WriteTextFileAtomic(run / "run.json", R"({"schema": "kvq.run.v1"})");
+  ExpectRow("report --run " + run.string(), 2, "run.json: missing or malformed field");
+  for (const char* folder : {"../outside", "/tmp", "a/../../b"}) {
+    WriteTextFileAtomic(run / "run.json",
+                        std::string(R"({"schema": "kvq.run.v1", "settings": {"chunk_len": 8},)") +
+                            R"("models": [{"model": "m", "folder": ")" + folder +
+                            R"(", "geometry": {}}]})");
+    ExpectRow("report --run " + run.string(), 2, "leaves the run folder");
+  }
+  EXPECT_FALSE(fs::exists(dir / "outside"));
 }
 
 }  // namespace

@@ -40,13 +40,23 @@ TEST(QuantCli, BytesPrintsTheReferenceFigures) {
 TEST(QuantCli, BytesReadsAModelConfig) {
   test::ScratchDir dir;
   WriteTextFileAtomic(dir / "config.json",
-                      R"({"num_hidden_layers": 24, "num_attention_heads": 14,
-                          "num_key_value_heads": 2, "hidden_size": 896})");
+                      R"({"architectures": ["Qwen2ForCausalLM"], "num_hidden_layers": 24,
+                          "num_attention_heads": 14, "num_key_value_heads": 2,
+                          "hidden_size": 896, "intermediate_size": 4864,
+                          "vocab_size": 151936})");
   const auto r = RunKvq("bytes --model " + dir.path().string() + " --strategy strat2");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("6,528"), std::string::npos) << r.output;
   EXPECT_EQ(RunKvq("bytes --model " + (dir / "nope").string()).exit_code, 2);
   EXPECT_EQ(RunKvq("bytes --preset llama-9000").exit_code, 2);
+  // The config parser capture uses: what capture refuses, bytes refuses.
+  WriteTextFileAtomic(dir / "config.json",
+                      R"({"num_hidden_layers": 24, "num_attention_heads": 14,
+                          "num_key_value_heads": 2, "hidden_size": 896})");
+  const auto partial = RunKvq("bytes --model " + dir.path().string());
+  EXPECT_EQ(partial.exit_code, 2);
+  EXPECT_NE(partial.output.find("'architectures' must list exactly one"), std::string::npos)
+      << partial.output;
 }
 
 class QuantCliDump : public ::testing::Test {

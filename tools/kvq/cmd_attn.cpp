@@ -19,6 +19,7 @@
 #include "kvq/common/strings.h"
 #include "kvq/metrics/attention_fidelity.h"
 #include "kvq/quant/strategy.h"
+#include "paths.h"
 
 namespace kvq::cli {
 namespace {
@@ -90,6 +91,9 @@ void PrintStrategy(const std::string& name, const std::vector<LayerFidelity>& la
 }
 
 void Run(const Options& o) {
+  std::vector<PathArg> inputs = PlanInputs("--strategy", o.strategies);
+  inputs.push_back({"--kv", o.kv});
+  CheckOutputs({{"--csv", o.csv}, {"--json", o.json}}, inputs);
   const std::vector<Strategy> strategies = ParseStrategyList(o.strategies);
   if (strategies.empty()) ThrowInput("--strategy: no strategy given");
   if (!(o.floor >= -1 && o.floor <= 1))
@@ -108,7 +112,8 @@ void Run(const Options& o) {
     try {
       file->emplace(*path);
     } catch (const RuntimeError& e) {
-      ThrowInput("{}: {}", flag, e.what());
+      // An unwritable output is a runtime failure (exit 1) in every command.
+      ThrowRuntime("{}: {}", flag, e.what());
     }
   }
 

@@ -3,15 +3,17 @@
 #include <cstdio>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include "command.h"
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/model/config.h"
 #include "kvq/quant/strategy.h"
+#include "paths.h"
 
 namespace kvq::cli {
 namespace {
@@ -28,31 +30,12 @@ struct Options {
   std::string strategies = kDefaultStrategies;
 };
 
-// The KV geometry from a Hugging Face config.json (the few fields it needs).
+// The KV geometry from the model's config.json, through the one config
+// parser every command shares (capture accepts exactly what this accepts).
 KvGeometry GeometryFromConfig(const std::filesystem::path& dir) {
-  const auto path = dir / "config.json";
-  try {
-    const auto j = nlohmann::json::parse(ReadTextFile(path));
-    const auto& c = j.contains("text_config") ? j.at("text_config") : j;
-    // Every count a positive integer: no division by zero, no overflow.
-    const auto positive = [&](const char* key) {
-      const auto& value = c.at(key);
-      if (!value.is_number_integer() || value.get<int64_t>() <= 0 ||
-          value.get<int64_t>() > (1 << 30)) {
-        ThrowInput("{}: '{}' must be a positive integer, got {}", path.string(), key, value.dump());
-      }
-      return value.get<int>();
-    };
-    const auto given = [&](const char* key) { return c.contains(key) && !c.at(key).is_null(); };
-    const int heads = positive("num_attention_heads");
-    const int kv_heads = given("num_key_value_heads") ? positive("num_key_value_heads") : heads;
-    const int head_dim = given("head_dim") ? positive("head_dim") : positive("hidden_size") / heads;
-    if (head_dim <= 0)
-      ThrowInput("{}: hidden_size is smaller than num_attention_heads", path.string());
-    return {positive("num_hidden_layers"), kv_heads, head_dim};
-  } catch (const nlohmann::json::exception& e) {
-    ThrowInput("{}: cannot read the model geometry: {}", path.string(), e.what());
-  }
+  if (!std::filesystem::is_directory(dir)) ThrowInput("{}: no such folder", dir.string());
+  const ModelConfig c = ModelConfig::Load(dir / "config.json");
+  return {c.num_layers, c.num_kv_heads, c.head_dim};
 }
 
 std::string Thousands(double v) {
@@ -83,7 +66,7 @@ Runner Setup(CLI::App& app) {
   model->excludes(preset)->excludes(kv);
   preset->excludes(kv);
   app.add_option("--tokens", o->tokens, "Context length for the cache size (default 4096)")
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveInteger());
   app.add_option("--strategy", o->strategies,
                  "Strategies (',' or ';' separated; default: presets and literature formats)");
   return [o] {
@@ -101,7 +84,19 @@ Runner Setup(CLI::App& app) {
     } else if (!o->preset.empty() && o->preset != "qwen2.5-0.5b") {
       ThrowInput("--preset '{}' is not known (known: qwen2.5-0.5b)", o->preset);
     }
-    const auto strategies = ParseStrategyList(o->strategies);
+    std::vector<Strategy> strategies = ParseStrategyList(o->strategies);
+    if (o->strategies == kDefaultStrategies) {
+      // The defaults are a menu: those that do not fit this geometry (a
+      // group of 32 on head_dim 16) are left out, as kvq run does.
+      std::erase_if(strategies, [&](const Strategy& s) {
+        try {
+          s.Validate(g);
+          return false;
+        } catch (const InputError&) {
+          return true;
+        }
+      });
+    }
     for (const auto& s : strategies) s.Validate(g);
     std::printf("%s\n", fmt::format("{}: {} layers x {} kv heads x head_dim {}, {} tokens", source,
                                     g.num_layers, g.num_kv_heads, g.head_dim, o->tokens)

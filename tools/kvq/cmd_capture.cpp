@@ -6,6 +6,7 @@
 #include "kvq/capture/capture.h"
 #include "kvq/common/error.h"
 #include "model_arg.h"
+#include "paths.h"
 #include "progress.h"
 #include "token_source.h"
 
@@ -20,6 +21,7 @@ struct Options {
 
 void Run(const Options& o) {
   const auto dir = o.model.Resolve();
+  CheckOutputs({{"--out", o.out}}, o.source.Inputs(dir));
   const std::vector<int32_t> ids = o.source.Load(dir);
   Model model = Model::Load(dir);
   CaptureOptions options;

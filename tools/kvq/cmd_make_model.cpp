@@ -1,9 +1,12 @@
 // `kvq make-model`: a random-weight model folder of a real geometry.
 #include <cstdio>
+#include <filesystem>
+#include <string>
 
 #include <fmt/format.h>
 
 #include "command.h"
+#include "kvq/common/error.h"
 #include "kvq/model/random_model.h"
 #include "kvq/tokenizer/corpus.h"
 
@@ -14,6 +17,31 @@ struct Options {
   std::string preset, dtype = "bf16", out;
   uint64_t seed = 0;
 };
+
+// The folder must not hold model files this command would not overwrite: a
+// shard index or shards left from an older model would be loaded instead of
+// (or mixed with) the new weights, an old tokenizer would not match the new
+// vocabulary. Refused by name rather than deleted: they may be someone's.
+void RefuseStaleModelFiles(const std::filesystem::path& out, bool writes_tokenizer) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  if (!fs::exists(out, ec)) return;
+  if (!fs::is_directory(out, ec)) ThrowInput("--out {}: exists and is not a folder", out.string());
+  size_t entries = 0;
+  for (fs::directory_iterator it(out, ec), end; !ec && it != end; it.increment(ec)) {
+    if (++entries > 100000) break;
+    const std::string name = it->path().filename().string();
+    const bool stale = name == "model.safetensors.index.json" ||
+                       (name.ends_with(".safetensors") && name != "model.safetensors") ||
+                       (name == "tokenizer.json" && !writes_tokenizer);
+    if (stale) {
+      ThrowInput(
+          "--out {}: holds {}, which is not part of the model make-model writes and would be "
+          "loaded with it; remove it or choose an empty folder",
+          out.string(), name);
+    }
+  }
+}
 
 Runner Setup(CLI::App& app) {
   auto o = std::make_shared<Options>();
@@ -27,6 +55,7 @@ Runner Setup(CLI::App& app) {
   app.add_option("--out", o->out, "Output folder")->required();
   return [o] {
     const ModelPreset& preset = FindModelPreset(o->preset);
+    RefuseStaleModelFiles(o->out, preset.config.vocab_size == kQwenVocabSize);
     const DType dtype = o->dtype == "f32"   ? DType::kF32
                         : o->dtype == "f16" ? DType::kF16
                                             : DType::kBF16;

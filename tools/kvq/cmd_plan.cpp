@@ -17,6 +17,7 @@
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "kvq/plan/planner.h"
+#include "paths.h"
 #include "progress.h"
 
 namespace kvq::cli {
@@ -105,6 +106,7 @@ void PrintPlan(const PlanResult& r) {
 }
 
 void Run(const Options& o) {
+  CheckOutputs({{"--out", o.out}, {"--pareto", o.pareto}, {"--csv", o.csv}}, {{"--kv", o.kv}});
   PlannerOptions options;
   // Empty: the dump's default candidates (DefaultPlanFormats), set below.
   options.k_formats =
@@ -127,6 +129,20 @@ void Run(const Options& o) {
   const KvGeometry g{info.num_layers, info.num_kv_heads, info.head_dim};
   if (options.k_formats.empty()) options.k_formats = DefaultPlanFormats(KvTensor::kK, info);
   if (options.v_formats.empty()) options.v_formats = DefaultPlanFormats(KvTensor::kV, info);
+  // The default candidates are a menu: those that do not fit head_dim are
+  // left out (as kvq run does); formats the user named must all fit.
+  const auto fitting = [&](std::vector<FormatSpec>& formats) {
+    std::erase_if(formats, [&](const FormatSpec& f) {
+      try {
+        f.CheckHeadDim(g.head_dim);
+        return false;
+      } catch (const InputError&) {
+        return true;
+      }
+    });
+  };
+  if (o.k_formats.empty() && o.formats.empty()) fitting(options.k_formats);
+  if (o.v_formats.empty() && o.formats.empty()) fitting(options.v_formats);
   try {
     ValidatePlanFormats(options.k_formats, options.v_formats, g);
   } catch (const InputError& e) {
@@ -151,7 +167,8 @@ void Run(const Options& o) {
     try {
       file->emplace(*path);
     } catch (const RuntimeError& e) {
-      ThrowInput("{}: {}", flag, e.what());
+      // An unwritable output is a runtime failure (exit 1) in every command.
+      ThrowRuntime("{}: {}", flag, e.what());
     }
   }
   std::printf("%s\n", fmt::format("kvq plan: {} ({} layers x {} kv heads x head_dim {}, {} tokens "

@@ -8,6 +8,7 @@
 #include "kvq/common/io.h"
 #include "kvq/report/report.h"
 #include "kvq/report/results.h"
+#include "paths.h"
 
 namespace kvq::cli {
 namespace {
@@ -49,7 +50,10 @@ Runner Setup(CLI::App& app) {
   app.add_option("--strategy", o->strategy, "heatmap: which strategy (default: the first)");
   app.add_option("--floor", o->floor, "cos: the quality floor line")->capture_default_str();
   app.add_option("--title", o->title, "Context line under the figure's title (model, corpus)");
-  return [o] { WriteTextFileAtomic(o->out, Figure(*o)); };
+  return [o] {
+    CheckOutputs({{"--out", o->out}}, {{"--in", o->in}});
+    WriteTextFileAtomic(o->out, Figure(*o));
+  };
 }
 
 KVQ_COMMAND("plot", "Draw one figure (SVG) from a result CSV/JSON", Setup);

@@ -6,6 +6,7 @@
 #include "kvq/common/io.h"
 #include "kvq/metrics/perplexity.h"
 #include "model_arg.h"
+#include "paths.h"
 #include "perplexity_progress.h"
 #include "token_source.h"
 
@@ -21,6 +22,9 @@ struct Options {
 void Run(const Options& o) {
   const std::vector<Strategy> strategies = ParseStrategyList(o.strategies);
   const auto dir = o.model.Resolve();
+  std::vector<PathArg> inputs = o.source.Inputs(dir);
+  for (PathArg& plan : PlanInputs("--strategy", o.strategies)) inputs.push_back(std::move(plan));
+  CheckOutputs({{"--json", o.json}, {"--csv", o.csv}}, inputs);
   const std::vector<int32_t> ids = o.source.Load(dir);
   Model model = Model::Load(dir);
   const int passes = 1 + static_cast<int>(strategies.size());

@@ -14,6 +14,7 @@
 #include "kvq/common/io.h"
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/strategy.h"
+#include "paths.h"
 
 namespace kvq::cli {
 namespace {
@@ -102,6 +103,9 @@ Runner Setup(CLI::App& app) {
   app.add_option("--seed-csv", o->seed_csv, "Write the reference system's headerless CSV columns");
   app.add_flag("--no-table", o->no_table, "Print only the summary lines");
   return [o] {
+    std::vector<PathArg> inputs = PlanInputs("--strategy", o->strategies);
+    inputs.push_back({"--kv", o->kv});
+    CheckOutputs({{"--csv", o->csv}, {"--json", o->json}, {"--seed-csv", o->seed_csv}}, inputs);
     const auto strategies = ParseStrategyList(o->strategies);
     const KvDump dump = KvDump::Open(o->kv);
     const DumpInfo& info = dump.info();

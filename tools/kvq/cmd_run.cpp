@@ -26,6 +26,8 @@
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
+#include "kvq/common/pending_folder.h"
 #include "kvq/common/sha256.h"
 #include "kvq/common/strings.h"
 #include "kvq/hub/hub.h"
@@ -41,6 +43,7 @@
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
 #include "kvq/version.h"
+#include "paths.h"
 #include "perplexity_progress.h"
 #include "progress.h"
 
@@ -184,7 +187,7 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   bool cached = false;
   if (fs::exists(dump_path) && fs::exists(capture_json)) {
     try {
-      cached = nlohmann::json::parse(ReadTextFile(capture_json)).value("key", "") == key;
+      cached = ParseJson(ReadTextFile(capture_json), capture_json.string()).value("key", "") == key;
     } catch (const nlohmann::json::exception&) {
       cached = false;
     }
@@ -331,7 +334,12 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   Step(where, fmt::format("attn: {} layers x {} strategies in {:.1f} s -> {}/{}", layers,
                           strategies.size(), Since(start), rel, report::kAttnCsv));
 
-  if (!o.no_ppl) {
+  if (o.no_ppl) {
+    // A reused folder's perplexity rows belong to an earlier run: the
+    // report would show them as this run's.
+    fs::remove(dir / report::kPplJson);
+    fs::remove(dir / report::kPplCsv);
+  } else {
     start = Clock::now();
     const int passes = 1 + static_cast<int>(strategies.size());
     const PerplexityReport ppl =
@@ -347,6 +355,11 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
   return entry;
 }
 
+void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
+             const std::vector<std::string>& corpora, bool default_strategies,
+             std::vector<ModelPlan>& plans);
+
+// By value: the ladder's fractions are derived into it.
 void Run(Options o) {
   const auto run_start = Clock::now();
   if (o.tokens % o.chunk_len != 0) {
@@ -408,7 +421,25 @@ void Run(Options o) {
   }
 
   const fs::path out = o.out;
+  // A folder this run creates is removed again if the run fails, so that a
+  // failure leaves no half-made run folder (a reused folder is kept).
+  const bool created = !fs::exists(out);
   fs::create_directories(out);
+  if (created) RegisterPendingFolder(out);  // removed by a signal too
+  try {
+    RunInto(o, out, run_start, corpora, default_strategies, plans);
+  } catch (...) {
+    UnregisterPendingFolder();
+    std::error_code ec;
+    if (created) fs::remove_all(out, ec);
+    throw;
+  }
+  UnregisterPendingFolder();
+}
+
+void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
+             const std::vector<std::string>& corpora, bool default_strategies,
+             std::vector<ModelPlan>& plans) {
   ordered_json run;
   run["schema"] = "kvq.run.v1";
   run["kvq_version"] = kVersion;
@@ -490,10 +521,10 @@ Runner Setup(CLI::App& app) {
   app.add_option("--corpus", o->corpora, "Comma-separated corpora: wikitext, c4 or files")
       ->capture_default_str();
   app.add_option("--tokens", o->tokens, "Tokens per corpus")
-      ->check(CLI::PositiveNumber)
+      ->check(PositiveInteger())
       ->capture_default_str();
   app.add_option("--chunk-len", o->chunk_len, "Independent prompts of this many tokens")
-      ->check(CLI::PositiveNumber)
+      ->check(PositiveInteger())
       ->capture_default_str();
   app.add_option("--strategy", o->strategies,
                  "Strategies (',' or ';' separated; default: strat1-3 and literature formats)");

@@ -11,6 +11,7 @@
 #include "command.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
 
@@ -39,7 +40,7 @@ std::vector<int32_t> ParseIds(const std::string& input, const std::string& origi
   if (first != std::string::npos && input[first] == '{') {
     try {
       // Each id checked before narrowing: a float or a huge integer is refused.
-      const auto json = nlohmann::json::parse(input);
+      const auto json = ParseJson(input, origin);
       if (!json.is_object() || !json.contains("ids") || !json["ids"].is_array()) {
         ThrowInput("{}: expected {{\"ids\": [...]}}", origin);
       }

@@ -23,19 +23,8 @@ bool StderrIsTerminal() { return ::isatty(STDERR_FILENO) == 1; }
 
 }  // namespace kvq::cli
 
-namespace {
-
-void OnInterrupt(int signal) {
-  kvq::RemovePendingTemporaries();
-  std::signal(signal, SIG_DFL);
-  std::raise(signal);
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  std::signal(SIGINT, OnInterrupt);
-  std::signal(SIGTERM, OnInterrupt);
+  kvq::InstallSignalHandlers();
 
   CLI::App app{"kvq: how far can a model's KV cache be compressed before attention breaks?"};
   app.set_version_flag("--version", kvq::kVersion);
@@ -53,8 +42,11 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? 0 : 2;
+    // --help and --version print through CLI11; a usage error is one line
+    // like every other error, with argv's control bytes escaped.
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::fprintf(stderr, "kvq: error: %s (see kvq --help)\n", kvq::Printable(e.what()).c_str());
+    return 2;
   }
 
   try {
@@ -62,16 +54,16 @@ int main(int argc, char** argv) {
       if (sub->parsed()) run();
     }
   } catch (const kvq::InputError& e) {
-    std::fprintf(stderr, "kvq: error: %s\n", e.what());
+    std::fprintf(stderr, "kvq: error: %s\n", kvq::Printable(e.what()).c_str());
     return 2;
   } catch (const kvq::RuntimeError& e) {
-    std::fprintf(stderr, "kvq: error: %s\n", e.what());
+    std::fprintf(stderr, "kvq: error: %s\n", kvq::Printable(e.what()).c_str());
     return 1;
   } catch (const std::bad_alloc&) {
     std::fprintf(stderr, "kvq: error: out of memory\n");
     return 1;
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "kvq: error: %s\n", e.what());
+    std::fprintf(stderr, "kvq: error: %s\n", kvq::Printable(e.what()).c_str());
     return 1;
   }
   return 0;

@@ -4,6 +4,7 @@
 #include "kvq/common/error.h"
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
+#include "paths.h"
 
 namespace kvq::cli {
 
@@ -16,10 +17,10 @@ void TokenSource::AddOptions(CLI::App& app, int64_t default_chunk_len) {
   app.add_option("--tokenizer", tokenizer,
                  "tokenizer.json or its folder (default: the model folder's)");
   app.add_option("--tokens", tokens, "Tokens to use (default: all input ids, or 4096 of a corpus)")
-      ->check(CLI::PositiveNumber);
+      ->check(PositiveInteger());
   auto* chunk = app.add_option("--chunk-len", chunk_len,
                                "Split the stream into independent prompts of L tokens");
-  chunk->check(CLI::PositiveNumber);
+  chunk->check(PositiveInteger());
   if (default_chunk_len > 0) chunk->capture_default_str();
 }
 
@@ -44,6 +45,21 @@ std::vector<int32_t> TokenSource::Load(const std::filesystem::path& model_dir) c
   }
   const Tokenizer tok = Tokenizer::Load(tokenizer_path);
   return CorpusTokens(tok, corpus, tokens > 0 ? tokens : 4096);
+}
+
+std::vector<PathArg> TokenSource::Inputs(const std::filesystem::path& model_dir) const {
+  // Files first, the model folder (which stands for its files too) last, so
+  // that a message names the flag that gave the file.
+  std::vector<PathArg> inputs{{"--input-ids", input_ids}, {"--tokenizer", tokenizer}};
+  if (!corpus.empty()) {
+    try {
+      inputs.push_back({"--corpus", CorpusFile(corpus)});
+    } catch (const InputError&) {
+      inputs.push_back({"--corpus", corpus});  // refused by name when it is read
+    }
+  }
+  inputs.push_back({"--model", model_dir});
+  return inputs;
 }
 
 std::string TokenSource::Describe() const {

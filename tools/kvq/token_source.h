@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "kvq/common/io.h"
+
 namespace kvq::cli {
 
 struct TokenSource {
@@ -18,6 +20,8 @@ struct TokenSource {
   // Declares the flags. `default_chunk_len` is shown as the default.
   void AddOptions(CLI::App& app, int64_t default_chunk_len = 0);
   std::vector<int32_t> Load(const std::filesystem::path& model_dir) const;
+  // The files this source reads (and the model folder), for CheckOutputs.
+  std::vector<PathArg> Inputs(const std::filesystem::path& model_dir) const;
   // "corpus:wikitext" or "input_ids:FILE", for metadata.
   std::string Describe() const;
 };

@@ -10,6 +10,7 @@
 // Programmer errors (broken invariants) use KVQ_CHECK, which is always on.
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 #include <fmt/format.h>
 
@@ -34,6 +35,12 @@ template <typename... Args>
 [[noreturn]] void ThrowRuntime(fmt::format_string<Args...> format, Args&&... args) {
   throw RuntimeError(fmt::format(format, std::forward<Args>(args)...));
 }
+
+// `text` made safe to print on one line: control characters (newlines
+// included), DEL and bytes that are not valid UTF-8 become \xNN escapes, so
+// kvq never echoes raw terminal sequences or broken UTF-8 from an input.
+// With max_chars > 0, longer text is cut there and ends in "...".
+std::string Printable(std::string_view text, size_t max_chars = 0);
 
 [[noreturn]] void CheckFailed(const char* condition, const char* file, int line);
 

@@ -24,7 +24,14 @@ struct RopeConfig {
 
   // The JSON the dumps carry in their metadata, and back.
   std::string ToJson() const;
-  static RopeConfig FromJson(const std::string& json);
+  // `where` names the file (and field) the JSON came from, for messages.
+  static RopeConfig FromJson(const std::string& json, const std::string& where = "rope");
+
+  // Throws InputError "<where>: <field> ..." unless every value is in its
+  // physical range: theta in [1, 1e30] (a float power of it is then finite
+  // and non-zero), llama3 factors finite and positive, low < high, the
+  // original context a positive integer.
+  void Validate(const std::string& where) const;
 };
 
 // [head_dim / 2]
