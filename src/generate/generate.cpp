@@ -314,12 +314,17 @@ std::string GenerateJson(const GenerateReport& report) {
 
 std::string GenerateCsv(const GenerateReport& report) {
   std::string out =
-      "strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,text\n";
+      "strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,rules,"
+      "text\n";
   auto row = [&out](const GenerateResult& r) {
+    std::string rules;
+    for (const auto& [format, rule] : r.rules) {
+      rules += (rules.empty() ? "" : " ") + format + "=" + AppendRuleName(rule);
+    }
     out += fmt::format(
-        "{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{}\n", CsvField(r.strategy), r.tokens.size(),
+        "{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{},{}\n", CsvField(r.strategy), r.tokens.size(),
         r.first_divergence ? std::to_string(*r.first_divergence) : "", r.match_fraction, r.kl_mean,
-        r.tokens_per_s, r.cache_bytes, r.text ? CsvField(*r.text) : "");
+        r.tokens_per_s, r.cache_bytes, CsvField(rules), r.text ? CsvField(*r.text) : "");
   };
   row(report.baseline);
   for (const auto& r : report.strategies) row(r);

@@ -462,7 +462,9 @@ TEST(GenerateCliTest, JsonAndCsvAgainstIndependentComputations) {
   const std::string csv = ReadTextFile(scratch / "g.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,"
-            "text");
+            "rules,text");
+  EXPECT_NE(csv.find(",2080,int8:token=per-token,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find(",int4:g8:token=token-groups,"), std::string::npos) << csv;
   EXPECT_NE(csv.find("\nint8:token,6,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",2080,"), std::string::npos) << csv;
 

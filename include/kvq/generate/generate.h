@@ -111,7 +111,7 @@ GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
 // "first_divergence", "match_fraction", "kl_mean", "kl", "tokens_per_s",
 // "cache_bytes", "rules": [{"format", "rule"}]}]}
 std::string GenerateJson(const GenerateReport& report);
-// strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,text
+// strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,rules,text
 std::string GenerateCsv(const GenerateReport& report);
 
 }  // namespace kvq
