@@ -154,6 +154,7 @@ struct Model::Scratch {
   LayerLayout layout;
   HugeVector<float> weights;
   std::vector<HugeVector<float>> resident;  // Per layer, for ForwardAt.
+  std::vector<bool> resident_ready;         // Fully widened (a throw leaves it false).
   int64_t tokens = 0;
   HugeVector<float> x, h, qkv, q, k, v, attn, gate_up;
   std::unique_ptr<RopeTable> rope;
@@ -277,7 +278,10 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
   }
 
   const LayerLayout& L = s.layout;
-  if (cached && s.resident.empty()) s.resident.resize(static_cast<size_t>(c.num_layers));
+  if (cached && s.resident.empty()) {
+    s.resident.resize(static_cast<size_t>(c.num_layers));
+    s.resident_ready.assign(static_cast<size_t>(c.num_layers), false);
+  }
   for (int layer = 0; layer < c.num_layers; ++layer) {
     // Decoding (cached) keeps every layer's widened weights: a one-token step
     // is too small to amortise widening them again.
@@ -285,8 +289,8 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
     bool widened = false;
     if (cached) {
       HugeVector<float>& resident = s.resident[static_cast<size_t>(layer)];
-      widened = !resident.empty();
-      if (!widened) resident.resize(L.total);
+      widened = s.resident_ready[static_cast<size_t>(layer)];
+      resident.resize(L.total);
       w = resident.data();
     }
     auto widen = [&](const char* name, size_t offset) {
@@ -316,6 +320,7 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
       widen("mlp.up_proj.bias", L.gate_up_bias + static_cast<size_t>(I));
       widen("mlp.down_proj.bias", L.down_bias);
     }
+    if (cached) s.resident_ready[static_cast<size_t>(layer)] = true;
 
     // Attention block.
     RmsNorm(s.x.data(), w + L.input_norm, T, H, H, c.rms_norm_eps, s.h.data(), H);
