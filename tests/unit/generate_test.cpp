@@ -468,6 +468,19 @@ TEST(GenerateCliTest, JsonAndCsvAgainstIndependentComputations) {
   EXPECT_NE(csv.find("\nint8:token,6,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",2080,"), std::string::npos) << csv;
 
+  // --prompt TEXT through the tokenizer: the same tokens as the ids it encodes to.
+  const auto text =
+      test::RunKvq("generate --model " + dir.string() + " --tokenizer " + tokenizer.string() +
+                   " --prompt 'a b' --strategy int8:token --max-new-tokens 3 --json " +
+                   (scratch / "p.json").string());
+  ASSERT_EQ(text.exit_code, 0) << text.output;
+  const auto pj = nlohmann::json::parse(ReadTextFile(scratch / "p.json"));
+  const std::vector<int32_t> encoded = tok.Encode("a b");
+  EXPECT_EQ(pj.at("prompt_tokens"), encoded.size());
+  const Strategy int8 = Strategy::Parse("int8:token");
+  EXPECT_EQ(pj.at("strategies")[0].at("tokens").get<std::vector<int32_t>>(),
+            Generate(model, encoded, &int8, 3, {}, false).tokens);
+
   EXPECT_EQ(test::RunKvq("generate --model " + dir.string() + " --prompt a --input-ids " +
                          (dir / "input_ids.json").string() + " --strategy int8:token")
                 .exit_code,
