@@ -134,6 +134,12 @@ void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t n, int64
 // y[rows, out] (+)= x[rows, in] . W[out, in]^T
 void Linear(const float* x, int64_t rows, int64_t in, int64_t lda, const float* w, int64_t out,
             float* y, int64_t ldy, bool accumulate) {
+  if (rows == 1) {
+    // A decode step: sgemm would pack the whole weight matrix for one row.
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(out), static_cast<blasint>(in),
+                1.0f, w, static_cast<blasint>(in), x, 1, accumulate ? 1.0f : 0.0f, y, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
               static_cast<blasint>(out), static_cast<blasint>(in), 1.0f, x,
               static_cast<blasint>(lda), w, static_cast<blasint>(in), accumulate ? 1.0f : 0.0f, y,
