@@ -5,6 +5,14 @@
 // each timed step is one Model::ForwardAt + lm_head + argmax. Decoding reads
 // the float32 weights Model::ForwardAt widened once (not again per token).
 //
+// Measured 2026-12-03 on the shared 2-core AMD EPYC (AVX2, OpenBLAS Zen,
+// load average 6 to 8 from other jobs, so noisy), 16 steps after a 4096-token
+// prefill: fp16 cache 1.07 tokens/s, int4:g32:token 0.56 tokens/s (not
+// investigated; same decode path, the difference may be load). Before one-row
+// products used sgemv: 0.17 tokens/s. Each step still reads float32 weights
+// (about 2 GB with the lm_head): reading the bf16 checkpoint directly would
+// halve that traffic.
+//
 // Arguments (after the benchmark flags): the context length (default 4096).
 // The model is written once under $TMPDIR/kvq-bench-models (about 1 GB).
 #include <benchmark/benchmark.h>
