@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <omp.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -133,6 +134,12 @@ void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t n, int64
 // y[rows, out] (+)= x[rows, in] . W[out, in]^T
 void Linear(const float* x, int64_t rows, int64_t in, int64_t lda, const float* w, int64_t out,
             float* y, int64_t ldy, bool accumulate) {
+  if (rows == 1) {
+    // A decode step: sgemm would pack the whole weight matrix for one row.
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, static_cast<blasint>(out), static_cast<blasint>(in),
+                1.0f, w, static_cast<blasint>(in), x, 1, accumulate ? 1.0f : 0.0f, y, 1);
+    return;
+  }
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<blasint>(rows),
               static_cast<blasint>(out), static_cast<blasint>(in), 1.0f, x,
               static_cast<blasint>(lda), w, static_cast<blasint>(in), accumulate ? 1.0f : 0.0f, y,
@@ -152,6 +159,8 @@ void AddBias(float* y, const float* bias, int64_t rows, int64_t n, int64_t strid
 struct Model::Scratch {
   LayerLayout layout;
   HugeVector<float> weights;
+  std::vector<HugeVector<float>> resident;  // Per layer, for ForwardAt.
+  std::vector<bool> resident_ready;         // Fully widened (a throw leaves it false).
   int64_t tokens = 0;
   HugeVector<float> x, h, qkv, q, k, v, attn, gate_up;
   std::unique_ptr<RopeTable> rope;
@@ -227,6 +236,18 @@ Model Model::Load(const std::filesystem::path& dir) {
 
 void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* hook,
                     std::vector<float>* final_hidden, const std::function<void(int)>& progress) {
+  Run(ids, chunk_len, 0, hook, nullptr, final_hidden, progress);
+}
+
+void Model::ForwardAt(std::span<const int32_t> ids, int64_t position, CachedAttention& attention,
+                      std::vector<float>* final_hidden) {
+  KVQ_CHECK(position >= 0);
+  Run(ids, static_cast<int64_t>(ids.size()), position, nullptr, &attention, final_hidden, {});
+}
+
+void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t position, LayerHook* hook,
+                CachedAttention* cached, std::vector<float>* final_hidden,
+                const std::function<void(int)>& progress) {
   const ModelConfig& c = config_;
   const auto T = static_cast<int64_t>(ids.size());
   KVQ_CHECK(T > 0 && chunk_len > 0 && T % chunk_len == 0);
@@ -235,9 +256,12 @@ void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* 
   Scratch& s = *scratch_;
   s.Reserve(c, T);
   if (s.weights.empty()) s.weights.resize(s.layout.total);
-  if (s.rope_positions < chunk_len) {
-    s.rope = std::make_unique<RopeTable>(c.rope, c.head_dim, chunk_len);
-    s.rope_positions = chunk_len;
+  if (s.rope_positions < position + chunk_len) {
+    // Decoding grows the table in doubling steps, not by one position a token.
+    const int64_t positions =
+        std::max(position + chunk_len, position > 0 ? 2 * s.rope_positions : 0);
+    s.rope = std::make_unique<RopeTable>(c.rope, c.head_dim, positions);
+    s.rope_positions = positions;
   }
 
   const TensorView& embed = store_.Get("model.embed_tokens.weight");
@@ -260,10 +284,23 @@ void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* 
   }
 
   const LayerLayout& L = s.layout;
-  float* w = s.weights.data();
+  if (cached && s.resident.empty()) {
+    s.resident.resize(static_cast<size_t>(c.num_layers));
+    s.resident_ready.assign(static_cast<size_t>(c.num_layers), false);
+  }
   for (int layer = 0; layer < c.num_layers; ++layer) {
+    // Decoding (cached) keeps every layer's widened weights: a one-token step
+    // is too small to amortise widening them again.
+    float* w = s.weights.data();
+    bool widened = false;
+    if (cached) {
+      HugeVector<float>& resident = s.resident[static_cast<size_t>(layer)];
+      widened = s.resident_ready[static_cast<size_t>(layer)];
+      resident.resize(L.total);
+      w = resident.data();
+    }
     auto widen = [&](const char* name, size_t offset) {
-      Widen(dir(), store_.Get(LayerName(layer, name)), w + offset);
+      if (!widened) Widen(dir(), store_.Get(LayerName(layer, name)), w + offset);
     };
     widen("input_layernorm.weight", L.input_norm);
     widen("self_attn.q_proj.weight", L.qkv);
@@ -289,6 +326,7 @@ void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* 
       widen("mlp.up_proj.bias", L.gate_up_bias + static_cast<size_t>(I));
       widen("mlp.down_proj.bias", L.down_bias);
     }
+    if (cached) s.resident_ready[static_cast<size_t>(layer)] = true;
 
     // Attention block.
     RmsNorm(s.x.data(), w + L.input_norm, T, H, H, c.rms_norm_eps, s.h.data(), H);
@@ -312,24 +350,26 @@ void Model::Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* 
         float* base = head < c.num_heads
                           ? s.q.data() + chunk * chunk_len * nq + head * D
                           : s.k.data() + chunk * chunk_len * nkv + (head - c.num_heads) * D;
-        ApplyRope(*s.rope, base, chunk_len, head < c.num_heads ? nq : nkv, 0);
+        ApplyRope(*s.rope, base, chunk_len, head < c.num_heads ? nq : nkv, position);
       }
     }
-    if (hook) {
-      LayerKV kv{layer,
-                 T,
-                 chunk_len,
-                 s.q.data(),
-                 s.k.data(),
-                 s.v.data(),
-                 c.qkv_bias ? w + L.qkv_bias + nq : nullptr};
-      hook->OnKV(kv);
+    LayerKV kv{layer,
+               T,
+               chunk_len,
+               s.q.data(),
+               s.k.data(),
+               s.v.data(),
+               c.qkv_bias ? w + L.qkv_bias + nq : nullptr};
+    if (hook) hook->OnKV(kv);
+    if (cached) {
+      cached->Attend(kv, position, s.attn.data());
+    } else {
+      const AttentionShape shape{c.num_heads, c.num_kv_heads,
+                                 c.head_dim,  T,
+                                 chunk_len,   1.0f / std::sqrt(static_cast<float>(D))};
+      CausalAttention(shape, {s.q.data(), D, nq}, {s.k.data(), D, nkv}, {s.v.data(), D, nkv},
+                      {s.attn.data(), D, nq});
     }
-    const AttentionShape shape{c.num_heads, c.num_kv_heads,
-                               c.head_dim,  T,
-                               chunk_len,   1.0f / std::sqrt(static_cast<float>(D))};
-    CausalAttention(shape, {s.q.data(), D, nq}, {s.k.data(), D, nkv}, {s.v.data(), D, nkv},
-                    {s.attn.data(), D, nq});
     Linear(s.attn.data(), T, nq, nq, w + L.o, H, s.x.data(), H, true);
     if (c.o_bias) AddBias(s.x.data(), w + L.o_bias, T, H, H);
 

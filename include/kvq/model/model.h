@@ -50,6 +50,17 @@ class LayerHook {
   virtual void OnOutputs(const LayerOutputs&) {}
 };
 
+// Attention over a KV cache, for incremental decoding (Model::ForwardAt). It
+// receives one layer's post-RoPE q, k and v of the new tokens (token-major,
+// as LayerKV; the tokens sit at positions [position, position + kv.tokens)
+// of one sequence), keeps k and v in its cache, and writes attn [kv.tokens,
+// num_heads * head_dim], the input of o_proj.
+class CachedAttention {
+ public:
+  virtual ~CachedAttention() = default;
+  virtual void Attend(const LayerKV& kv, int64_t position, float* attn) = 0;
+};
+
 class Model {
  public:
   // dir: a Hugging Face model folder (config.json, model.safetensors or an
@@ -74,6 +85,15 @@ class Model {
   void Forward(std::span<const int32_t> ids, int64_t chunk_len, LayerHook* hook,
                std::vector<float>* final_hidden, const std::function<void(int)>& progress = {});
 
+  // Incremental decoding: runs `ids`, the tokens at positions [position,
+  // position + ids.size()) of one sequence, through the same layer code as
+  // Forward (RoPE at those absolute positions), with attention delegated to
+  // `attention`, which holds the KV cache. Every layer's float32 weights are
+  // widened once and kept (float32 copies of all layers stay resident for the
+  // Model's lifetime): a one-token step is too small to amortise widening.
+  void ForwardAt(std::span<const int32_t> ids, int64_t position, CachedAttention& attention,
+                 std::vector<float>* final_hidden);
+
   // logits = hidden . W_lm^T for `rows` rows of final hidden states:
   // hidden [rows, hidden_size] -> logits [rows, vocab_size].
   void Logits(const float* hidden, int64_t rows, float* logits);
@@ -81,6 +101,9 @@ class Model {
  private:
   Model() = default;
   struct Scratch;
+  void Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t position, LayerHook* hook,
+           CachedAttention* cached, std::vector<float>* final_hidden,
+           const std::function<void(int)>& progress);
 
   ModelConfig config_;
   TensorStore store_;
