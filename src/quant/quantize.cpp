@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/simd.h"
+#include "common/array_ops.h"
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
@@ -70,17 +70,6 @@ void ForEachPrompt(int64_t tokens, int64_t chunk_len, Fn&& fn) {
   for (int64_t b = 0; b < tokens; b += len) fn(b, std::min(tokens, b + len));
 }
 
-bool AllFinite(const float* x, int64_t n) {
-  // x * 0 is NaN exactly for NaN and +-Inf.
-  simd::F8 lane = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) lane += simd::LoadF8(x + i) * 0.0f;
-  float tail = 0;
-  for (; i < n; ++i) tail += x[i] * 0.0f;
-  for (int j = 0; j < 8; ++j) tail += lane[j];
-  return tail == 0.0f;
-}
-
 }  // namespace
 
 HeadStats CalibrateHead(const FormatSpec& f, const HeadContext& ctx, const float* x, int64_t tokens,
@@ -117,7 +106,7 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
     FusedQuantizeHead(f, ctx.chunk_len, nullptr, x, tokens, head_dim, stats, y, nullptr);
     return;
   }
-  if (!AllFinite(x, n)) ThrowInput("non-finite value in the block to quantize");
+  if (!AllFiniteOf(x, n)) ThrowInput("non-finite value in the block to quantize");
   HeadStats own;
   if (stats == nullptr && f.NeedsStats()) {
     own = CalibrateHead(f, ctx, x, tokens, head_dim);
