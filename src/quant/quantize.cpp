@@ -116,6 +116,21 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
   const HeadStats& s = stats != nullptr ? *stats : kEmpty;
   const FormatTraits& traits = Traits(f.kind);
   const QdqFn kernel = ctx.use_reference || traits.fast == nullptr ? traits.reference : traits.fast;
+  // The rows between the sink and recent tokens, in the working basis, are
+  // the base format's block: where the fused kernel covers it, it computes
+  // the same values as `kernel` (tested bit for bit), in lanes.
+  FormatSpec base = f;
+  base.hadamard = base.pre_rope = base.bias_aware = false;
+  base.sink = base.recent = 0;
+  const bool fused = !ctx.use_reference && HasFusedKernel(base, head_dim);
+  auto quantize_rows = [&](const float* src, float* dst, int64_t rows) {
+    if (fused) {
+      FusedQuantizeHead(base, 0, nullptr, src, rows, head_dim, f.NeedsStats() ? &s : nullptr, dst,
+                        nullptr);
+    } else {
+      kernel(f, s, src, dst, rows, head_dim);
+    }
+  };
   const bool transform = HasTransform(f, ctx);
   ForEachPrompt(tokens, ctx.chunk_len, [&](int64_t b, int64_t e) {
     const Span q = QuantizedTokens(f, b, e);
@@ -130,10 +145,10 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
     if (transform) {
       if (dst != src) std::copy_n(src, rows * head_dim, dst);
       ToWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
-      kernel(f, s, dst, dst, rows, head_dim);
+      quantize_rows(dst, dst, rows);
       FromWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
     } else {
-      kernel(f, s, src, dst, rows, head_dim);
+      quantize_rows(src, dst, rows);
     }
   });
 }
