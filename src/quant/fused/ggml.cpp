@@ -254,9 +254,13 @@ struct Iq4NlRow {
     const DF df;
     const int64_t N = Lanes();
     const int64_t count = std::min<int64_t>(kBatch, (end - i0) / kBlock);
-    HWY_ALIGN float xs[kBlock * kBatch] = {};
+    // Widened in lanes, then transposed in L1.
+    HWY_ALIGN float blocks[kBlock * kBatch], xs[kBlock * kBatch] = {};
     for (int64_t k = 0; k < count; ++k) {
-      for (int j = 0; j < kBlock; ++j) xs[j * kBatch + k] = in.At(i0 + kBlock * k + j);
+      for (int64_t j = 0; j < kBlock; j += N) {
+        hn::Store(in.Load(i0 + kBlock * k + j), df, blocks + kBlock * k + j);
+      }
+      for (int j = 0; j < kBlock; ++j) xs[j * kBatch + k] = blocks[kBlock * k + j];
     }
     const VF zero = hn::Zero(df), one = hn::Set(df, 1.0f);
     for (int64_t k = 0; k < kBatch; k += N) {

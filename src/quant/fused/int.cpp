@@ -458,10 +458,12 @@ void IntHead(const FusedCall& call, const Source& in, Totals& totals) {
 
   // Per-channel parameters [d] (channel, g<N>:token).
   const size_t channels = static_cast<size_t>(d);
+  // The channel rows divide: their split reciprocals go to one scratch array.
   std::vector<float> lo(channels), hi(channels), ps(channels), po(channels), pk(channels),
-      unused(channels);
-  const IntParamArrays channel_params{ps.data(),     po.data(),     pk.data(),
-                                      unused.data(), unused.data(), unused.data()};
+      no_reciprocal(channels);
+  const IntParamArrays channel_params{
+      ps.data(),           po.data(), pk.data(), no_reciprocal.data(), no_reciprocal.data(),
+      no_reciprocal.data()};
   const IntChannelRow<kChannels> channel_row{ps.data(), po.data(), pk.data(), top};
   // Rows [t0, t1) with the channel ranges in lo / hi.
   auto round_trip = [&](int64_t t0, int64_t t1) HWY_ATTR {
