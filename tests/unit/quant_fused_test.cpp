@@ -24,7 +24,7 @@ float Normal(SplitMix64& rng) { return static_cast<float>(rng.NormalOpen()); }
 constexpr int kRows = 96;  // Three prompts of 32 (g<N>:token groups restart).
 constexpr int kDim = 64;
 constexpr int64_t kChunk = 32;
-// fused.h: SSE within (16 + 3) * 2^-24 relative for fp16 sources.
+// fused.h: SSE within (16 + 4) * 2^-24 relative for fp16 sources.
 constexpr double kHalfSumsTolerance = 1.2e-6;
 
 // The scalar reference round trip of a [rows, dim] block.
