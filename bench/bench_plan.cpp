@@ -18,10 +18,10 @@
 #include <filesystem>
 #include <string>
 
+#include "bench_common.h"
 #include "kvq/capture/dump.h"
 #include "kvq/plan/planner.h"
 #include "kvq/quant/synthetic.h"
-#include "bench_common.h"
 
 namespace {
 

@@ -8,23 +8,64 @@
 // strategies, at most 50 ms per strategy. BM_ReadFloor measures, in the same
 // run, one plain read of the same data: the bandwidth the (shared) machine
 // gives right now. The CPU column is process time (all threads).
+//
+// The kernels run on the best SIMD target of the CPU (printed as the
+// context's simd_target); --target=NAME (before the benchmark flags) pins
+// another one, e.g. --target=SSE4 on an AVX2 machine.
 #include <benchmark/benchmark.h>
 #include <unistd.h>
 
-#include "common/avx512.h"
-
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
+#include <iostream>
 #include <iterator>
 #include <memory>
+#include <string>
 
-#include "kvq/capture/dump.h"
 #include "kvq/common/half.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "bench/bench_quant.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include "common/half-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace kvq {
+namespace HWY_NAMESPACE {
+
+// max |x| of n fp16 values: one plain read of them, widened in lanes.
+float HalfAbsMax(const uint16_t* p, int64_t n) {
+  const hn::ScalableTag<float> d;
+  const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
+  auto lane = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + lanes <= n; i += lanes) lane = hn::Max(lane, hn::Abs(LoadHalfLanes(d, p + i)));
+  float m = hn::GetLane(hn::MaxOfLanes(d, lane));
+  for (; i < n; ++i) m = std::max(m, std::fabs(HalfToFloat(p[i])));
+  return m;
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace kvq
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "bench_common.h"
+#include "kvq/capture/dump.h"
+#include "kvq/common/error.h"
+#include "kvq/common/simd_target.h"
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/quantize.h"
 #include "kvq/quant/synthetic.h"
-#include "bench_common.h"
+
+namespace kvq {
+HWY_EXPORT(HalfAbsMax);
+float HalfAbsMaxOf(const uint16_t* p, int64_t n) { return HWY_DYNAMIC_DISPATCH(HalfAbsMax)(p, n); }
+}  // namespace kvq
 
 namespace {
 
@@ -107,19 +148,7 @@ void BM_ReadFloor(benchmark::State& state) {
   for (auto _ : state) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (int u = 0; u < units; ++u) {
-      const uint16_t* p = src[static_cast<size_t>(u)];
-      float m = 0;
-      int64_t i = 0;
-#if defined(__AVX512F__)
-      __m512 lane = _mm512_setzero_ps();
-      for (; i + 16 <= per_head; i += 16) {
-        const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + i));
-        lane = _mm512_max_ps(lane, _mm512_abs_ps(_mm512_cvtph_ps(h)));
-      }
-      m = _mm512_reduce_max_ps(lane);
-#endif
-      for (; i < per_head; ++i) m = std::max(m, std::fabs(kvq::HalfToFloat(p[i])));
-      out[static_cast<size_t>(u)] = m;
+      out[static_cast<size_t>(u)] = kvq::HalfAbsMaxOf(src[static_cast<size_t>(u)], per_head);
     }
     benchmark::DoNotOptimize(out.data());
   }
@@ -159,14 +188,16 @@ BENCHMARK(BM_QuantizeLayer)
 }  // namespace
 
 int main(int argc, char** argv) {
+  kvq::bench::Setup(argc, argv);  // --target=NAME, the machine line.
+  benchmark::AddCustomContext("simd_target", kvq::SimdTarget());
   benchmark::AddCustomContext("input", "Qwen2.5-0.5B-shaped K+V, 4096 tokens, 50.3 MB fp16");
   benchmark::AddCustomContext(
       "reference", "STREAM triad 54 GB/s (2 thr), llama.cpp q8_0 row quantizer 16.7 GB/s (1 thr)");
   benchmark::AddCustomContext("target", ">= 27 GB/s for int8 strategies, <= 50 ms per strategy");
-  kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
   return 0;
 }
+#endif  // HWY_ONCE

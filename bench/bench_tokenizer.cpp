@@ -8,10 +8,10 @@
 
 #include <cstdio>
 
+#include "bench_common.h"
 #include "kvq/common/io.h"
 #include "kvq/tokenizer/corpus.h"
 #include "kvq/tokenizer/tokenizer.h"
-#include "bench_common.h"
 
 namespace {
 

@@ -1,27 +1,32 @@
 #include "kvq/common/half.h"
 
-#include <algorithm>
+#include <cstring>
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "common/half.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
-#include "common/simd-inl.h"
+#include "common/half-inl.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvq {
 namespace HWY_NAMESPACE {
 
-void HalfToFloatArray(const uint16_t* src, float* dst, int64_t n) {
+namespace hn = hwy::HWY_NAMESPACE;
+
+void HalfToFloatArray(const uint8_t* src, float* dst, int64_t n) {
   const hn::ScalableTag<float> df;
-  const hn::Rebind<uint16_t, decltype(df)> du16;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(df));
   int64_t i = 0;
   for (; i + lanes <= n; i += lanes) {
-    hn::StoreU(HalfToFloatLanes(df, hn::LoadU(du16, src + i)), df, dst + i);
+    hn::StoreU(LoadHalfLanes(df, reinterpret_cast<const uint16_t*>(src + 2 * i)), df, dst + i);
   }
-  for (; i < n; ++i) dst[i] = HalfToFloat(src[i]);
+  for (; i < n; ++i) {
+    uint16_t h;
+    std::memcpy(&h, src + 2 * i, 2);
+    dst[i] = HalfToFloat(h);
+  }
 }
 
 }  // namespace HWY_NAMESPACE
@@ -33,7 +38,7 @@ namespace kvq {
 
 HWY_EXPORT(HalfToFloatArray);
 
-void HalfToFloatArray(const uint16_t* src, float* dst, int64_t n) {
+void HalfToFloatArray(const uint8_t* src, float* dst, int64_t n) {
   HWY_DYNAMIC_DISPATCH(HalfToFloatArray)(src, dst, n);
 }
 

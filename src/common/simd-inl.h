@@ -60,35 +60,6 @@ HWY_INLINE V FastExpLanes(D d, V x) {
   return hn::IfThenZeroElse(hn::Lt(x, hn::Set(d, kFastExpMin)), scaled);
 }
 
-// fp16 bits -> float, exact for every code on every target (HalfToFloat in
-// lanes). x86's F16C converts natively; elsewhere the bits are rebiased
-// here, because Highway 1.0.3's emulated PromoteTo (SSE4, EMU128, SCALAR)
-// turns exponent 31 (Inf, NaN) into finite values.
-template <class DF>
-HWY_INLINE hn::Vec<DF> HalfToFloatLanes(DF df, hn::Vec<hn::Rebind<uint16_t, DF>> bits) {
-#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
-  const hn::Rebind<hwy::float16_t, DF> df16;
-  return hn::PromoteTo(df, hn::BitCast(df16, bits));
-#else
-  const hn::RebindToUnsigned<DF> du;
-  const hn::RebindToSigned<DF> di;
-  const auto h = hn::PromoteTo(du, bits);
-  const auto sign = hn::ShiftLeft<16>(hn::And(h, hn::Set(du, 0x8000u)));
-  const auto exponent = hn::And(hn::ShiftRight<10>(h), hn::Set(du, 0x1fu));
-  const auto mantissa = hn::And(h, hn::Set(du, 0x3ffu));
-  const auto normal =
-      hn::Or(hn::ShiftLeft<23>(hn::Add(exponent, hn::Set(du, 112u))), hn::ShiftLeft<13>(mantissa));
-  const auto inf_nan = hn::Or(hn::Set(du, 0x7f800000u), hn::ShiftLeft<13>(mantissa));
-  // mantissa * 2^-24 is exact in float (and 0 for a zero).
-  const auto subnormal = hn::BitCast(du, hn::Mul(hn::ConvertTo(df, hn::BitCast(di, mantissa)),
-                                                 hn::Set(df, 5.9604644775390625e-8f)));
-  const auto magnitude =
-      hn::IfThenElse(hn::Eq(exponent, hn::Zero(du)), subnormal,
-                     hn::IfThenElse(hn::Eq(exponent, hn::Set(du, 0x1fu)), inf_nan, normal));
-  return hn::BitCast(df, hn::Or(sign, magnitude));
-#endif
-}
-
 }  // namespace HWY_NAMESPACE
 }  // namespace kvq
 HWY_AFTER_NAMESPACE();

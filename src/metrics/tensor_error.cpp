@@ -6,14 +6,10 @@
 #include <limits>
 #include <memory>
 
-#if defined(__F16C__)
-#include <immintrin.h>
-#endif
-
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "common/simd.h"
+#include "common/array_ops.h"
 #include "kvq/common/csv.h"
 #include "kvq/common/error.h"
 #include "kvq/common/finite.h"
@@ -22,56 +18,11 @@
 #include "kvq/quant/quantize.h"
 
 namespace kvq {
-namespace {
-
-// fp16 -> fp32, exact (the hardware conversion equals HalfToFloat).
-void WidenHalf(const uint8_t* src, float* dst, int64_t n) {
-  int64_t i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + 2 * i));
-    _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(h));
-  }
-#endif
-  for (; i < n; ++i) {
-    uint16_t h;
-    std::memcpy(&h, src + 2 * i, 2);
-    dst[i] = HalfToFloat(h);
-  }
-}
-
-}  // namespace
 
 void TensorError::Add(const float* x, const float* y, int64_t n) {
-  // Four accumulators of eight double lanes: a fixed summation order,
-  // vectorised, and four independent add chains.
-  simd::D8 sse_lane[4] = {}, sq_lane[4] = {};
-  simd::F8 max_lane = {};
-  int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    for (int u = 0; u < 4; ++u) {
-      const simd::F8 xv = simd::LoadF8(x + i + 8 * u);
-      const simd::D8 a = simd::ToD8(xv);
-      const simd::D8 e = a - simd::ToD8(simd::LoadF8(y + i + 8 * u));
-      sse_lane[u] += e * e;
-      sq_lane[u] += a * a;
-      max_lane = simd::Max(max_lane, simd::Abs(xv));
-    }
-  }
-  for (; i < n; ++i) {
-    const double a = x[i];
-    const double e = a - static_cast<double>(y[i]);
-    sse_lane[0][0] += e * e;
-    sq_lane[0][0] += a * a;
-    max_lane[0] = std::max(max_lane[0], std::fabs(x[i]));
-  }
-  for (int u = 0; u < 4; ++u) {
-    for (int j = 0; j < 8; ++j) {
-      sse += sse_lane[u][j];
-      sum_sq += sq_lane[u][j];
-    }
-  }
-  for (int j = 0; j < 8; ++j) max_abs = std::max(max_abs, static_cast<double>(max_lane[j]));
+  float max_x = 0;
+  AddErrorSumsOf(x, y, n, sse, sum_sq, max_x);
+  max_abs = std::max(max_abs, static_cast<double>(max_x));
   count += n;
 }
 
@@ -168,7 +119,7 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
       if (x.size() < static_cast<size_t>(per_head)) x.resize(static_cast<size_t>(per_head));
       if (y.size() < static_cast<size_t>(chunk)) y.resize(static_cast<size_t>(chunk));
       if (t.dtype == DType::kF16) {
-        WidenHalf(t.data + 2 * head * per_head, x.data(), per_head);
+        HalfToFloatArray(t.data + 2 * head * per_head, x.data(), per_head);
       } else {
         t.ToFloat(x.data(), head * per_head, per_head);
       }

@@ -91,8 +91,7 @@ void TensorView::ToFloat(float* dst, int64_t begin, int64_t count) const {
       std::memcpy(dst, data + begin * 4, static_cast<size_t>(count) * 4);
       return;
     case DType::kF16: {
-      // Mapped data is only 2-byte aligned, which the lane loads accept.
-      HalfToFloatArray(reinterpret_cast<const uint16_t*>(data) + begin, dst, count);
+      HalfToFloatArray(data + begin * 2, dst, count);
       return;
     }
     case DType::kBF16: {

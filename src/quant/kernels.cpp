@@ -6,12 +6,7 @@
 #include <cstring>
 #include <limits>
 
-#if defined(__F16C__) && !defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
-#include "common/avx512.h"
-#include "common/simd.h"
+#include "common/array_ops.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
 
@@ -21,36 +16,10 @@ namespace {
 // ---------------------------------------------------------------------------
 // Statistics.
 
-float AbsMax(const float* x, int64_t n) {
-  simd::F8 lane = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) lane = simd::Max(lane, simd::Abs(simd::LoadF8(x + i)));
-  float m = 0;
-  for (; i < n; ++i) m = std::max(m, std::fabs(x[i]));
-  for (int j = 0; j < 8; ++j) m = std::max(m, lane[j]);
-  return m;
-}
+float AbsMax(const float* x, int64_t n) { return AbsMaxOf(x, n); }
 
 void MinMax(const float* x, int64_t n, float& lo, float& hi) {
-  constexpr float kInf = std::numeric_limits<float>::infinity();
-  simd::F8 lane_lo = {kInf, kInf, kInf, kInf, kInf, kInf, kInf, kInf};
-  simd::F8 lane_hi = -lane_lo;
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const simd::F8 v = simd::LoadF8(x + i);
-    lane_lo = simd::Min(lane_lo, v);
-    lane_hi = simd::Max(lane_hi, v);
-  }
-  lo = kInf;
-  hi = -kInf;
-  for (; i < n; ++i) {
-    lo = std::min(lo, x[i]);
-    hi = std::max(hi, x[i]);
-  }
-  for (int j = 0; j < 8; ++j) {
-    lo = std::min(lo, lane_lo[j]);
-    hi = std::max(hi, lane_hi[j]);
-  }
+  MinMaxOf(x, n, lo, hi);
   // Adding +0 turns -0 into +0, so the result does not depend on which of
   // two signed zeros a scan met first.
   lo += 0.0f;
@@ -278,18 +247,9 @@ void Fp16Reference(const FormatSpec&, const HeadStats&, const float* x, float* y
   for (int64_t i = 0; i < rows * d; ++i) y[i] = RoundToHalf(x[i]);
 }
 
-// F16C converts with round-to-nearest-even like FloatToHalf, subnormals and
-// overflow to infinity included.
+// RoundToHalf in lanes.
 void Fp16Fast(const FormatSpec&, const HeadStats&, const float* x, float* y, int64_t rows, int d) {
-  const int64_t n = rows * d;
-  int64_t i = 0;
-#if defined(__F16C__)
-  for (; i + 8 <= n; i += 8) {
-    const __m128i h = _mm256_cvtps_ph(_mm256_loadu_ps(x + i), _MM_FROUND_TO_NEAREST_INT);
-    _mm256_storeu_ps(y + i, _mm256_cvtph_ps(h));
-  }
-#endif
-  for (; i < n; ++i) y[i] = RoundToHalf(x[i]);
+  RoundToHalfArray(x, y, rows * d);
 }
 
 void Bf16Reference(const FormatSpec&, const HeadStats&, const float* x, float* y, int64_t rows,
@@ -729,66 +689,9 @@ void GgmlDequantizeRow(FormatKind kind, const uint8_t* in, int64_t n, float* y) 
   }
 }
 
-#if defined(__AVX512F__)
-namespace {
-
-// One row of n values (a multiple of 16) in vector steps: stage h pairs
-// lane j with lane j ^ h inside a vector (h < 16) or vector i with vector
-// i + h / 16. Each output is the same float operation on the same operands
-// as in the scalar loop below (a + b low, a - b high, stages in the same
-// order), so the results are bit for bit the same.
-void HadamardRow16(float* v, int n, float norm) {
-  auto within = [](__m512 x, __m512 partner, __mmask16 high) {
-    return _mm512_mask_blend_ps(high, _mm512_add_ps(x, partner), _mm512_sub_ps(partner, x));
-  };
-  for (int i = 0; i < n; i += 16) {
-    __m512 x = _mm512_loadu_ps(v + i);
-    x = within(x, _mm512_permute_ps(x, 0xb1), 0xaaaa);
-    x = within(x, _mm512_permute_ps(x, 0x4e), 0xcccc);
-    x = within(x, _mm512_shuffle_f32x4(x, x, 0xb1), 0xf0f0);
-    x = within(x, _mm512_shuffle_f32x4(x, x, 0x4e), 0xff00);
-    _mm512_storeu_ps(v + i, x);
-  }
-  for (int h = 16; h < n; h *= 2) {
-    for (int i = 0; i < n; i += 2 * h) {
-      for (int j = i; j < i + h; j += 16) {
-        const __m512 a = _mm512_loadu_ps(v + j), b = _mm512_loadu_ps(v + j + h);
-        _mm512_storeu_ps(v + j, _mm512_add_ps(a, b));
-        _mm512_storeu_ps(v + j + h, _mm512_sub_ps(a, b));
-      }
-    }
-  }
-  const __m512 scale = _mm512_set1_ps(norm);
-  for (int i = 0; i < n; i += 16)
-    _mm512_storeu_ps(v + i, _mm512_mul_ps(_mm512_loadu_ps(v + i), scale));
-}
-
-}  // namespace
-#endif
-
 void HadamardRows(float* x, int64_t rows, int n) {
   KVQ_CHECK(n > 0 && (n & (n - 1)) == 0);
-  const float norm = 1.0f / std::sqrt(static_cast<float>(n));
-  for (int64_t r = 0; r < rows; ++r) {
-    float* v = x + r * n;
-#if defined(__AVX512F__)
-    if (n >= 16) {
-      HadamardRow16(v, n, norm);
-      continue;
-    }
-#endif
-    for (int h = 1; h < n; h *= 2) {
-      for (int i = 0; i < n; i += 2 * h) {
-        for (int j = i; j < i + h; ++j) {
-          const float a = v[j];
-          const float b = v[j + h];
-          v[j] = a + b;
-          v[j + h] = a - b;
-        }
-      }
-    }
-    for (int i = 0; i < n; ++i) v[i] *= norm;
-  }
+  HadamardButterflyRows(x, rows, n, 1.0f / std::sqrt(static_cast<float>(n)));
 }
 
 }  // namespace kvq

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "common/simd.h"
+#include "common/array_ops.h"
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
@@ -70,17 +70,6 @@ void ForEachPrompt(int64_t tokens, int64_t chunk_len, Fn&& fn) {
   for (int64_t b = 0; b < tokens; b += len) fn(b, std::min(tokens, b + len));
 }
 
-bool AllFinite(const float* x, int64_t n) {
-  // x * 0 is NaN exactly for NaN and +-Inf.
-  simd::F8 lane = {};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) lane += simd::LoadF8(x + i) * 0.0f;
-  float tail = 0;
-  for (; i < n; ++i) tail += x[i] * 0.0f;
-  for (int j = 0; j < 8; ++j) tail += lane[j];
-  return tail == 0.0f;
-}
-
 }  // namespace
 
 HeadStats CalibrateHead(const FormatSpec& f, const HeadContext& ctx, const float* x, int64_t tokens,
@@ -117,7 +106,7 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
     FusedQuantizeHead(f, ctx.chunk_len, nullptr, x, tokens, head_dim, stats, y, nullptr);
     return;
   }
-  if (!AllFinite(x, n)) ThrowInput("non-finite value in the block to quantize");
+  if (!AllFiniteOf(x, n)) ThrowInput("non-finite value in the block to quantize");
   HeadStats own;
   if (stats == nullptr && f.NeedsStats()) {
     own = CalibrateHead(f, ctx, x, tokens, head_dim);
@@ -127,6 +116,21 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
   const HeadStats& s = stats != nullptr ? *stats : kEmpty;
   const FormatTraits& traits = Traits(f.kind);
   const QdqFn kernel = ctx.use_reference || traits.fast == nullptr ? traits.reference : traits.fast;
+  // The rows between the sink and recent tokens, in the working basis, are
+  // the base format's block: where the fused kernel covers it, it computes
+  // the same values as `kernel` (tested bit for bit), in lanes.
+  FormatSpec base = f;
+  base.hadamard = base.pre_rope = base.bias_aware = false;
+  base.sink = base.recent = 0;
+  const bool fused = !ctx.use_reference && HasFusedKernel(base, head_dim);
+  auto quantize_rows = [&](const float* src, float* dst, int64_t rows) {
+    if (fused) {
+      FusedQuantizeHead(base, 0, nullptr, src, rows, head_dim, f.NeedsStats() ? &s : nullptr, dst,
+                        nullptr);
+    } else {
+      kernel(f, s, src, dst, rows, head_dim);
+    }
+  };
   const bool transform = HasTransform(f, ctx);
   ForEachPrompt(tokens, ctx.chunk_len, [&](int64_t b, int64_t e) {
     const Span q = QuantizedTokens(f, b, e);
@@ -141,10 +145,10 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
     if (transform) {
       if (dst != src) std::copy_n(src, rows * head_dim, dst);
       ToWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
-      kernel(f, s, dst, dst, rows, head_dim);
+      quantize_rows(dst, dst, rows);
       FromWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
     } else {
-      kernel(f, s, src, dst, rows, head_dim);
+      quantize_rows(src, dst, rows);
     }
   });
 }

@@ -14,6 +14,7 @@
 #include "kvq/quant/format.h"
 #include "kvq/quant/kernels.h"
 #include "kvq/quant/quantize.h"
+#include "test_util.h"
 
 namespace kvq {
 namespace {
@@ -262,7 +263,7 @@ TEST(QuantFormat, HadamardIsOrthonormalAndRoundTrips) {
 
 // The butterflies written out plainly: stage h = 1, 2, 4, ... adds and
 // subtracts the pairs (j, j + h), then the rows are scaled by 1 / sqrt(n).
-// HadamardRows (vectorised) must give the same floats.
+// HadamardRows (vectorised) must give the same floats, on every SIMD target.
 TEST(QuantFormat, HadamardEqualsThePlainButterfliesBitForBit) {
   SplitMix64 rng(17);
   for (int n : {1, 2, 4, 8, 16, 32, 64, 128, 256}) {
@@ -286,10 +287,13 @@ TEST(QuantFormat, HadamardEqualsThePlainButterfliesBitForBit) {
       }
       for (int i = 0; i < n; ++i) v[i] *= norm;
     }
-    HadamardRows(x.data(), kHadamardRows, n);
-    for (size_t i = 0; i < x.size(); ++i) {
-      ASSERT_EQ(FloatBits(x[i]), FloatBits(expected[i])) << "n " << n << " element " << i;
-    }
+    test::ForEachSimdTarget([&](const std::string&) {
+      std::vector<float> y = x;
+      HadamardRows(y.data(), kHadamardRows, n);
+      for (size_t i = 0; i < y.size(); ++i) {
+        ASSERT_EQ(FloatBits(y[i]), FloatBits(expected[i])) << "n " << n << " element " << i;
+      }
+    });
   }
 }
 

@@ -24,7 +24,7 @@ float Normal(SplitMix64& rng) { return static_cast<float>(rng.NormalOpen()); }
 constexpr int kRows = 96;  // Three prompts of 32 (g<N>:token groups restart).
 constexpr int kDim = 64;
 constexpr int64_t kChunk = 32;
-// fused.h: SSE within (16 + 3) * 2^-24 relative for fp16 sources.
+// fused.h: SSE within (16 + 4) * 2^-24 relative for fp16 sources.
 constexpr double kHalfSumsTolerance = 1.2e-6;
 
 // The scalar reference round trip of a [rows, dim] block.
@@ -121,9 +121,6 @@ std::vector<std::string> Formats() {
 }
 
 TEST(QuantFused, CoversThePresetsFormatsAndDeclinesTheRest) {
-#if !defined(__AVX512F__)
-  GTEST_SKIP() << "the fused kernel needs AVX-512";
-#endif
   for (const std::string& name : Formats()) {
     EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
   }
@@ -139,9 +136,6 @@ TEST(QuantFused, CoversThePresetsFormatsAndDeclinesTheRest) {
 // within fused.h's bounds: 1e-12 relative for float sources (double lanes),
 // 1.2e-6 for fp16 sources (float lanes folded into double every 16 terms).
 TEST(QuantFused, EqualsTheReferenceBitForBit) {
-#if !defined(__AVX512F__)
-  GTEST_SKIP() << "the fused kernel needs AVX-512";
-#endif
   int compared = 0;
   for (const auto& [block, x] : Blocks()) {
     const bool fp16_exact = block.rfind("float_", 0) != 0;
@@ -169,23 +163,25 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
         EXPECT_NEAR(sums->sum_sq, sum_sq, tolerance * sum_sq)
             << name << " " << block << " " << source;
       };
-      QdqErrorSums sums;
-      FusedQuantizeHead(f, kChunk, nullptr, x.data(), kRows, kDim, nullptr, y.data(), &sums);
-      check("float", &sums, 1e-12);
-      if (fp16_exact) {
-        sums = {};
-        std::fill(y.begin(), y.end(), 1.0f);
-        FusedQuantizeHead(f, kChunk, half.data(), nullptr, kRows, kDim, nullptr, y.data(), &sums);
-        check("fp16", &sums, kHalfSumsTolerance);
-      }
-      y = x;  // In place, no sums (QuantizeHead's use).
-      FusedQuantizeHead(f, kChunk, nullptr, y.data(), kRows, kDim, nullptr, y.data(), nullptr);
-      check("in place", nullptr, 0);
-      // QuantizeHead's fast path is this kernel.
-      HeadContext fast_ctx;
-      fast_ctx.chunk_len = kChunk;
-      QuantizeHead(f, fast_ctx, x.data(), y.data(), kRows, kDim);
-      check("QuantizeHead", nullptr, 0);
+      test::ForEachSimdTarget([&](const std::string&) {
+        QdqErrorSums sums;
+        FusedQuantizeHead(f, kChunk, nullptr, x.data(), kRows, kDim, nullptr, y.data(), &sums);
+        check("float", &sums, 1e-12);
+        if (fp16_exact) {
+          sums = {};
+          std::fill(y.begin(), y.end(), 1.0f);
+          FusedQuantizeHead(f, kChunk, half.data(), nullptr, kRows, kDim, nullptr, y.data(), &sums);
+          check("fp16", &sums, kHalfSumsTolerance);
+        }
+        y = x;  // In place, no sums (QuantizeHead's use).
+        FusedQuantizeHead(f, kChunk, nullptr, y.data(), kRows, kDim, nullptr, y.data(), nullptr);
+        check("in place", nullptr, 0);
+        // QuantizeHead's fast path is this kernel.
+        HeadContext fast_ctx;
+        fast_ctx.chunk_len = kChunk;
+        QuantizeHead(f, fast_ctx, x.data(), y.data(), kRows, kDim);
+        check("QuantizeHead", nullptr, 0);
+      });
       ++compared;
     }
   }
@@ -197,9 +193,6 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
 // multiples of 16) agree with the reference, fp16 and float sources; 37 rows
 // end in a partial batch of 16 tokens and a partial g16:token group.
 TEST(QuantFused, EveryHeadDimEqualsTheReference) {
-#if !defined(__AVX512F__)
-  GTEST_SKIP() << "the fused kernel needs AVX-512";
-#endif
   SplitMix64 rng(11);
   for (int rows : {kRows, 37}) {
     for (int dim : {16, 48, 64, 128, 256}) {
@@ -218,20 +211,23 @@ TEST(QuantFused, EveryHeadDimEqualsTheReference) {
         std::vector<float> y(x.size());
         const QdqErrorSums serial = SerialSums(x.data(), ref.data(), rows * dim);
         const double sse = serial.sse, sum_sq = serial.sum_sq;
-        for (const bool from_half : {false, true}) {
-          QdqErrorSums sums;
-          FusedQuantizeHead(f, kChunk, from_half ? half.data() : nullptr,
-                            from_half ? nullptr : x.data(), rows, dim, nullptr, y.data(), &sums);
-          for (size_t i = 0; i < x.size(); ++i) {
-            ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i]))
-                << name << " rows " << rows << " dim " << dim << " " << i;
+        test::ForEachSimdTarget([&](const std::string&) {
+          for (const bool from_half : {false, true}) {
+            QdqErrorSums sums;
+            FusedQuantizeHead(f, kChunk, from_half ? half.data() : nullptr,
+                              from_half ? nullptr : x.data(), rows, dim, nullptr, y.data(), &sums);
+            for (size_t i = 0; i < x.size(); ++i) {
+              ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i]))
+                  << name << " rows " << rows << " dim " << dim << " " << i;
+            }
+            const double tolerance = from_half ? kHalfSumsTolerance : 1e-12;
+            EXPECT_NEAR(sums.sse, sse, tolerance * sse)
+                << name << " rows " << rows << " dim " << dim;
+            EXPECT_NEAR(sums.sum_sq, sum_sq, tolerance * sum_sq)
+                << name << " rows " << rows << " dim " << dim;
+            EXPECT_EQ(sums.max_abs, serial.max_abs) << name << " rows " << rows << " dim " << dim;
           }
-          const double tolerance = from_half ? kHalfSumsTolerance : 1e-12;
-          EXPECT_NEAR(sums.sse, sse, tolerance * sse) << name << " rows " << rows << " dim " << dim;
-          EXPECT_NEAR(sums.sum_sq, sum_sq, tolerance * sum_sq)
-              << name << " rows " << rows << " dim " << dim;
-          EXPECT_EQ(sums.max_abs, serial.max_abs) << name << " rows " << rows << " dim " << dim;
-        }
+        });
       }
     }
   }
@@ -240,9 +236,6 @@ TEST(QuantFused, EveryHeadDimEqualsTheReference) {
 // Sequence-global statistics given by the caller (a calibration over a
 // larger block): values beyond the calibrated range clamp identically.
 TEST(QuantFused, CallerStatisticsMatchTheReference) {
-#if !defined(__AVX512F__)
-  GTEST_SKIP() << "the fused kernel needs AVX-512";
-#endif
   SplitMix64 rng(5);
   std::vector<float> calib(kRows * kDim), x(kRows * kDim);
   for (float& v : calib) v = Normal(rng);
@@ -260,33 +253,40 @@ TEST(QuantFused, CallerStatisticsMatchTheReference) {
     for (const std::vector<float>* block : {&x, &huge}) {
       std::vector<float> ref(x.size()), y(x.size());
       QuantizeHead(f, ctx, block->data(), ref.data(), kRows, kDim, &stats);
-      FusedQuantizeHead(f, 0, nullptr, block->data(), kRows, kDim, &stats, y.data(), nullptr);
-      for (size_t i = 0; i < x.size(); ++i)
-        ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " " << i;
+      test::ForEachSimdTarget([&](const std::string&) {
+        FusedQuantizeHead(f, 0, nullptr, block->data(), kRows, kDim, &stats, y.data(), nullptr);
+        for (size_t i = 0; i < x.size(); ++i)
+          ASSERT_EQ(FloatBits(y[i]), FloatBits(ref[i])) << name << " " << i;
+      });
     }
   }
 }
 
 TEST(QuantFused, NonFiniteInputIsAnInputError) {
-#if !defined(__AVX512F__)
-  GTEST_SKIP() << "the fused kernel needs AVX-512";
-#endif
   for (float bad : {NAN, INFINITY, -INFINITY}) {
     std::vector<float> x(kRows * kDim, 0.5f);
     x[777] = bad;
     std::vector<uint16_t> half(x.size());
     for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
-    for (const char* name : {"int8:tensor", "int8:token", "fp8e4m3", "q8_0", "fp16"}) {
-      QdqErrorSums sums;
-      EXPECT_THROW(FusedQuantizeHead(FormatSpec::Parse(name), 0, nullptr, x.data(), kRows, kDim,
-                                     nullptr, nullptr, &sums),
-                   InputError)
-          << name;
-      EXPECT_THROW(FusedQuantizeHead(FormatSpec::Parse(name), 0, half.data(), nullptr, kRows, kDim,
-                                     nullptr, nullptr, &sums),
-                   InputError)
-          << name;
-    }
+    test::ForEachSimdTarget([&](const std::string&) {
+      for (const char* name : {"int8:tensor", "int8:token", "fp8e4m3", "q8_0", "fp16"}) {
+        QdqErrorSums sums;
+        EXPECT_THROW(FusedQuantizeHead(FormatSpec::Parse(name), 0, nullptr, x.data(), kRows, kDim,
+                                       nullptr, nullptr, &sums),
+                     InputError)
+            << name;
+        EXPECT_THROW(FusedQuantizeHead(FormatSpec::Parse(name), 0, half.data(), nullptr, kRows,
+                                       kDim, nullptr, nullptr, &sums),
+                     InputError)
+            << name;
+        // Without sums (QuantizeHead's use) the kernel checks too.
+        std::vector<float> y(x.size());
+        EXPECT_THROW(FusedQuantizeHead(FormatSpec::Parse(name), 0, nullptr, x.data(), kRows, kDim,
+                                       nullptr, y.data(), nullptr),
+                     InputError)
+            << name;
+      }
+    });
   }
 }
 
@@ -304,36 +304,38 @@ TEST(QuantFused, MeasureDumpMatchesThePlainPath) {
   const int64_t per_head = info.tokens * info.head_dim;
   std::vector<float> layer(static_cast<size_t>(info.num_kv_heads * per_head));
   std::vector<float> y(static_cast<size_t>(per_head));
-  for (const char* spec :
-       {"strat1", "strat2", "strat3", "int8:channel", "k=int4:g32:token,v=int4:g32:dim",
-        "k=q4_1,v=fp8e5m2", "k=q8_0,v=nvfp4", "k=iq4_nl,v=int8:token+had"}) {
-    const Strategy s = Strategy::Parse(spec);
-    const auto rows = MeasureDump(dump, s);
-    ASSERT_EQ(rows.size(), static_cast<size_t>(info.num_layers * 2 * info.num_kv_heads));
-    for (const ErrorRow& row : rows) {
-      if (row.tensor == KvTensor::kK) {
-        dump.ReadK(row.layer, layer);
-      } else {
-        dump.ReadV(row.layer, layer);
+  test::ForEachSimdTarget([&](const std::string&) {
+    for (const char* spec :
+         {"strat1", "strat2", "strat3", "int8:channel", "k=int4:g32:token,v=int4:g32:dim",
+          "k=q4_1,v=fp8e5m2", "k=q8_0,v=nvfp4", "k=iq4_nl,v=int8:token+had"}) {
+      const Strategy s = Strategy::Parse(spec);
+      const auto rows = MeasureDump(dump, s);
+      ASSERT_EQ(rows.size(), static_cast<size_t>(info.num_layers * 2 * info.num_kv_heads));
+      for (const ErrorRow& row : rows) {
+        if (row.tensor == KvTensor::kK) {
+          dump.ReadK(row.layer, layer);
+        } else {
+          dump.ReadV(row.layer, layer);
+        }
+        const FormatSpec& f = s.Format(row.tensor, row.layer, row.head);
+        EXPECT_EQ(row.format, f.Name());
+        const float* x = layer.data() + row.head * per_head;
+        HeadContext ctx;
+        ctx.chunk_len = info.chunk_len;
+        ctx.use_reference = true;
+        QuantizeHead(f, ctx, x, y.data(), info.tokens, info.head_dim);
+        const QdqErrorSums serial = SerialSums(x, y.data(), per_head);
+        const double sse = serial.sse, sum_sq = serial.sum_sq;
+        EXPECT_EQ(row.error.count, per_head);
+        EXPECT_EQ(row.error.max_abs, static_cast<double>(serial.max_abs));
+        // fp16 dump: the fused kernel's float-lane bound (the generic path is
+        // closer still).
+        EXPECT_NEAR(row.error.sse, sse, kHalfSumsTolerance * sse)
+            << spec << " " << row.layer << " " << row.head;
+        EXPECT_NEAR(row.error.sum_sq, sum_sq, kHalfSumsTolerance * sum_sq);
       }
-      const FormatSpec& f = s.Format(row.tensor, row.layer, row.head);
-      EXPECT_EQ(row.format, f.Name());
-      const float* x = layer.data() + row.head * per_head;
-      HeadContext ctx;
-      ctx.chunk_len = info.chunk_len;
-      ctx.use_reference = true;
-      QuantizeHead(f, ctx, x, y.data(), info.tokens, info.head_dim);
-      const QdqErrorSums serial = SerialSums(x, y.data(), per_head);
-      const double sse = serial.sse, sum_sq = serial.sum_sq;
-      EXPECT_EQ(row.error.count, per_head);
-      EXPECT_EQ(row.error.max_abs, static_cast<double>(serial.max_abs));
-      // fp16 dump: the fused kernel's float-lane bound (the generic path is
-      // closer still).
-      EXPECT_NEAR(row.error.sse, sse, kHalfSumsTolerance * sse)
-          << spec << " " << row.layer << " " << row.head;
-      EXPECT_NEAR(row.error.sum_sq, sum_sq, kHalfSumsTolerance * sum_sq);
     }
-  }
+  });
 }
 
 }  // namespace

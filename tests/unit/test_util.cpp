@@ -9,6 +9,10 @@
 
 namespace kvq::test {
 
+std::filesystem::path DataDir() { return KVQ_TEST_DATA; }
+std::filesystem::path RepoDataDir() { return KVQ_REPO_DATA; }
+std::filesystem::path KvqBinary() { return KVQ_BINARY; }
+
 ScratchDir::ScratchDir() {
   std::random_device rd;
   for (int attempt = 0; attempt < 100; ++attempt) {

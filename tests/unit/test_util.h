@@ -37,9 +37,9 @@ inline bool Emulated() {
   return value != nullptr && *value != '\0' && std::string(value) != "0";
 }
 
-inline std::filesystem::path DataDir() { return KVQ_TEST_DATA; }
-inline std::filesystem::path RepoDataDir() { return KVQ_REPO_DATA; }
-inline std::filesystem::path KvqBinary() { return KVQ_BINARY; }
+std::filesystem::path DataDir();      // tests/data
+std::filesystem::path RepoDataDir();  // data/
+std::filesystem::path KvqBinary();    // the kvq CLI of this build
 
 // A fresh, empty directory under the system temp folder, removed on scope exit.
 class ScratchDir {

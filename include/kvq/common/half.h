@@ -73,9 +73,10 @@ inline uint16_t FloatToBf16(float f) {
 
 inline float RoundToHalf(float f) { return HalfToFloat(FloatToHalf(f)); }
 
-// dst[i] = HalfToFloat(src[i]) for i < n, in SIMD lanes (bit-identical, every
-// code). src needs only 2-byte alignment.
-void HalfToFloatArray(const uint16_t* src, float* dst, int64_t n);
+// dst[i] = HalfToFloat of the fp16 value at src + 2 i, for i < n, in SIMD
+// lanes (bit-identical for every code, but for a signalling NaN's quiet
+// bit). src may have any alignment (mapped files need not be aligned).
+void HalfToFloatArray(const uint8_t* src, float* dst, int64_t n);
 inline float RoundToBf16(float f) { return Bf16ToFloat(FloatToBf16(f)); }
 
 }  // namespace kvq

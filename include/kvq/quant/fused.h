@@ -5,21 +5,21 @@
 // whose scale is sequence-global: a statistics pass, then the round trip).
 //
 // The dequantized values are bit-identical to QuantizeHead (and so to the
-// scalar references of kernels.h): the same float32 operations in the same
-// order, each rounded on its own, only evaluated 16 lanes at a time with
-// AVX-512 (an int level's division by its scale through a split reciprocal
-// proven equal, src/quant/split_reciprocal.h). The error sums differ from a
-// serial double sum only by rounding: from a float source they are kept in
-// double lanes (about 1e-15 relative); from an fp16 source, where float
-// cannot overflow, in float lanes folded into double every 16 terms per
-// lane: at most (16 + 3) * 2^-24 = 1.2e-6 relative. max|x| and the count
-// are exact.
+// scalar references of kernels.h) on every SIMD target: the same float32
+// operations in the same order, each rounded on its own, only evaluated in
+// lanes (Highway, dispatched at run time; src/quant/fused/ and
+// docs/formats.md say how each target keeps it exact). The error sums
+// differ from a serial double sum only by rounding: from a float source
+// they are kept in double lanes (about 1e-15 relative); from an fp16
+// source, where float cannot overflow, in float lanes folded into double
+// every 16 terms per lane: at most (16 + 4) * 2^-24 = 1.2e-6 relative.
+// max|x| and the count are exact.
 //
 // Covered: fp16, int<b> of every granularity (group sizes a multiple of 16),
-// fp8e4m3/e5m2, q8_0, q4_0, q4_1, for head_dim a multiple of 16 (32 for the
-// ggml blocks) and without modifiers. HasFusedKernel says whether a format is
-// covered; callers run the generic path (QuantizeHead) otherwise. Without
-// AVX-512 nothing is covered.
+// fp8e4m3/e5m2, nvfp4, q8_0, q4_0, q4_1, iq4_nl, for head_dim a multiple of
+// 16 (32 for the ggml blocks) and without modifiers. HasFusedKernel says
+// whether a format is covered; callers run the generic path (QuantizeHead)
+// otherwise.
 #include <cstdint>
 
 #include "kvq/quant/format.h"
