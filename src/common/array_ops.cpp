@@ -184,7 +184,6 @@ HWY_EXPORT(AbsMaxOf);
 HWY_EXPORT(MinMaxOf);
 HWY_EXPORT(AllFiniteOf);
 HWY_EXPORT(RoundToHalfArray);
-HWY_EXPORT(WidenHalfArray);
 HWY_EXPORT(AddErrorSumsOf);
 HWY_EXPORT(HadamardButterflyRows);
 
@@ -200,9 +199,6 @@ void RoundToHalfArray(const float* x, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(RoundToHalfArray)(x, y, n);
 }
 
-void WidenHalfArray(const uint8_t* src, float* dst, int64_t n) {
-  HWY_DYNAMIC_DISPATCH(WidenHalfArray)(src, dst, n);
-}
 
 void AddErrorSumsOf(const float* x, const float* y, int64_t n, double& sse, double& sum_sq,
                     float& max_abs) {
