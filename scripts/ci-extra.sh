@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The robustness jobs of CI (called from .ci/run after `make test`):
 #   1. the whole test suite under ASan + UBSan (the asan preset);
-#   2. every libFuzzer target for FUZZ_SECONDS (default 60) with sanitizers;
-#   3. the kernel tests cross-built for aarch64 and run under qemu-user on
-#      NEON, SVE and SVE2 (`make test-arm64`, scripts/test-arm64.sh).
+#   2. every libFuzzer target for FUZZ_SECONDS (default 60) with sanitizers.
+# `make test-arm64` (the kernel tests cross-built for aarch64 under qemu-user)
+# is not run here for now: with the quant kernels on Highway its cold cross
+# build and the exhaustive sweeps under emulation have not been timed
+# against CI's hour yet.
 # Prints how long each step took. Any sanitizer report, failing test or
 # fuzzer finding fails the run.
 set -euo pipefail
@@ -22,4 +24,3 @@ step() {
 step "asan build" bash -c "cmake --preset asan >/dev/null && cmake --build --preset asan -j $JOBS --target kvq kvq_tests"
 step "asan tests" ctest --preset asan -j "$JOBS"
 step "fuzz (${FUZZ_SECONDS:-60} s per target)" scripts/fuzz.sh
-step "arm64 (cross build, kernel tests under qemu)" env JOBS="$JOBS" scripts/test-arm64.sh
