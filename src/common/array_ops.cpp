@@ -199,7 +199,6 @@ void RoundToHalfArray(const float* x, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(RoundToHalfArray)(x, y, n);
 }
 
-
 void AddErrorSumsOf(const float* x, const float* y, int64_t n, double& sse, double& sum_sq,
                     float& max_abs) {
   HWY_DYNAMIC_DISPATCH(AddErrorSumsOf)(x, y, n, sse, sum_sq, max_abs);
