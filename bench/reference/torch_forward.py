@@ -15,6 +15,7 @@ Needs Debian's python3-torch.
 """
 import argparse
 import math
+import os
 import time
 
 import torch
@@ -97,7 +98,8 @@ def forward(embed, layers, ids, chunk_len):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)),
+                        help="default: every CPU this process may run on (Debian's torch starts with one)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     gen = torch.Generator().manual_seed(0)
