@@ -7,7 +7,7 @@ MODEL  ?= Qwen/Qwen2.5-0.5B
 OUT    ?= runs/latest
 JOBS   ?= $(shell nproc)
 
-.PHONY: all setup configure build test test-arm64 run bench asan fuzz ci format format-check clean
+.PHONY: all setup configure build test test-arm64 run bench asan fuzz ci format format-check tidy clean
 
 all: build
 
@@ -52,6 +52,13 @@ format:
 
 format-check:
 	@git ls-files '*.cpp' '*.h' | xargs clang-format --dry-run --Werror
+
+# clang-tidy with the checked-in profile (.clang-tidy: bugprone, performance)
+# over the library and the CLI; any finding fails.
+tidy: setup
+	@cmake --preset tidy >/dev/null
+	@run-clang-tidy -quiet -p build/tidy -j $(JOBS) '$(CURDIR)/(src|tools)/' >build/tidy/tidy.log 2>&1 \
+	  || { sed 's/\x1b\[[0-9;]*m//g' build/tidy/tidy.log | grep -E 'warning:|error:' | sort -u; exit 1; }
 
 clean:
 	rm -rf build

@@ -8,7 +8,7 @@ packages=(
   libopenblas-openmp-dev libhwy-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libpcre2-dev libutf8proc-dev zlib1g-dev libcurl4-openssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  clang libomp-dev clang-format libclang-rt-14-dev librsvg2-bin python3
+  clang libomp-dev clang-format clang-tidy libclang-rt-14-dev librsvg2-bin python3
 )
 
 missing=()
