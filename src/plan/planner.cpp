@@ -539,7 +539,7 @@ std::vector<StrategyFidelity> MeasureStrategies(const KvDump& dump,
   return out;
 }
 
-std::string ParetoCsv(std::span<const ParetoRow> rows) {
+std::string PlanFrontierCsv(std::span<const ParetoRow> rows) {
   std::string out =
       "kind,strategy,budget,bytes_per_token,worst_cos,mean_nmse,worst_layer,mean_cos,"
       "pred_worst_cos,pred_mean_nmse,fp16_units\n";
