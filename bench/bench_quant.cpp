@@ -60,7 +60,7 @@ HWY_AFTER_NAMESPACE();
 #include "kvq/common/simd_target.h"
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/quantize.h"
-#include "kvq/quant/synthetic.h"
+#include "kvq/capture/synthetic.h"
 
 namespace kvq {
 HWY_EXPORT(HalfAbsMax);
@@ -92,7 +92,7 @@ struct Fixture {
       dump->ReadV(l, v.back());
     }
     out.resize(n);
-    ctx = kvq::LayerContext::ForDump(info, dump->ReadKBias(0));
+    ctx = kvq::DumpLayerContext(info, dump->ReadKBias(0));
   }
   ~Fixture() {
     std::error_code ignored;

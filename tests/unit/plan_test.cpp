@@ -17,11 +17,11 @@
 #include <omp.h>
 
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "kvq/common/random.h"
 #include "kvq/plan/knapsack.h"
-#include "kvq/quant/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {

@@ -10,7 +10,7 @@
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/io.h"
-#include "kvq/quant/synthetic.h"
+#include "kvq/capture/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {

@@ -12,7 +12,7 @@
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/fused.h"
 #include "kvq/quant/quantize.h"
-#include "kvq/quant/synthetic.h"
+#include "kvq/capture/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {
