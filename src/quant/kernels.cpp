@@ -17,8 +17,6 @@ namespace {
 // ---------------------------------------------------------------------------
 // Statistics.
 
-float AbsMax(const float* x, int64_t n) { return AbsMaxOf(x, n); }
-
 void MinMax(const float* x, int64_t n, float& lo, float& hi) {
   MinMaxOf(x, n, lo, hi);
   // Adding +0 turns -0 into +0, so the result does not depend on which of
@@ -28,7 +26,7 @@ void MinMax(const float* x, int64_t n, float& lo, float& hi) {
 }
 
 // ---------------------------------------------------------------------------
-// Integer formats. The per-element math, shared by reference and fast path.
+// Integer formats: the reference (the fast path is the fused kernel, fused/int.cpp).
 
 float RoundQ(float v, bool trunc) { return trunc ? std::trunc(v) : std::nearbyint(v); }
 
@@ -103,122 +101,6 @@ void IntReference(const FormatSpec& f, const HeadStats& stats, const float* x, f
         }
       }
       break;
-  }
-}
-
-// Fast path: the same element math with the parameters hoisted out of
-// branch-free loops the compiler vectorises.
-template <bool kAsym, bool kTrunc>
-struct IntKernel {
-  int levels;  // qmax (symmetric) or 2^b - 1 (asymmetric)
-
-  // Parameters of a group: s, the offset, and whether the group is usable.
-  void Params(float lo, float hi, float& s, float& offset, float& keep) const {
-    const IntScale scale = MakeIntScale(kAsym, lo, hi, levels);
-    s = scale.s;
-    offset = scale.offset;
-    keep = scale.usable ? 1.0f : 0.0f;
-  }
-
-  static float Element(float x, float s, float offset, float keep, float top) {
-    if (kAsym) {
-      float q = (x - offset) * s;
-      q = kTrunc ? std::trunc(q) : std::nearbyint(q);
-      q = std::min(std::max(q, 0.0f), top);
-      return keep != 0.0f ? q / s + offset : offset;
-    }
-    float q = x * s;
-    q = kTrunc ? std::trunc(q) : std::nearbyint(q);
-    q = std::min(std::max(q, -top), top);
-    return keep != 0.0f ? q / s : 0.0f;
-  }
-
-  void Span(const float* x, float* y, int64_t n, float lo, float hi) const {
-    float s, offset, keep;
-    Params(lo, hi, s, offset, keep);
-    const auto top = static_cast<float>(levels);
-    for (int64_t i = 0; i < n; ++i) y[i] = Element(x[i], s, offset, keep, top);
-  }
-
-  void Range(const float* x, int64_t n, float& lo, float& hi) const {
-    if (kAsym) {
-      MinMax(x, n, lo, hi);
-    } else {
-      hi = AbsMax(x, n);
-      lo = -hi;
-    }
-  }
-
-  void Run(const FormatSpec& f, const HeadStats& stats, const float* x, float* y, int64_t rows,
-           int d) const {
-    const auto top = static_cast<float>(levels);
-    switch (f.granularity) {
-      case Granularity::kTensor:
-        Span(x, y, rows * d, kAsym ? stats.min : -stats.amax, kAsym ? stats.max : stats.amax);
-        return;
-      case Granularity::kToken:
-      case Granularity::kGroupDim: {
-        const int g = f.granularity == Granularity::kToken ? d : f.group;
-        for (int64_t i = 0; i < rows * d; i += g) {
-          float lo, hi;
-          Range(x + i, g, lo, hi);
-          Span(x + i, y + i, g, lo, hi);
-        }
-        return;
-      }
-      case Granularity::kChannel:
-      case Granularity::kGroupToken: {
-        std::vector<float> s(static_cast<size_t>(d)), offset(s.size()), keep(s.size()),
-            lo(s.size()), hi(s.size());
-        const int64_t g = f.granularity == Granularity::kChannel ? rows : f.group;
-        for (int64_t t0 = 0; t0 < rows; t0 += g) {
-          const int64_t t1 = std::min(rows, t0 + g);
-          if (f.granularity == Granularity::kChannel) {
-            lo = stats.channel_min;
-            hi = stats.channel_max;
-          } else {
-            std::fill(lo.begin(), lo.end(), std::numeric_limits<float>::infinity());
-            std::fill(hi.begin(), hi.end(), -std::numeric_limits<float>::infinity());
-            for (int64_t t = t0; t < t1; ++t) {
-              for (int c = 0; c < d; ++c) {
-                lo[static_cast<size_t>(c)] = std::min(lo[static_cast<size_t>(c)], x[t * d + c]);
-                hi[static_cast<size_t>(c)] = std::max(hi[static_cast<size_t>(c)], x[t * d + c]);
-              }
-            }
-            for (int c = 0; c < d; ++c) {
-              lo[static_cast<size_t>(c)] += 0.0f;
-              hi[static_cast<size_t>(c)] += 0.0f;
-            }
-          }
-          for (size_t c = 0; c < s.size(); ++c) Params(lo[c], hi[c], s[c], offset[c], keep[c]);
-          for (int64_t t = t0; t < t1; ++t) {
-            const float* xr = x + t * d;
-            float* yr = y + t * d;
-            for (int c = 0; c < d; ++c) {
-              const auto k = static_cast<size_t>(c);
-              yr[c] = Element(xr[c], s[k], offset[k], keep[k], top);
-            }
-          }
-        }
-        return;
-      }
-    }
-  }
-};
-
-void IntFast(const FormatSpec& f, const HeadStats& stats, const float* x, float* y, int64_t rows,
-             int d) {
-  const bool trunc = f.rounding == Rounding::kTrunc;
-  if (f.zero_point) {
-    if (trunc) {
-      IntKernel<true, true>{Levels(f)}.Run(f, stats, x, y, rows, d);
-    } else {
-      IntKernel<true, false>{Levels(f)}.Run(f, stats, x, y, rows, d);
-    }
-  } else if (trunc) {
-    IntKernel<false, true>{QMax(f)}.Run(f, stats, x, y, rows, d);
-  } else {
-    IntKernel<false, false>{QMax(f)}.Run(f, stats, x, y, rows, d);
   }
 }
 
@@ -492,7 +374,7 @@ constexpr FormatTraits kTable[] = {
      .examples = "bf16", .max_gauss_nmse = 4e-6},
     // Geometry, cost and statistics by granularity: FormatSpec's methods.
     {.kind = FormatKind::kInt, .name = "int", .bits = 8,
-     .reference = IntReference, .fast = IntFast, .fused = FusedIntHead,
+     .reference = IntReference, .fused = FusedIntHead,
      .examples = "int4:tensor int4:token int4:channel int4:g32:dim int4:g16:dim int4:g64:dim "
                  "int4:g8:dim:sym int4:g16:token int4:g7:token int4:tensor:asym "
                  "int4:token:asym int4:channel:asym int4:g32:dim:sym int4:g32:token:sym",

@@ -141,7 +141,7 @@ TEST(QuantFormat, EveryFastPathEqualsItsReferenceBitForBit) {
       }
     }
   }
-  EXPECT_GT(compared, 1000);
+  EXPECT_GE(compared, 30);  // fp16 and fp8; the fused kernels: quant_fused_test.cpp.
 }
 
 // Every row's error band: the round trip of N(0, 1) data, each example.

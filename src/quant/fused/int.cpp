@@ -1,5 +1,5 @@
 // The fused kernel for int<b> of every granularity: the element math of
-// kernels.h's IntKernel in lanes. Bounds come first in max/min so that equal
+// kernels.cpp's IntReference in lanes. Bounds come first in max/min so that equal
 // values (signed zeros) give the same operand std::max(q, lo) / std::min(q,
 // hi) give.
 #include "quant/fused/families.h"
