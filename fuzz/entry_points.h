@@ -10,8 +10,9 @@
 // allocation.
 //
 // Used by the libFuzzer executables (fuzz/fuzz_main.cpp, built once per
-// target as fuzz_<target> with KVQ_FUZZ=ON) and, in the normal build, by tests/unit/fuzz_regression_test.cpp,
-// which replays every file of tests/data/fuzz-regressions/<target>/.
+// target as fuzz_<target> with KVQ_FUZZ=ON) and, in the normal build, by
+// tests/unit/fuzz_regression_test.cpp, which replays every file of
+// tests/data/fuzz-regressions/<target>/.
 #include <unistd.h>
 
 #include <cstdint>
