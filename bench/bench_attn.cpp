@@ -27,10 +27,10 @@
 
 #include "bench_common.h"
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/metrics/attention_fidelity.h"
 #include "kvq/model/attention.h"
 #include "kvq/quant/strategy.h"
-#include "kvq/quant/synthetic.h"
 
 namespace {
 

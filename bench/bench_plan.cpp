@@ -20,8 +20,8 @@
 
 #include "bench_common.h"
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/plan/planner.h"
-#include "kvq/quant/synthetic.h"
 
 namespace {
 

@@ -6,8 +6,11 @@
 // triad 54 GB/s, read-only 39 GB/s; llama.cpp's q8_0 row quantizer 16.7 GB/s
 // on 1 thread. Target: >= 27 GB/s (half the triad bandwidth) for the int8
 // strategies, at most 50 ms per strategy. BM_ReadFloor measures, in the same
-// run, one plain read of the same data: the bandwidth the (shared) machine
-// gives right now. The CPU column is process time (all threads).
+// run, one read of the same data widened to float (max |x|): the least a
+// kernel that reads and widens the fp16 input costs. It is the memory
+// bandwidth only where the widening keeps up with memory (measured: not on
+// SSE4 and the scalar target, see docs/formats.md). The CPU column is
+// process time (all threads).
 //
 // The kernels run on the best SIMD target of the CPU (printed as the
 // context's simd_target); --target=NAME (before the benchmark flags) pins
@@ -37,7 +40,7 @@ HWY_BEFORE_NAMESPACE();
 namespace kvq {
 namespace HWY_NAMESPACE {
 
-// max |x| of n fp16 values: one plain read of them, widened in lanes.
+// max |x| of n fp16 values: one read of them, widened in lanes.
 float HalfAbsMax(const uint16_t* p, int64_t n) {
   const hn::ScalableTag<float> d;
   const int64_t lanes = static_cast<int64_t>(hn::Lanes(d));
@@ -56,11 +59,11 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include "bench_common.h"
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/error.h"
 #include "kvq/common/simd_target.h"
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/quantize.h"
-#include "kvq/quant/synthetic.h"
 
 namespace kvq {
 HWY_EXPORT(HalfAbsMax);
@@ -92,7 +95,7 @@ struct Fixture {
       dump->ReadV(l, v.back());
     }
     out.resize(n);
-    ctx = kvq::LayerContext::ForDump(info, dump->ReadKBias(0));
+    ctx = kvq::DumpLayerContext(info, dump->ReadKBias(0));
   }
   ~Fixture() {
     std::error_code ignored;
@@ -127,9 +130,9 @@ void BM_MeasureDump(benchmark::State& state) {
   state.SetBytesProcessed(static_cast<int64_t>(f.InputBytes()) * state.iterations());
 }
 
-// The floor measured side by side: one read of the same mapped fp16 K/V
-// (max |x| per (layer, tensor, head) unit, the same parallel loop), no
-// quantization. On a shared machine this is the bandwidth actually available.
+// The floor measured side by side: one read of the same mapped fp16 K/V,
+// widened (max |x| per (layer, tensor, head) unit, the same parallel loop),
+// no quantization: what reading and widening cost on this target right now.
 void BM_ReadFloor(benchmark::State& state) {
   Fixture& f = Get();
   const auto& info = f.dump->info();

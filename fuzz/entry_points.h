@@ -9,9 +9,10 @@
 // escaping, a sanitizer report, KVQ_CHECK aborting, a hang or a runaway
 // allocation.
 //
-// Used by the libFuzzer executables (fuzz/fuzz_<target>.cpp, built with
-// KVQ_FUZZ=ON) and, in the normal build, by tests/unit/fuzz_regression_test.cpp,
-// which replays every file of tests/data/fuzz-regressions/<target>/.
+// Used by the libFuzzer executables (fuzz/fuzz_main.cpp, built once per
+// target as fuzz_<target> with KVQ_FUZZ=ON) and, in the normal build, by
+// tests/unit/fuzz_regression_test.cpp, which replays every file of
+// tests/data/fuzz-regressions/<target>/.
 #include <unistd.h>
 
 #include <cstdint>

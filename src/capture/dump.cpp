@@ -232,4 +232,11 @@ void DumpWriter::WriteLayer(int layer, std::span<const float> q, std::span<const
 
 void DumpWriter::Commit() { writer_.Commit(); }
 
+LayerContext DumpLayerContext(const DumpInfo& info, std::vector<float> k_bias,
+                              std::shared_ptr<const RopeTable> rope) {
+  if (rope == nullptr)
+    rope = std::make_shared<const RopeTable>(info.rope, info.head_dim, info.chunk_len);
+  return {info.num_kv_heads, info.head_dim, info.chunk_len, std::move(rope), std::move(k_bias)};
+}
+
 }  // namespace kvq

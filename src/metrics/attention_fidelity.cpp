@@ -121,7 +121,7 @@ void LayerReference::Load(const KvDump& dump, int layer_index) {
   dump.ReadV(layer_index, vv);
   LayerContext ctx = std::move(context);
   if (ctx.rope == nullptr || ctx.chunk_len != info.chunk_len) {
-    ctx = LayerContext::ForDump(info);
+    ctx = DumpLayerContext(info);
   }
   ctx.k_bias = dump.ReadKBias(layer_index);
   const AttentionShape attention_shape{

@@ -2,29 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <memory>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "common/array_ops.h"
 #include "kvq/common/csv.h"
 #include "kvq/common/error.h"
-#include "kvq/common/finite.h"
-#include "kvq/common/half.h"
-#include "kvq/quant/fused.h"
 #include "kvq/quant/quantize.h"
 
 namespace kvq {
-
-void TensorError::Add(const float* x, const float* y, int64_t n) {
-  float max_x = 0;
-  AddErrorSumsOf(x, y, n, sse, sum_sq, max_x);
-  max_abs = std::max(max_abs, static_cast<double>(max_x));
-  count += n;
-}
 
 void TensorError::Add(const QdqErrorSums& sums) {
   count += sums.count;
@@ -66,11 +54,13 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
       needs_bias = needs_bias || f.bias_aware;
     }
   }
+  // Positions, RoPE table and k biases as QuantizeLayer's callers have them.
   const auto rope = needs_rope ? std::make_shared<const RopeTable>(info.rope, d, info.chunk_len)
                                : std::shared_ptr<const RopeTable>();
-  std::vector<std::vector<float>> k_bias(static_cast<size_t>(info.num_layers));
-  if (needs_bias) {
-    for (int l = 0; l < info.num_layers; ++l) k_bias[static_cast<size_t>(l)] = dump.ReadKBias(l);
+  std::vector<LayerContext> contexts(static_cast<size_t>(info.num_layers));
+  for (int l = 0; l < info.num_layers; ++l) {
+    contexts[static_cast<size_t>(l)] = {heads, d, info.chunk_len, rope,
+                                        needs_bias ? dump.ReadKBias(l) : std::vector<float>()};
   }
   // Rows in output order: layer, tensor (K, V), head; one work unit each, all
   // in one parallel region (dynamic: the units' costs differ by format).
@@ -94,52 +84,8 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
     row.bytes_per_token = FormatCost(f, d, info.chunk_len).per_token;
     try {
       const TensorView& t = dump.Tensor(fmt::format("layers.{}.{}", layer, KvTensorName(tensor)));
-      if (HasFusedKernel(f, d) && (t.dtype == DType::kF16 || t.dtype == DType::kF32)) {
-        // Straight from the mapped dump: statistics, round trip and error
-        // sums in one kernel, nothing written (fused.h).
-        QdqErrorSums sums;
-        if (t.dtype == DType::kF16) {
-          const auto* src = reinterpret_cast<const uint16_t*>(t.data) + head * per_head;
-          FusedQuantizeHead(f, info.chunk_len, src, nullptr, info.tokens, d, nullptr, nullptr,
-                            &sums);
-        } else {
-          const auto* src = reinterpret_cast<const float*>(t.data) + head * per_head;
-          FusedQuantizeHead(f, info.chunk_len, nullptr, src, info.tokens, d, nullptr, nullptr,
-                            &sums);
-        }
-        row.error.Add(sums);
-        continue;
-      }
-      // Generic path: widen the head into per-thread scratch (kept across
-      // calls: fresh memory costs a page fault per 4 KiB), quantize prompt by
-      // prompt with the whole head's stats, measure each prompt while it is
-      // still in cache.
-      static thread_local std::vector<float> x, y;
-      const int64_t chunk = info.chunk_len * d;
-      if (x.size() < static_cast<size_t>(per_head)) x.resize(static_cast<size_t>(per_head));
-      if (y.size() < static_cast<size_t>(chunk)) y.resize(static_cast<size_t>(chunk));
-      if (t.dtype == DType::kF16) {
-        HalfToFloatArray(t.data + 2 * head * per_head, x.data(), per_head);
-      } else {
-        t.ToFloat(x.data(), head * per_head, per_head);
-      }
-      if (const int64_t bad = FirstNonFinite(x.data(), per_head); bad < per_head) {
-        ThrowInput("token {} holds {}", bad / d, x[static_cast<size_t>(bad)]);
-      }
-      HeadContext ctx;
-      ctx.chunk_len = info.chunk_len;
-      ctx.rope = rope.get();
-      const auto& bias = k_bias[static_cast<size_t>(layer)];
-      if (tensor == KvTensor::kK && !bias.empty()) {
-        KVQ_CHECK(bias.size() == static_cast<size_t>(heads) * d);
-        ctx.k_bias = bias.data() + static_cast<size_t>(head) * d;
-      }
-      HeadStats stats;
-      if (f.NeedsStats()) stats = CalibrateHead(f, ctx, x.data(), info.tokens, d);
-      for (int64_t b = 0; b < per_head; b += chunk) {
-        QuantizeHead(f, ctx, x.data() + b, y.data(), info.chunk_len, d, &stats);
-        row.error.Add(x.data() + b, y.data(), chunk);
-      }
+      row.error.Add(QuantizeHeadError(f, contexts[static_cast<size_t>(layer)].ForHead(tensor, head),
+                                      t, head * per_head, info.tokens, d));
     } catch (const std::exception& e) {
       errors[static_cast<size_t>(item)] = e.what();
     }

@@ -339,14 +339,9 @@ void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspac
     const int h = unit.head;
     const bool is_k = unit.tensor == KvTensor::kK;
     const float* x = (is_k ? ref.k : ref.v).data() + h * per_head;
-    HeadContext hc;
-    hc.chunk_len = ref.context.chunk_len;
-    hc.rope = ref.context.rope.get();
-    if (is_k && !ref.context.k_bias.empty()) {
-      hc.k_bias = ref.context.k_bias.data() + static_cast<size_t>(h) * g.head_dim;
-    }
     slot.y.resize(static_cast<size_t>(per_head));
-    QuantizeHead(f, hc, x, slot.y.data(), shape.tokens, shape.head_dim);
+    QuantizeHead(f, ref.context.ForHead(unit.tensor, h), x, slot.y.data(), shape.tokens,
+                 shape.head_dim);
     CandidateMeasure& m = unit.candidates[static_cast<size_t>(task.candidate)];
     m.bytes_per_token = FormatCost(f, g.head_dim, table.chunk_len).per_token;
     if (std::memcmp(slot.y.data(), x, slot.y.size() * sizeof(float)) == 0) {
@@ -539,7 +534,7 @@ std::vector<StrategyFidelity> MeasureStrategies(const KvDump& dump,
   return out;
 }
 
-std::string ParetoCsv(std::span<const ParetoRow> rows) {
+std::string PlanFrontierCsv(std::span<const ParetoRow> rows) {
   std::string out =
       "kind,strategy,budget,bytes_per_token,worst_cos,mean_nmse,worst_layer,mean_cos,"
       "pred_worst_cos,pred_mean_nmse,fp16_units\n";

@@ -7,23 +7,10 @@
 
 #include "kvq/common/error.h"
 #include "kvq/common/strings.h"
+#include "kvq/quant/kernels.h"
 
 namespace kvq {
 namespace {
-
-struct NamedKind {
-  const char* name;
-  FormatKind kind;
-  int bits;
-};
-
-constexpr NamedKind kNamedKinds[] = {
-    {"fp16", FormatKind::kFp16, 16},      {"bf16", FormatKind::kBf16, 16},
-    {"fp8e4m3", FormatKind::kFp8E4M3, 8}, {"fp8e5m2", FormatKind::kFp8E5M2, 8},
-    {"q8_0", FormatKind::kQ8_0, 8},       {"q4_0", FormatKind::kQ4_0, 4},
-    {"q4_1", FormatKind::kQ4_1, 4},       {"iq4_nl", FormatKind::kIq4Nl, 4},
-    {"nvfp4", FormatKind::kNvfp4, 4},
-};
 
 // The decimal integer after `prefix` in `part`, or -1 when `part` does not
 // start with prefix or the rest is not an integer >= 0 (callers range-check).
@@ -64,9 +51,7 @@ std::string FormatSpec::Name() const {
     }
     if (zero_point != DefaultZeroPoint(granularity)) name += zero_point ? ":asym" : ":sym";
   } else {
-    for (const auto& k : kNamedKinds) {
-      if (k.kind == kind) name = k.name;
-    }
+    name = Traits(kind).name;
     if (kind == FormatKind::kIq4Nl && search) name += ":search";
   }
   if (hadamard) name += "+had";
@@ -89,20 +74,19 @@ FormatSpec FormatSpec::Parse(std::string_view name) {
   const std::string_view base = params[0];
   size_t next = 1;
   bool found = false;
-  for (const auto& k : kNamedKinds) {
-    if (base == k.name) {
-      spec.kind = k.kind;
-      spec.bits = k.bits;
+  std::string known;  // For the error message: "fp16, bf16, int2..int8, ...".
+  for (const FormatTraits& t : FormatTable()) {
+    known += fmt::format("{}{}", known.empty() ? "" : ", ",
+                         t.kind == FormatKind::kInt ? "int2..int8" : t.name);
+    if (t.kind != FormatKind::kInt && base == t.name) {
+      spec.kind = t.kind;
+      spec.bits = t.bits;
       found = true;
     }
   }
   if (!found) {
     const int bits = NumberAfter(base, "int");
-    if (bits < 0) {
-      fail(base,
-           "is not a format (fp16, bf16, int2..int8, fp8e4m3, fp8e5m2, q8_0, q4_0, q4_1, "
-           "iq4_nl, nvfp4)");
-    }
+    if (bits < 0) fail(base, "is not a format (" + known + ")");
     if (bits < 2 || bits > 8) fail(base, "has a bit width outside 2..8");
     spec.kind = FormatKind::kInt;
     spec.bits = bits;
@@ -171,36 +155,19 @@ FormatSpec FormatSpec::Parse(std::string_view name) {
 }
 
 bool FormatSpec::NeedsStats() const {
-  switch (kind) {
-    case FormatKind::kInt:
-      return granularity == Granularity::kTensor || granularity == Granularity::kChannel;
-    case FormatKind::kFp8E4M3:
-    case FormatKind::kFp8E5M2:
-    case FormatKind::kNvfp4:
-      return true;
-    default:
-      return false;
+  if (kind == FormatKind::kInt) {
+    return granularity == Granularity::kTensor || granularity == Granularity::kChannel;
   }
+  return Traits(kind).needs_stats;
+}
+
+int FormatSpec::HeadDimBlock() const {
+  if (kind == FormatKind::kInt) return granularity == Granularity::kGroupDim ? group : 1;
+  return Traits(kind).block;
 }
 
 void FormatSpec::CheckHeadDim(int head_dim) const {
-  int block = 1;
-  switch (kind) {
-    case FormatKind::kQ8_0:
-    case FormatKind::kQ4_0:
-    case FormatKind::kQ4_1:
-    case FormatKind::kIq4Nl:
-      block = 32;
-      break;
-    case FormatKind::kNvfp4:
-      block = 16;
-      break;
-    case FormatKind::kInt:
-      if (granularity == Granularity::kGroupDim) block = group;
-      break;
-    default:
-      break;
-  }
+  const int block = HeadDimBlock();
   if (head_dim % block != 0) {
     ThrowInput("format '{}' needs head_dim to be a multiple of {}, the model has {}", Name(), block,
                head_dim);
@@ -214,52 +181,28 @@ void FormatSpec::CheckHeadDim(int head_dim) const {
 ByteCost FormatCost(const FormatSpec& f, int head_dim, int64_t prompt_len) {
   const double d = head_dim;
   ByteCost cost;
-  switch (f.kind) {
-    case FormatKind::kFp16:
-    case FormatKind::kBf16:
-      cost.per_token = 2 * d;
-      break;
-    case FormatKind::kFp8E4M3:
-    case FormatKind::kFp8E5M2:
-      cost.per_token = d;
-      cost.per_sequence = 4;
-      break;
-    case FormatKind::kQ8_0:
-      cost.per_token = d / 32 * 34;
-      break;
-    case FormatKind::kQ4_0:
-    case FormatKind::kIq4Nl:
-      cost.per_token = d / 32 * 18;
-      break;
-    case FormatKind::kQ4_1:
-      cost.per_token = d / 32 * 20;
-      break;
-    case FormatKind::kNvfp4:
-      cost.per_token = d / 16 * 9;  // 16 e2m1 nibbles + one e4m3 byte.
-      cost.per_sequence = 4;
-      break;
-    case FormatKind::kInt: {
-      const double params = f.zero_point ? 8 : 4;  // fp32 scale (+ fp32 minimum).
-      cost.per_token = d * f.bits / 8;
-      switch (f.granularity) {
-        case Granularity::kTensor:
-          cost.per_sequence = params;
-          break;
-        case Granularity::kToken:
-          cost.per_token += params;
-          break;
-        case Granularity::kChannel:
-          cost.per_sequence = params * d;
-          break;
-        case Granularity::kGroupDim:
-          cost.per_token += params * d / f.group;
-          break;
-        case Granularity::kGroupToken:
-          cost.per_token += params * d / f.group;
-          break;
-      }
-      break;
+  if (f.kind == FormatKind::kInt) {
+    const double params = f.zero_point ? 8 : 4;  // fp32 scale (+ fp32 minimum).
+    cost.per_token = d * f.bits / 8;
+    switch (f.granularity) {
+      case Granularity::kTensor:
+        cost.per_sequence = params;
+        break;
+      case Granularity::kToken:
+        cost.per_token += params;
+        break;
+      case Granularity::kChannel:
+        cost.per_sequence = params * d;
+        break;
+      case Granularity::kGroupDim:
+      case Granularity::kGroupToken:
+        cost.per_token += params * d / f.group;
+        break;
     }
+  } else {
+    const FormatTraits& t = Traits(f.kind);
+    cost.per_token = d / t.block * t.block_bytes;
+    cost.per_sequence = t.sequence_bytes;
   }
   // In int64: sink and recent may each be up to INT_MAX.
   const int64_t protected_tokens = int64_t{f.sink} + f.recent;

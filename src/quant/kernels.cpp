@@ -9,14 +9,13 @@
 #include "common/array_ops.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
+#include "quant/fused/families.h"
 
 namespace kvq {
 namespace {
 
 // ---------------------------------------------------------------------------
 // Statistics.
-
-float AbsMax(const float* x, int64_t n) { return AbsMaxOf(x, n); }
 
 void MinMax(const float* x, int64_t n, float& lo, float& hi) {
   MinMaxOf(x, n, lo, hi);
@@ -27,26 +26,20 @@ void MinMax(const float* x, int64_t n, float& lo, float& hi) {
 }
 
 // ---------------------------------------------------------------------------
-// Integer formats. The per-element math, shared by reference and fast path.
+// Integer formats: the reference (the fast path is the fused kernel, fused/int.cpp).
 
 float RoundQ(float v, bool trunc) { return trunc ? std::trunc(v) : std::nearbyint(v); }
 
-// Symmetric: s = qmax / amax. Returns y for one element.
-float QdqSymRef(float x, float amax, int qmax, bool trunc) {
-  const float s = static_cast<float>(qmax) / amax;
-  if (amax == 0 || !std::isfinite(s)) return 0.0f;
-  float q = RoundQ(x * s, trunc);
-  q = std::min(std::max(q, -static_cast<float>(qmax)), static_cast<float>(qmax));
-  return q / s;
-}
-
-// Asymmetric: s = L / (hi - lo).
-float QdqAsymRef(float x, float lo, float hi, int levels, bool trunc) {
-  const float s = static_cast<float>(levels) / (hi - lo);
-  if (hi == lo || !std::isfinite(s) || !(s > 0)) return lo;
-  float q = RoundQ((x - lo) * s, trunc);
-  q = std::min(std::max(q, 0.0f), static_cast<float>(levels));
-  return q / s + lo;
+// y for one element of a group with scale `scale` (MakeIntScale).
+float QdqRef(float x, const IntScale& scale, int levels, bool asym, bool trunc) {
+  if (!scale.usable) return scale.offset;
+  const auto top = static_cast<float>(levels);
+  if (asym) {
+    const float q = std::min(std::max(RoundQ((x - scale.offset) * scale.s, trunc), 0.0f), top);
+    return q / scale.s + scale.offset;
+  }
+  const float q = std::min(std::max(RoundQ(x * scale.s, trunc), -top), top);
+  return q / scale.s;
 }
 
 int QMax(const FormatSpec& f) { return (1 << (f.bits - 1)) - 1; }
@@ -58,12 +51,10 @@ void IntReference(const FormatSpec& f, const HeadStats& stats, const float* x, f
                   int64_t rows, int d) {
   const bool trunc = f.rounding == Rounding::kTrunc;
   std::vector<int64_t> members;
+  const int levels = f.zero_point ? Levels(f) : QMax(f);
   auto apply = [&](float lo, float hi) {
-    const float amax = std::max(std::fabs(lo), std::fabs(hi));
-    for (int64_t i : members) {
-      y[i] = f.zero_point ? QdqAsymRef(x[i], lo, hi, Levels(f), trunc)
-                          : QdqSymRef(x[i], amax, QMax(f), trunc);
-    }
+    const IntScale scale = MakeIntScale(f.zero_point, lo, hi, levels);
+    for (int64_t i : members) y[i] = QdqRef(x[i], scale, levels, f.zero_point, trunc);
   };
   auto own_range = [&] {
     float lo = std::numeric_limits<float>::infinity();
@@ -110,132 +101,6 @@ void IntReference(const FormatSpec& f, const HeadStats& stats, const float* x, f
         }
       }
       break;
-  }
-}
-
-// Fast path: the same element math with the parameters hoisted out of
-// branch-free loops the compiler vectorises.
-template <bool kAsym, bool kTrunc>
-struct IntKernel {
-  int levels;  // qmax (symmetric) or 2^b - 1 (asymmetric)
-
-  // Parameters of a group: s, lo, and whether the group is degenerate.
-  void Params(float lo, float hi, float& s, float& offset, float& keep) const {
-    if (kAsym) {
-      s = static_cast<float>(levels) / (hi - lo);
-      const bool ok = hi != lo && std::isfinite(s) && s > 0;
-      keep = ok ? 1.0f : 0.0f;
-      s = ok ? s : 1.0f;
-      offset = lo;
-    } else {
-      const float amax = std::max(std::fabs(lo), std::fabs(hi));
-      s = static_cast<float>(levels) / amax;
-      const bool ok = amax != 0 && std::isfinite(s);
-      keep = ok ? 1.0f : 0.0f;
-      s = ok ? s : 1.0f;
-      offset = 0.0f;
-    }
-  }
-
-  static float Element(float x, float s, float offset, float keep, float top) {
-    if (kAsym) {
-      float q = (x - offset) * s;
-      q = kTrunc ? std::trunc(q) : std::nearbyint(q);
-      q = std::min(std::max(q, 0.0f), top);
-      return keep != 0.0f ? q / s + offset : offset;
-    }
-    float q = x * s;
-    q = kTrunc ? std::trunc(q) : std::nearbyint(q);
-    q = std::min(std::max(q, -top), top);
-    return keep != 0.0f ? q / s : 0.0f;
-  }
-
-  void Span(const float* x, float* y, int64_t n, float lo, float hi) const {
-    float s, offset, keep;
-    Params(lo, hi, s, offset, keep);
-    const auto top = static_cast<float>(levels);
-    for (int64_t i = 0; i < n; ++i) y[i] = Element(x[i], s, offset, keep, top);
-  }
-
-  void Range(const float* x, int64_t n, float& lo, float& hi) const {
-    if (kAsym) {
-      MinMax(x, n, lo, hi);
-    } else {
-      hi = AbsMax(x, n);
-      lo = -hi;
-    }
-  }
-
-  void Run(const FormatSpec& f, const HeadStats& stats, const float* x, float* y, int64_t rows,
-           int d) const {
-    const auto top = static_cast<float>(levels);
-    switch (f.granularity) {
-      case Granularity::kTensor:
-        Span(x, y, rows * d, kAsym ? stats.min : -stats.amax, kAsym ? stats.max : stats.amax);
-        return;
-      case Granularity::kToken:
-      case Granularity::kGroupDim: {
-        const int g = f.granularity == Granularity::kToken ? d : f.group;
-        for (int64_t i = 0; i < rows * d; i += g) {
-          float lo, hi;
-          Range(x + i, g, lo, hi);
-          Span(x + i, y + i, g, lo, hi);
-        }
-        return;
-      }
-      case Granularity::kChannel:
-      case Granularity::kGroupToken: {
-        std::vector<float> s(static_cast<size_t>(d)), offset(s.size()), keep(s.size()),
-            lo(s.size()), hi(s.size());
-        const int64_t g = f.granularity == Granularity::kChannel ? rows : f.group;
-        for (int64_t t0 = 0; t0 < rows; t0 += g) {
-          const int64_t t1 = std::min(rows, t0 + g);
-          if (f.granularity == Granularity::kChannel) {
-            lo = stats.channel_min;
-            hi = stats.channel_max;
-          } else {
-            std::fill(lo.begin(), lo.end(), std::numeric_limits<float>::infinity());
-            std::fill(hi.begin(), hi.end(), -std::numeric_limits<float>::infinity());
-            for (int64_t t = t0; t < t1; ++t) {
-              for (int c = 0; c < d; ++c) {
-                lo[static_cast<size_t>(c)] = std::min(lo[static_cast<size_t>(c)], x[t * d + c]);
-                hi[static_cast<size_t>(c)] = std::max(hi[static_cast<size_t>(c)], x[t * d + c]);
-              }
-            }
-            for (int c = 0; c < d; ++c) {
-              lo[static_cast<size_t>(c)] += 0.0f;
-              hi[static_cast<size_t>(c)] += 0.0f;
-            }
-          }
-          for (size_t c = 0; c < s.size(); ++c) Params(lo[c], hi[c], s[c], offset[c], keep[c]);
-          for (int64_t t = t0; t < t1; ++t) {
-            const float* xr = x + t * d;
-            float* yr = y + t * d;
-            for (int c = 0; c < d; ++c) {
-              const auto k = static_cast<size_t>(c);
-              yr[c] = Element(xr[c], s[k], offset[k], keep[k], top);
-            }
-          }
-        }
-        return;
-      }
-    }
-  }
-};
-
-void IntFast(const FormatSpec& f, const HeadStats& stats, const float* x, float* y, int64_t rows,
-             int d) {
-  const bool trunc = f.rounding == Rounding::kTrunc;
-  if (f.zero_point) {
-    if (trunc) {
-      IntKernel<true, true>{Levels(f)}.Run(f, stats, x, y, rows, d);
-    } else {
-      IntKernel<true, false>{Levels(f)}.Run(f, stats, x, y, rows, d);
-    }
-  } else if (trunc) {
-    IntKernel<false, true>{QMax(f)}.Run(f, stats, x, y, rows, d);
-  } else {
-    IntKernel<false, false>{QMax(f)}.Run(f, stats, x, y, rows, d);
   }
 }
 
@@ -331,9 +196,6 @@ void Nvfp4Reference(const FormatSpec&, const HeadStats& stats, const float* x, f
 // ---------------------------------------------------------------------------
 // ggml blocks.
 
-constexpr int8_t kIq4NlTable[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                    1,    13,   25,  38,  53,  69,  89,  113};
-
 void PutHalf(uint8_t* p, float v) {
   const uint16_t h = FloatToHalf(v);
   std::memcpy(p, &h, 2);
@@ -344,7 +206,7 @@ float GetHalf(const uint8_t* p) {
   return HalfToFloat(h);
 }
 
-void QuantizeQ8_0(const float* x, uint8_t* out) {
+void QuantizeQ8_0(const float* x, uint8_t* out, bool) {
   float amax = 0;
   for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(x[j]));
   const float d = amax / 127.0f;
@@ -359,7 +221,7 @@ void PackNibbles(const uint8_t* q, uint8_t* qs) {
   for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
 }
 
-void QuantizeQ4_0(const float* x, uint8_t* out) {
+void QuantizeQ4_0(const float* x, uint8_t* out, bool) {
   float amax = 0, max = 0;
   for (int j = 0; j < 32; ++j) {
     if (amax < std::fabs(x[j])) {
@@ -378,7 +240,7 @@ void QuantizeQ4_0(const float* x, uint8_t* out) {
   PackNibbles(q, out + 2);
 }
 
-void QuantizeQ4_1(const float* x, uint8_t* out) {
+void QuantizeQ4_1(const float* x, uint8_t* out, bool) {
   float min = FLT_MAX, max = -FLT_MAX;
   for (int j = 0; j < 32; ++j) {
     if (x[j] < min) min = x[j];
@@ -397,7 +259,7 @@ void QuantizeQ4_1(const float* x, uint8_t* out) {
 }
 
 int Iq4NlNearest(float a) {
-  const int8_t* t = kIq4NlTable;
+  const int8_t* t = kIq4NlLevels;
   if (a <= t[0]) return 0;
   if (a >= t[15]) return 15;
   int lo = 0, hi = 15;
@@ -418,7 +280,7 @@ void Iq4NlFit(const float* x, float s, uint8_t* k, float& sqx, float& sqq) {
   sqq = 0;
   for (int j = 0; j < 32; ++j) {
     k[j] = static_cast<uint8_t>(Iq4NlNearest(s * x[j]));
-    const auto q = static_cast<float>(kIq4NlTable[k[j]]);
+    const auto q = static_cast<float>(kIq4NlLevels[k[j]]);
     const float w = x[j] * x[j];
     const float wq = w * q;
     sqx = sqx + wq * x[j];
@@ -462,27 +324,92 @@ void QuantizeIq4Nl(const float* x, uint8_t* out, bool search) {
   PackNibbles(k, out + 2);
 }
 
+// Dequantizers: y = q * d (+ m), d (and m) the block's fp16 scale (minimum).
+void DequantizeQ8_0(const uint8_t* in, float* y) {
+  const float d = GetHalf(in);
+  for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(static_cast<int8_t>(in[2 + j])) * d;
+}
+
+void DequantizeQ4_0(const uint8_t* in, float* y) {
+  const float d = GetHalf(in);
+  for (int j = 0; j < 16; ++j) {
+    y[j] = static_cast<float>((in[2 + j] & 0x0f) - 8) * d;
+    y[j + 16] = static_cast<float>((in[2 + j] >> 4) - 8) * d;
+  }
+}
+
+void DequantizeQ4_1(const uint8_t* in, float* y) {
+  const float d = GetHalf(in), m = GetHalf(in + 2);
+  for (int j = 0; j < 16; ++j) {
+    y[j] = static_cast<float>(in[4 + j] & 0x0f) * d + m;
+    y[j + 16] = static_cast<float>(in[4 + j] >> 4) * d + m;
+  }
+}
+
+void DequantizeIq4Nl(const uint8_t* in, float* y) {
+  const float d = GetHalf(in);
+  for (int j = 0; j < 16; ++j) {
+    y[j] = d * static_cast<float>(kIq4NlLevels[in[2 + j] & 0x0f]);
+    y[j + 16] = d * static_cast<float>(kIq4NlLevels[in[2 + j] >> 4]);
+  }
+}
+
 void GgmlReference(const FormatSpec& f, const HeadStats&, const float* x, float* y, int64_t rows,
                    int d) {
-  std::vector<uint8_t> bytes(static_cast<size_t>(d) / 32 * GgmlBlockBytes(f.kind));
+  std::vector<uint8_t> bytes(static_cast<size_t>(d / 32) *
+                             static_cast<size_t>(Traits(f.kind).block_bytes));
   for (int64_t t = 0; t < rows; ++t) {
     GgmlQuantizeRow(f.kind, f.search, x + t * d, d, bytes.data());
     GgmlDequantizeRow(f.kind, bytes.data(), d, y + t * d);
   }
 }
 
+// clang-format off
 constexpr FormatTraits kTable[] = {
-    {FormatKind::kFp16, "fp16", Fp16Reference, Fp16Fast},
-    {FormatKind::kBf16, "bf16", Bf16Reference, nullptr},
-    {FormatKind::kInt, "int", IntReference, IntFast},
-    {FormatKind::kFp8E4M3, "fp8 e4m3", Fp8Reference, Fp8Fast},
-    {FormatKind::kFp8E5M2, "fp8 e5m2", Fp8Reference, Fp8Fast},
-    {FormatKind::kQ8_0, "ggml q8_0", GgmlReference, nullptr},
-    {FormatKind::kQ4_0, "ggml q4_0", GgmlReference, nullptr},
-    {FormatKind::kQ4_1, "ggml q4_1", GgmlReference, nullptr},
-    {FormatKind::kIq4Nl, "ggml iq4_nl", GgmlReference, nullptr},
-    {FormatKind::kNvfp4, "nvfp4", Nvfp4Reference, nullptr},
+    {.kind = FormatKind::kFp16, .name = "fp16", .bits = 16, .block = 1, .block_bytes = 2,
+     .reference = Fp16Reference, .fast = Fp16Fast, .fused = FusedFp16Head,
+     .examples = "fp16", .max_gauss_nmse = 6e-8},
+    {.kind = FormatKind::kBf16, .name = "bf16", .bits = 16, .block = 1, .block_bytes = 2,
+     .reference = Bf16Reference,
+     .examples = "bf16", .max_gauss_nmse = 4e-6},
+    // Geometry, cost and statistics by granularity: FormatSpec's methods.
+    {.kind = FormatKind::kInt, .name = "int", .bits = 8,
+     .reference = IntReference, .fused = FusedIntHead,
+     .examples = "int4:tensor int4:token int4:channel int4:g32:dim int4:g16:dim int4:g64:dim "
+                 "int4:g8:dim:sym int4:g16:token int4:g7:token int4:tensor:asym "
+                 "int4:token:asym int4:channel:asym int4:g32:dim:sym int4:g32:token:sym",
+     .max_gauss_nmse = 0.03},
+    {.kind = FormatKind::kFp8E4M3, .name = "fp8e4m3", .bits = 8, .block = 1, .block_bytes = 1,
+     .sequence_bytes = 4, .needs_stats = true,
+     .reference = Fp8Reference, .fast = Fp8Fast, .fused = FusedFp8Head,
+     .examples = "fp8e4m3", .max_gauss_nmse = 1e-3},
+    {.kind = FormatKind::kFp8E5M2, .name = "fp8e5m2", .bits = 8, .block = 1, .block_bytes = 1,
+     .sequence_bytes = 4, .needs_stats = true,
+     .reference = Fp8Reference, .fast = Fp8Fast, .fused = FusedFp8Head,
+     .examples = "fp8e5m2", .max_gauss_nmse = 3.5e-3},
+    {.kind = FormatKind::kQ8_0, .name = "q8_0", .bits = 8, .block = 32, .block_bytes = 34,
+     .reference = GgmlReference, .fused = FusedQ8_0Head,
+     .ggml_quantize = QuantizeQ8_0, .ggml_dequantize = DequantizeQ8_0,
+     .examples = "q8_0", .max_gauss_nmse = 4e-5},
+    {.kind = FormatKind::kQ4_0, .name = "q4_0", .bits = 4, .block = 32, .block_bytes = 18,
+     .reference = GgmlReference, .fused = FusedQ4_0Head,
+     .ggml_quantize = QuantizeQ4_0, .ggml_dequantize = DequantizeQ4_0,
+     .examples = "q4_0", .max_gauss_nmse = 9e-3},
+    {.kind = FormatKind::kQ4_1, .name = "q4_1", .bits = 4, .block = 32, .block_bytes = 20,
+     .reference = GgmlReference, .fused = FusedQ4_1Head,
+     .ggml_quantize = QuantizeQ4_1, .ggml_dequantize = DequantizeQ4_1,
+     .examples = "q4_1", .max_gauss_nmse = 8e-3},
+    {.kind = FormatKind::kIq4Nl, .name = "iq4_nl", .bits = 4, .block = 32, .block_bytes = 18,
+     .reference = GgmlReference, .fused = FusedIq4NlHead,
+     .ggml_quantize = QuantizeIq4Nl, .ggml_dequantize = DequantizeIq4Nl,
+     .examples = "iq4_nl iq4_nl:search", .max_gauss_nmse = 8e-3},
+    // 16 e2m1 nibbles and one e4m3 block scale; an fp32 global scale per head.
+    {.kind = FormatKind::kNvfp4, .name = "nvfp4", .bits = 4, .block = 16, .block_bytes = 9,
+     .sequence_bytes = 4, .needs_stats = true,
+     .reference = Nvfp4Reference, .fused = FusedNvfp4Head,
+     .examples = "nvfp4", .max_gauss_nmse = 0.011},
 };
+// clang-format on
 
 }  // namespace
 
@@ -531,12 +458,18 @@ void AccumulateStats(const FormatSpec& format, const float* x, int64_t rows, int
 
 std::span<const FormatTraits> FormatTable() { return kTable; }
 
-const FormatTraits& Traits(FormatKind kind) {
-  for (const auto& t : kTable) {
-    if (t.kind == kind) return t;
+// The rows follow FormatKind's order, so a kind is its row's index.
+static_assert([] {
+  for (size_t i = 0; i < std::size(kTable); ++i) {
+    if (static_cast<size_t>(kTable[i].kind) != i) return false;
   }
-  KVQ_CHECK(false);
-  return kTable[0];
+  return true;
+}());
+
+const FormatTraits& Traits(FormatKind kind) {
+  const auto i = static_cast<size_t>(kind);
+  KVQ_CHECK(i < std::size(kTable));
+  return kTable[i];
 }
 
 float Fp8Max(Fp8Type type) { return Layout(type).max; }
@@ -611,81 +544,20 @@ float E2m1Decode(uint8_t code) {
   return (code & 8) ? -v : v;
 }
 
-size_t GgmlBlockBytes(FormatKind kind) {
-  switch (kind) {
-    case FormatKind::kQ8_0:
-      return 34;
-    case FormatKind::kQ4_0:
-      return 18;
-    case FormatKind::kQ4_1:
-      return 20;
-    case FormatKind::kIq4Nl:
-      return 18;
-    default:
-      KVQ_CHECK(false);
-  }
-  return 0;
-}
-
 void GgmlQuantizeRow(FormatKind kind, bool search, const float* x, int64_t n, uint8_t* out) {
-  KVQ_CHECK(n % 32 == 0);
-  const size_t bytes = GgmlBlockBytes(kind);
+  const FormatTraits& t = Traits(kind);
+  KVQ_CHECK(n % 32 == 0 && t.ggml_quantize != nullptr);
   for (int64_t b = 0; b < n / 32; ++b) {
-    const float* xb = x + b * 32;
-    uint8_t* ob = out + static_cast<size_t>(b) * bytes;
-    switch (kind) {
-      case FormatKind::kQ8_0:
-        QuantizeQ8_0(xb, ob);
-        break;
-      case FormatKind::kQ4_0:
-        QuantizeQ4_0(xb, ob);
-        break;
-      case FormatKind::kQ4_1:
-        QuantizeQ4_1(xb, ob);
-        break;
-      case FormatKind::kIq4Nl:
-        QuantizeIq4Nl(xb, ob, search);
-        break;
-      default:
-        KVQ_CHECK(false);
-    }
+    t.ggml_quantize(x + b * 32, out + static_cast<size_t>(b) * static_cast<size_t>(t.block_bytes),
+                    search);
   }
 }
 
 void GgmlDequantizeRow(FormatKind kind, const uint8_t* in, int64_t n, float* y) {
-  KVQ_CHECK(n % 32 == 0);
-  const size_t bytes = GgmlBlockBytes(kind);
+  const FormatTraits& t = Traits(kind);
+  KVQ_CHECK(n % 32 == 0 && t.ggml_dequantize != nullptr);
   for (int64_t b = 0; b < n / 32; ++b) {
-    const uint8_t* ib = in + static_cast<size_t>(b) * bytes;
-    float* yb = y + b * 32;
-    const float d = GetHalf(ib);
-    switch (kind) {
-      case FormatKind::kQ8_0:
-        for (int j = 0; j < 32; ++j) yb[j] = static_cast<float>(static_cast<int8_t>(ib[2 + j])) * d;
-        break;
-      case FormatKind::kQ4_0:
-        for (int j = 0; j < 16; ++j) {
-          yb[j] = static_cast<float>((ib[2 + j] & 0x0f) - 8) * d;
-          yb[j + 16] = static_cast<float>((ib[2 + j] >> 4) - 8) * d;
-        }
-        break;
-      case FormatKind::kQ4_1: {
-        const float m = GetHalf(ib + 2);
-        for (int j = 0; j < 16; ++j) {
-          yb[j] = static_cast<float>(ib[4 + j] & 0x0f) * d + m;
-          yb[j + 16] = static_cast<float>(ib[4 + j] >> 4) * d + m;
-        }
-        break;
-      }
-      case FormatKind::kIq4Nl:
-        for (int j = 0; j < 16; ++j) {
-          yb[j] = d * static_cast<float>(kIq4NlTable[ib[2 + j] & 0x0f]);
-          yb[j + 16] = d * static_cast<float>(kIq4NlTable[ib[2 + j] >> 4]);
-        }
-        break;
-      default:
-        KVQ_CHECK(false);
-    }
+    t.ggml_dequantize(in + static_cast<size_t>(b) * static_cast<size_t>(t.block_bytes), y + b * 32);
   }
 }
 

@@ -5,8 +5,8 @@
 #include <cstring>
 
 #include "common/array_ops.h"
-#include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
+#include "kvq/common/finite.h"
 #include "kvq/common/half.h"
 #include "kvq/quant/fused.h"
 
@@ -153,31 +153,60 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
   });
 }
 
-LayerContext LayerContext::ForDump(const DumpInfo& info, std::vector<float> k_bias,
-                                   std::shared_ptr<const RopeTable> rope) {
-  LayerContext ctx;
-  ctx.num_kv_heads = info.num_kv_heads;
-  ctx.head_dim = info.head_dim;
-  ctx.chunk_len = info.chunk_len;
-  ctx.rope = rope != nullptr
-                 ? std::move(rope)
-                 : std::make_shared<const RopeTable>(info.rope, info.head_dim, info.chunk_len);
-  ctx.k_bias = std::move(k_bias);
-  return ctx;
+QdqErrorSums QuantizeHeadError(const FormatSpec& f, const HeadContext& ctx, const TensorView& t,
+                               int64_t first, int64_t tokens, int head_dim) {
+  QdqErrorSums sums;
+  const int64_t n = tokens * head_dim;
+  if (HasFusedKernel(f, head_dim) && (t.dtype == DType::kF16 || t.dtype == DType::kF32)) {
+    // Straight from the mapping: statistics, round trip and error sums in
+    // one kernel, nothing written.
+    if (t.dtype == DType::kF16) {
+      const auto* x = reinterpret_cast<const uint16_t*>(t.data) + first;
+      FusedQuantizeHead(f, ctx.chunk_len, x, nullptr, tokens, head_dim, nullptr, nullptr, &sums);
+    } else {
+      const auto* x = reinterpret_cast<const float*>(t.data) + first;
+      FusedQuantizeHead(f, ctx.chunk_len, nullptr, x, tokens, head_dim, nullptr, nullptr, &sums);
+    }
+    return sums;
+  }
+  // Per-thread scratch, kept across calls: fresh memory costs a page fault
+  // per 4 KiB.
+  static thread_local std::vector<float> x, y;
+  const int64_t len = ctx.chunk_len > 0 ? ctx.chunk_len : tokens;
+  if (x.size() < static_cast<size_t>(n)) x.resize(static_cast<size_t>(n));
+  if (y.size() < static_cast<size_t>(len * head_dim)) y.resize(static_cast<size_t>(len * head_dim));
+  if (t.dtype == DType::kF16) {
+    HalfToFloatArray(t.data + 2 * first, x.data(), n);
+  } else {
+    t.ToFloat(x.data(), first, n);
+  }
+  if (const int64_t bad = FirstNonFinite(x.data(), n); bad < n) {
+    ThrowInput("token {} holds {}", bad / head_dim, x[static_cast<size_t>(bad)]);
+  }
+  HeadStats stats;
+  if (f.NeedsStats()) stats = CalibrateHead(f, ctx, x.data(), tokens, head_dim);
+  for (int64_t b = 0; b < tokens; b += len) {
+    const int64_t rows = std::min(len, tokens - b);
+    const float* xb = x.data() + b * head_dim;
+    QuantizeHead(f, ctx, xb, y.data(), rows, head_dim, &stats);
+    sums.count += rows * head_dim;
+    AddErrorSumsOf(xb, y.data(), rows * head_dim, sums.sse, sums.sum_sq, sums.max_abs);
+  }
+  return sums;
 }
 
-namespace {
-
-HeadContext ForHead(const LayerContext& ctx, KvTensor tensor, int head) {
+HeadContext LayerContext::ForHead(KvTensor tensor, int head) const {
   HeadContext h;
-  h.chunk_len = ctx.chunk_len;
-  h.rope = ctx.rope.get();
-  if (tensor == KvTensor::kK && !ctx.k_bias.empty()) {
-    KVQ_CHECK(ctx.k_bias.size() == static_cast<size_t>(ctx.num_kv_heads) * ctx.head_dim);
-    h.k_bias = ctx.k_bias.data() + static_cast<size_t>(head) * ctx.head_dim;
+  h.chunk_len = chunk_len;
+  h.rope = rope.get();
+  if (tensor == KvTensor::kK && !k_bias.empty()) {
+    KVQ_CHECK(k_bias.size() == static_cast<size_t>(num_kv_heads) * head_dim);
+    h.k_bias = k_bias.data() + static_cast<size_t>(head) * head_dim;
   }
   return h;
 }
+
+namespace {
 
 void CheckModifiers(const FormatSpec& f, const LayerContext& ctx, KvTensor tensor) {
   if ((f.pre_rope || (f.bias_aware && !ctx.k_bias.empty())) && ctx.rope == nullptr) {
@@ -201,7 +230,7 @@ LayerStats CalibrateLayer(const Strategy& strategy, KvTensor tensor, int layer,
     const FormatSpec& f = strategy.Format(tensor, layer, h);
     CheckModifiers(f, ctx, tensor);
     stats[static_cast<size_t>(h)] =
-        CalibrateHead(f, ForHead(ctx, tensor, h), x.data() + h * per_head, tokens, ctx.head_dim);
+        CalibrateHead(f, ctx.ForHead(tensor, h), x.data() + h * per_head, tokens, ctx.head_dim);
   }
   return stats;
 }
@@ -228,7 +257,7 @@ void QuantizeLayer(const Strategy& strategy, KvTensor tensor, int layer, const L
 #pragma omp parallel for schedule(static) if (parallel)
   for (int h = 0; h < ctx.num_kv_heads; ++h) {
     try {
-      QuantizeHead(strategy.Format(tensor, layer, h), ForHead(ctx, tensor, h),
+      QuantizeHead(strategy.Format(tensor, layer, h), ctx.ForHead(tensor, h),
                    x.data() + h * per_head, out.data() + h * per_head, tokens, ctx.head_dim,
                    stats != nullptr ? &(*stats)[static_cast<size_t>(h)] : nullptr);
     } catch (const std::exception& e) {

@@ -17,6 +17,7 @@
 
 #include "common/half-inl.h"
 #include "common/simd-inl.h"
+#include "kvq/quant/kernels.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace kvq {
@@ -73,13 +74,11 @@ HWY_INLINE V RoundHalfAway(D d, V v) {
 // count.
 template <class D, class V = hn::Vec<D>>
 HWY_INLINE V Iq4NlLevelLanes(D d, V a) {
-  constexpr float kMidpoints[15] = {-115.5f, -93.5f, -74.0f, -57.0f, -42.0f, -28.5f, -16.0f, -4.5f,
-                                    7.0f,    19.0f,  31.5f,  45.5f,  61.0f,  79.0f,  101.0f};
-  constexpr float kLevels[16] = {-127.0f, -104.0f, -83.0f, -65.0f, -49.0f, -35.0f, -22.0f, -10.0f,
-                                 1.0f,    13.0f,   25.0f,  38.0f,  53.0f,  69.0f,  89.0f,  113.0f};
-  V level = hn::Set(d, kLevels[0]);
+  const auto level_at = [](int i) { return static_cast<float>(kIq4NlLevels[i]); };
+  V level = hn::Set(d, level_at(0));
   for (int i = 0; i < 15; ++i) {
-    level = hn::IfThenElse(hn::Lt(a, hn::Set(d, kMidpoints[i])), level, hn::Set(d, kLevels[i + 1]));
+    const float midpoint = (level_at(i) + level_at(i + 1)) / 2.0f;  // Exact.
+    level = hn::IfThenElse(hn::Lt(a, hn::Set(d, midpoint)), level, hn::Set(d, level_at(i + 1)));
   }
   return level;
 }

@@ -16,8 +16,8 @@
 #include <vector>
 
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/io.h"
-#include "kvq/quant/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {

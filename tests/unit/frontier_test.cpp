@@ -13,10 +13,10 @@
 #include <nlohmann/json.hpp>
 
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/csv.h"
 #include "kvq/common/io.h"
 #include "kvq/plan/planner.h"
-#include "kvq/quant/synthetic.h"
 #include "kvq/report/frontier.h"
 #include "kvq/report/report.h"
 #include "svg_check.h"

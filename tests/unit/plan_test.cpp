@@ -17,11 +17,11 @@
 #include <omp.h>
 
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "kvq/common/random.h"
 #include "kvq/plan/knapsack.h"
-#include "kvq/quant/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -423,7 +423,7 @@ TEST(Planner, PlanFileLoadsBackAndFrontierIsMonotone) {
   // Formats common to both lists, and strat3 (its outlier-head rules past
   // layer 3 do not apply to this 4-layer model).
   EXPECT_EQ(baselines, (std::vector<std::string>{"fp16", "int8:token", "strat3"}));
-  const std::string csv = ParetoCsv(r.pareto);
+  const std::string csv = PlanFrontierCsv(r.pareto);
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
             "kind,strategy,budget,bytes_per_token,worst_cos,mean_nmse,worst_layer,mean_cos,"
             "pred_worst_cos,pred_mean_nmse,fp16_units");

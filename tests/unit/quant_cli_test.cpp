@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/io.h"
-#include "kvq/quant/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -35,6 +35,31 @@ TEST(QuantCli, BytesPrintsTheReferenceFigures) {
   EXPECT_NE(row("strat3").find("6,720     (26.2 MiB)"), std::string::npos) << row("strat3");
   EXPECT_NE(row("strat1").find("384 B"), std::string::npos) << row("strat1");  // 96 fp32 scales.
   EXPECT_NE(row("q4_0").find("3,456"), std::string::npos) << row("q4_0");
+}
+
+// Every example of the format table, as a whole-cache strategy: `kvq bytes`
+// prints its FormatCost over Qwen2.5-0.5B's 24 layers x 2 kv heads, K and V.
+TEST(QuantCli, BytesPrintsEveryTableFormat) {
+  std::vector<FormatSpec> specs;
+  std::string list;
+  for (const FormatTraits& traits : FormatTable()) {
+    for (const FormatSpec& spec : test::TableExamples(traits, false)) {
+      specs.push_back(spec);
+      if (!list.empty()) list += ';';
+      list += spec.Name();
+    }
+  }
+  const auto r = RunKvq("bytes --preset qwen2.5-0.5b --tokens 4096 --strategy '" + list + "'");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const FormatSpec& spec : specs) {
+    const size_t at = r.output.find("\n" + spec.Name() + " ");
+    ASSERT_NE(at, std::string::npos) << spec.Name();
+    std::string figure;
+    std::istringstream(r.output.substr(at + 1)) >> figure >> figure;  // name, bytes/token
+    std::erase(figure, ',');
+    const double expected = FormatCost(spec, 64, 4096).per_token * 24 * 2 * 2;
+    EXPECT_NEAR(std::stod(figure), expected, 0.005) << spec.Name();
+  }
 }
 
 TEST(QuantCli, BytesReadsAModelConfig) {

@@ -53,52 +53,6 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
   return blocks;
 }
 
-// Formats per kind that the table test runs.
-std::vector<FormatSpec> SpecsOf(FormatKind kind) {
-  std::vector<std::string> names;
-  switch (kind) {
-    case FormatKind::kInt:
-      for (const char* bits : {"int8", "int4", "int3", "int2"}) {
-        for (const char* g : {":tensor", ":token", ":channel", ":g32:dim", ":g16:token",
-                              ":tensor:asym", ":token:asym", ":channel:asym", ":g8:dim:sym"}) {
-          names.push_back(std::string(bits) + g);
-          names.push_back(std::string(bits) + g + "+trunc");
-        }
-      }
-      break;
-    case FormatKind::kFp16:
-      names = {"fp16"};
-      break;
-    case FormatKind::kBf16:
-      names = {"bf16"};
-      break;
-    case FormatKind::kFp8E4M3:
-      names = {"fp8e4m3"};
-      break;
-    case FormatKind::kFp8E5M2:
-      names = {"fp8e5m2"};
-      break;
-    case FormatKind::kQ8_0:
-      names = {"q8_0"};
-      break;
-    case FormatKind::kQ4_0:
-      names = {"q4_0"};
-      break;
-    case FormatKind::kQ4_1:
-      names = {"q4_1"};
-      break;
-    case FormatKind::kIq4Nl:
-      names = {"iq4_nl", "iq4_nl:search"};
-      break;
-    case FormatKind::kNvfp4:
-      names = {"nvfp4"};
-      break;
-  }
-  std::vector<FormatSpec> specs;
-  for (const auto& n : names) specs.push_back(FormatSpec::Parse(n));
-  return specs;
-}
-
 TEST(QuantFormat, NamesRoundTrip) {
   for (const char* name : {"fp16",
                            "bf16",
@@ -161,7 +115,7 @@ TEST(QuantFormat, EveryFastPathEqualsItsReferenceBitForBit) {
   const auto blocks = Blocks();
   int compared = 0;
   for (const FormatTraits& traits : FormatTable()) {
-    for (const FormatSpec& spec : SpecsOf(traits.kind)) {
+    for (const FormatSpec& spec : test::TableExamples(traits, true)) {
       EXPECT_EQ(spec.kind, traits.kind);
       for (const auto& [name, x] : blocks) {
         HeadStats stats;
@@ -169,9 +123,7 @@ TEST(QuantFormat, EveryFastPathEqualsItsReferenceBitForBit) {
         std::vector<float> ref(x.size()), fast(x.size());
         traits.reference(spec, stats, x.data(), ref.data(), kRows, kDim);
         // fp16 and ggml's fp16 scales overflow to inf on "huge" (3e37), as they should.
-        const bool fp16_range = spec.kind == FormatKind::kFp16 || spec.kind == FormatKind::kQ8_0 ||
-                                spec.kind == FormatKind::kQ4_0 || spec.kind == FormatKind::kQ4_1 ||
-                                spec.kind == FormatKind::kIq4Nl;
+        const bool fp16_range = spec.kind == FormatKind::kFp16 || traits.ggml_quantize != nullptr;
         if (!(fp16_range && name == "huge")) {
           for (float v : ref) ASSERT_TRUE(std::isfinite(v)) << spec.Name() << " " << name;
         }
@@ -189,7 +141,27 @@ TEST(QuantFormat, EveryFastPathEqualsItsReferenceBitForBit) {
       }
     }
   }
-  EXPECT_GT(compared, 700);
+  EXPECT_GE(compared, 30);  // fp16 and fp8; the fused kernels: quant_fused_test.cpp.
+}
+
+// Every row's error band: the round trip of N(0, 1) data, each example.
+TEST(QuantFormat, EveryFormatStaysInItsErrorBand) {
+  SplitMix64 rng(3);
+  std::vector<float> x(kRows * kDim), y(x.size());
+  for (float& v : x) v = Normal(rng);
+  for (const FormatTraits& traits : FormatTable()) {
+    EXPECT_GT(traits.max_gauss_nmse, 0) << traits.name << " has no error band";
+    for (const FormatSpec& spec : test::TableExamples(traits, false)) {
+      QuantizeHead(spec, HeadContext{}, x.data(), y.data(), kRows, kDim);
+      double sse = 0, sum_sq = 0;
+      for (size_t i = 0; i < x.size(); ++i) {
+        sse += (static_cast<double>(x[i]) - y[i]) * (static_cast<double>(x[i]) - y[i]);
+        sum_sq += static_cast<double>(x[i]) * x[i];
+      }
+      EXPECT_LE(sse / sum_sq, traits.max_gauss_nmse) << spec.Name();
+      EXPECT_GT(sse / sum_sq, traits.max_gauss_nmse / 100) << spec.Name() << ": a loose band";
+    }
+  }
 }
 
 TEST(QuantFormat, WholePathWithModifiersMatchesReference) {
@@ -231,7 +203,7 @@ TEST(QuantFormat, TruncationGivesAboutFourTimesTheMseOfNearest) {
 TEST(QuantFormat, ZeroRangeHeadsNeverDivideByZero) {
   std::vector<float> zero(kRows * kDim, 0.0f), y(zero.size());
   for (const FormatTraits& traits : FormatTable()) {
-    for (const FormatSpec& spec : SpecsOf(traits.kind)) {
+    for (const FormatSpec& spec : test::TableExamples(traits, true)) {
       QuantizeHead(spec, HeadContext{}, zero.data(), y.data(), kRows, kDim);
       for (float v : y) ASSERT_EQ(v, 0.0f) << spec.Name();
     }

@@ -6,13 +6,13 @@
 #include <cmath>
 
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/error.h"
 #include "kvq/common/half.h"
 #include "kvq/common/random.h"
 #include "kvq/metrics/tensor_error.h"
 #include "kvq/quant/fused.h"
 #include "kvq/quant/quantize.h"
-#include "kvq/quant/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -106,29 +106,35 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
   return blocks;
 }
 
-std::vector<std::string> Formats() {
-  std::vector<std::string> names = {"fp16", "fp8e4m3", "fp8e5m2", "nvfp4",        "q8_0",
-                                    "q4_0", "q4_1",    "iq4_nl",  "iq4_nl:search"};
-  for (const char* bits : {"int8", "int4", "int3", "int2"}) {
-    for (const char* g : {":tensor", ":token", ":channel", ":g32:dim", ":g16:dim", ":g64:dim",
-                          ":g16:token", ":g7:token", ":tensor:asym", ":token:asym", ":channel:asym",
-                          ":g32:dim:sym", ":g32:token:sym"}) {
-      names.push_back(std::string(bits) + g);
-      names.push_back(std::string(bits) + g + "+trunc");
+// The format table's examples that the fused kernel covers at kDim.
+std::vector<FormatSpec> Formats() {
+  std::vector<FormatSpec> specs;
+  for (const FormatTraits& traits : FormatTable()) {
+    for (const FormatSpec& spec : test::TableExamples(traits, true)) {
+      if (HasFusedKernel(spec, kDim)) specs.push_back(spec);
     }
   }
-  return names;
+  return specs;
 }
 
-TEST(QuantFused, CoversThePresetsFormatsAndDeclinesTheRest) {
-  for (const std::string& name : Formats()) {
-    EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
+// Every row with a fused kernel covers its examples whose blocks along
+// head_dim are whole vectors of up to 16 lanes, and declines modifiers.
+TEST(QuantFused, CoversTheTableAndDeclinesTheRest) {
+  for (const FormatTraits& traits : FormatTable()) {
+    for (const FormatSpec& spec : test::TableExamples(traits, true)) {
+      const int block = spec.HeadDimBlock();
+      EXPECT_EQ(HasFusedKernel(spec, kDim),
+                traits.fused != nullptr && (block == 1 || block % 16 == 0))
+          << spec.Name();
+    }
   }
   for (const char* name : {"bf16", "int8:tensor+had", "int8:token+sink4", "int8:g8:dim",
                            "fp16+prerope", "int4:token+bias"}) {
     EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
   }
   EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse("int8:token"), 24));
+  EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse("q4_0"), 32));
+  EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse("q4_0"), 48));
 }
 
 // y from the fused kernel (fp16 and float sources, in place too) equals the
@@ -141,8 +147,8 @@ TEST(QuantFused, EqualsTheReferenceBitForBit) {
     const bool fp16_exact = block.rfind("float_", 0) != 0;
     std::vector<uint16_t> half(x.size());
     for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
-    for (const std::string& name : Formats()) {
-      const FormatSpec f = FormatSpec::Parse(name);
+    for (const FormatSpec& f : Formats()) {
+      const std::string name = f.Name();
       const std::vector<float> ref = ReferenceRoundTrip(f, x, kRows, kDim);
       std::vector<float> y(x.size());
       const QdqErrorSums serial = SerialSums(x.data(), ref.data(), kRows * kDim);

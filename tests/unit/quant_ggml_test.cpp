@@ -38,7 +38,7 @@ void CheckFormat(const Fixture& fx, FormatKind kind, bool search, const char* pr
   const float* input = fx.Floats("input");
   const uint8_t* want_bytes = fx.Bytes((std::string(prefix) + ".bytes").c_str());
   const float* want = fx.Floats((std::string(prefix) + ".dequant").c_str());
-  const size_t row_bytes = 2 * GgmlBlockBytes(kind);
+  const auto row_bytes = 2 * static_cast<size_t>(Traits(kind).block_bytes);
   std::vector<uint8_t> bytes(row_bytes);
   std::vector<float> y(kDim), y_path(kDim);
   int blocks = 0;
@@ -47,7 +47,7 @@ void CheckFormat(const Fixture& fx, FormatKind kind, bool search, const char* pr
     GgmlQuantizeRow(kind, search, x, kDim, bytes.data());
     GgmlDequantizeRow(kind, bytes.data(), kDim, y.data());
     for (int b = 0; b < 2; ++b) {
-      const size_t bb = GgmlBlockBytes(kind);
+      const auto bb = static_cast<size_t>(Traits(kind).block_bytes);
       const uint8_t* got = bytes.data() + b * bb;
       const uint8_t* exp = want_bytes + r * row_bytes + b * bb;
       if (undefined != nullptr && undefined[r * 2 + b]) {

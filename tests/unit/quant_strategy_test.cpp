@@ -6,10 +6,10 @@
 #include <fstream>
 
 #include "kvq/capture/dump.h"
+#include "kvq/capture/synthetic.h"
 #include "kvq/common/error.h"
 #include "kvq/quant/quantize.h"
 #include "kvq/quant/strategy.h"
-#include "kvq/quant/synthetic.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -59,7 +59,7 @@ TEST(QuantStrategy, Strat1AndStrat2MatchAnIndependentComputation) {
     for (int layer : {0, 3, 8}) {
       for (KvTensor t : {KvTensor::kK, KvTensor::kV}) {
         t == KvTensor::kK ? dump.ReadK(layer, x) : dump.ReadV(layer, x);
-        const LayerContext ctx = LayerContext::ForDump(info, dump.ReadKBias(layer));
+        const LayerContext ctx = DumpLayerContext(info, dump.ReadKBias(layer));
         QuantizeLayer(s, t, layer, ctx, x, y);
         for (int h = 0; h < info.num_kv_heads; ++h) {
           double sse = 0;
@@ -182,7 +182,7 @@ TEST(QuantStrategy, PlanFilesRoundTripAndRefuseOtherGeometry) {
 TEST(QuantStrategy, CalibratedStatsGivePromptByPromptTheWholeSequenceScale) {
   auto o = SmallQwen();
   const SyntheticLayer layer = MakeSyntheticLayer(o, 0);
-  LayerContext ctx = LayerContext::ForDump(o.Info(), layer.k_bias);
+  LayerContext ctx = DumpLayerContext(o.Info(), layer.k_bias);
   const Strategy s = Strategy::Parse("k=int8:tensor,v=fp8e4m3");
   std::vector<float> whole(layer.k.size());
   QuantizeLayer(s, KvTensor::kK, 0, ctx, layer.k, whole);
@@ -210,7 +210,7 @@ TEST(QuantStrategy, NonFiniteInputNamesLayerAndHead) {
   auto o = SmallQwen();
   SyntheticLayer layer = MakeSyntheticLayer(o, 2);
   layer.v[static_cast<size_t>(o.tokens * o.head_dim + 7)] = NAN;
-  const LayerContext ctx = LayerContext::ForDump(o.Info(), layer.k_bias);
+  const LayerContext ctx = DumpLayerContext(o.Info(), layer.k_bias);
   try {
     QuantizeLayer(Strategy::Parse("strat2"), KvTensor::kV, 2, ctx, layer.v, layer.v);
     ADD_FAILURE() << "NaN accepted";

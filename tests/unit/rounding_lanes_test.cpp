@@ -63,6 +63,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include "kvq/common/half.h"
 #include "kvq/common/random.h"
+#include "kvq/quant/kernels.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -75,9 +76,8 @@ HWY_EXPORT(RoundToHalfArray);
 
 using ArrayFn = void (*)(const float*, float*, size_t);
 
-// The reference quantizer's table and search (kernels.cpp), written out.
-constexpr int8_t kLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10,
-                                1,    13,   25,  38,  53,  69,  89,  113};
+// The reference quantizer's search (kernels.cpp), written out.
+constexpr const int8_t* kLevels = kIq4NlLevels;
 
 float ReferenceLevel(float a) {
   if (a <= kLevels[0]) return kLevels[0];

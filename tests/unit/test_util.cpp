@@ -6,6 +6,9 @@
 #include <array>
 #include <cstdio>
 #include <random>
+#include <string_view>
+
+#include "kvq/common/strings.h"
 
 namespace kvq::test {
 
@@ -43,6 +46,26 @@ CommandResult RunKvq(const std::string& args) {
   const int status = ::pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+std::vector<FormatSpec> TableExamples(const FormatTraits& row, bool variants) {
+  std::vector<FormatSpec> specs;
+  for (const std::string_view name : SplitFields(row.examples, ' ')) {
+    const FormatSpec spec = FormatSpec::Parse(name);
+    if (spec.kind != FormatKind::kInt || !variants) {
+      specs.push_back(spec);
+      continue;
+    }
+    for (const int bits : {8, 4, 3, 2}) {
+      for (const Rounding rounding : {Rounding::kNearestEven, Rounding::kTrunc}) {
+        FormatSpec variant = spec;
+        variant.bits = bits;
+        variant.rounding = rounding;
+        specs.push_back(variant);
+      }
+    }
+  }
+  return specs;
 }
 
 }  // namespace kvq::test

@@ -4,10 +4,12 @@
 #include <cstdlib>
 #include <filesystem>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "kvq/common/simd_target.h"
+#include "kvq/quant/kernels.h"
 
 namespace kvq::test {
 
@@ -62,5 +64,10 @@ struct CommandResult {
 
 // Runs `kvq <args>` through the shell and captures its output.
 CommandResult RunKvq(const std::string& args);
+
+// The formats a row of the format table (kernels.h) is tested with: its
+// examples and, for kInt with `variants`, each also at 8, 4, 3 and 2 bits,
+// with and without +trunc.
+std::vector<FormatSpec> TableExamples(const FormatTraits& row, bool variants);
 
 }  // namespace kvq::test

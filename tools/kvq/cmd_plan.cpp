@@ -208,7 +208,7 @@ void Run(const Options& o) {
     std::printf("wrote %s (use --strategy plan:%s)\n", o.out.c_str(), o.out.c_str());
   }
   if (pareto) {
-    pareto->Write(ParetoCsv(r.pareto));
+    pareto->Write(PlanFrontierCsv(r.pareto));
     pareto->Commit();
     std::printf("wrote %s (%zu rows)\n", o.pareto.c_str(), r.pareto.size());
   }

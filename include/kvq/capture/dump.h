@@ -17,6 +17,7 @@
 
 #include "kvq/model/rope.h"
 #include "kvq/model/safetensors.h"
+#include "kvq/quant/quantize.h"
 
 namespace kvq {
 
@@ -88,5 +89,13 @@ class DumpWriter {
   SafeTensorsWriter writer_;
   std::vector<uint8_t> scratch_;
 };
+
+// The quantizer's context for one layer of a dump: geometry, chunk_len and
+// the RoPE table from its info; the layer's k bias from KvDump::ReadKBias
+// (may be empty). The table is the same for every layer: pass the first
+// context's `rope` to the others to build it once (it costs chunk_len *
+// head_dim sin/cos).
+LayerContext DumpLayerContext(const DumpInfo& info, std::vector<float> k_bias = {},
+                              std::shared_ptr<const RopeTable> rope = nullptr);
 
 }  // namespace kvq

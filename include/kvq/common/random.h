@@ -32,7 +32,7 @@ class SplitMix64 {
     return BoxMuller(u1, Uniform());
   }
   // The same distribution from two UniformOpen draws: a different sequence,
-  // kept because the synthetic KV dumps (quant/synthetic.h), the quantizer
+  // kept because the synthetic KV dumps (capture/synthetic.h), the quantizer
   // tests built on them and the figures docs/planner.md quotes depend on it.
   double NormalOpen() {
     const double u1 = UniformOpen();

@@ -7,7 +7,7 @@
 #include <vector>
 
 #include "kvq/capture/dump.h"
-#include "kvq/quant/fused.h"
+#include "kvq/quant/quantize.h"
 #include "kvq/quant/strategy.h"
 
 namespace kvq {
@@ -18,9 +18,7 @@ struct TensorError {
   double sse = 0;
   double sum_sq = 0;  // sum x^2
 
-  // x: original, y: round trip, n values each.
-  void Add(const float* x, const float* y, int64_t n);
-  void Add(const QdqErrorSums& sums);  // From the fused kernel (quant/fused.h).
+  void Add(const QdqErrorSums& sums);  // One round trip's (QuantizeHeadError).
   void Merge(const TensorError& other);
   double mse() const { return count > 0 ? sse / static_cast<double>(count) : 0.0; }
   double nmse() const;     // 0 when x is all zero and y == x; +inf when only x is zero.
@@ -43,8 +41,8 @@ struct ErrorRow {
 // Quantizes every K and V head of the dump with the strategy (scales from
 // the whole dump block of each head, as the reference system does) and
 // measures the error. Rows ordered by layer, then K before V, then head.
-// One OpenMP region over all (layer, tensor, head) units; formats with a
-// fused kernel (quant/fused.h) read fp16/fp32 straight from the mapped dump.
+// One OpenMP region over all (layer, tensor, head) units, each measured by
+// QuantizeHeadError (quant/quantize.h).
 // Results do not depend on the thread count.
 // Throws InputError naming layer and head for a non-finite value.
 std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy);

@@ -190,7 +190,7 @@ struct ParetoRow {
 
 // Header `kind,strategy,budget,bytes_per_token,worst_cos,mean_nmse,worst_layer,mean_cos,
 // pred_worst_cos,pred_mean_nmse,fp16_units`.
-std::string ParetoCsv(std::span<const ParetoRow> rows);
+std::string PlanFrontierCsv(std::span<const ParetoRow> rows);
 
 // Header `tensor,layer,head,format,bytes_per_token,cos,nmse,deficit,chosen`: one row per
 // (unit, candidate); cos is the mean cosine of the query heads that read the

@@ -72,9 +72,11 @@ struct FormatSpec {
   bool IsPassthrough() const {
     return kind == FormatKind::kFp16 && !hadamard && !pre_rope && !bias_aware;
   }
-  // Throws InputError when the format cannot apply to this head_dim (ggml
-  // blocks need a multiple of 32, nvfp4 of 16, groups must divide it, the
-  // Hadamard rotation needs a power of two).
+  // Values per block along head_dim (ggml blocks 32, nvfp4 16, int
+  // g<N>:dim N, else 1): head_dim must be a multiple.
+  int HeadDimBlock() const;
+  // Throws InputError when the format cannot apply to this head_dim (a
+  // multiple of HeadDimBlock(); the Hadamard rotation needs a power of two).
   void CheckHeadDim(int head_dim) const;
 
   bool operator==(const FormatSpec&) const = default;

@@ -15,11 +15,13 @@
 // every 16 terms per lane: at most (16 + 4) * 2^-24 = 1.2e-6 relative.
 // max|x| and the count are exact.
 //
-// Covered: fp16, int<b> of every granularity (group sizes a multiple of 16),
-// fp8e4m3/e5m2, nvfp4, q8_0, q4_0, q4_1, iq4_nl, for head_dim a multiple of
-// 16 (32 for the ggml blocks) and without modifiers. HasFusedKernel says
-// whether a format is covered; callers run the generic path (QuantizeHead)
-// otherwise.
+// Covered: the formats whose FormatTraits row (kernels.h) names a fused
+// kernel (every kind but bf16: fp16, int<b> of every granularity with groups
+// along head_dim a multiple of 16, fp8e4m3/e5m2, nvfp4, q8_0, q4_0, q4_1,
+// iq4_nl), for head_dim a multiple of 16 (and of the format's block) and
+// without modifiers; HasFusedKernel says so. Callers go through QuantizeHead
+// or QuantizeHeadError (quantize.h), which run it where it applies and the
+// generic path elsewhere.
 #include <cstdint>
 
 #include "kvq/quant/format.h"

@@ -1,7 +1,9 @@
 #pragma once
 // Quantize-then-dequantize KV tensors: THE code path of kvq. The tensor-error
-// benchmark (kvq quant), attention fidelity and the perplexity forward pass
-// all call QuantizeLayer (or QuantizeHead) and nothing else.
+// benchmark (kvq quant) calls QuantizeHeadError; attention fidelity, the planner
+// and the perplexity forward pass call QuantizeLayer (or QuantizeHead). Each
+// runs the fused kernel (fused.h) where it applies and the generic path
+// below elsewhere, with the same results.
 //
 // For one head's block x [tokens, head_dim] and a FormatSpec, per prompt
 // (tokens [c * chunk_len, (c + 1) * chunk_len), position p = t % chunk_len):
@@ -23,13 +25,13 @@
 #include <vector>
 
 #include "kvq/model/rope.h"
+#include "kvq/model/safetensors.h"
 #include "kvq/quant/format.h"
+#include "kvq/quant/fused.h"
 #include "kvq/quant/kernels.h"
 #include "kvq/quant/strategy.h"
 
 namespace kvq {
-
-struct DumpInfo;
 
 // What the modifiers need to know about one head's block.
 struct HeadContext {
@@ -50,6 +52,16 @@ HeadStats CalibrateHead(const FormatSpec& format, const HeadContext& ctx, const 
 void QuantizeHead(const FormatSpec& format, const HeadContext& ctx, const float* x, float* y,
                   int64_t tokens, int head_dim, const HeadStats* stats = nullptr);
 
+// The error sums of one head's round trip, x [tokens, head_dim] at flat
+// index `first` of a dump tensor (F16, F32 or BF16), with statistics from
+// the whole head and positions t % ctx.chunk_len. The fused kernel reads an
+// F16 / F32 head straight from the mapping; otherwise the head is widened
+// into per-thread scratch and quantized prompt by prompt (QuantizeHead),
+// each prompt measured while in cache. Throws InputError naming the token
+// of a non-finite value.
+QdqErrorSums QuantizeHeadError(const FormatSpec& format, const HeadContext& ctx,
+                               const TensorView& x, int64_t first, int64_t tokens, int head_dim);
+
 // Everything QuantizeLayer needs besides the data.
 struct LayerContext {
   int num_kv_heads = 0;
@@ -59,12 +71,8 @@ struct LayerContext {
                                           // format uses +prerope / +bias.
   std::vector<float> k_bias;              // [num_kv_heads, head_dim]; empty: no bias.
 
-  // For a dump: geometry, chunk_len and the RoPE table from its info; the
-  // k bias of the layer from KvDump::ReadKBias (may be empty). The table is
-  // the same for every layer: pass the first context's `rope` to the others
-  // to build it once (it costs chunk_len * head_dim sin/cos).
-  static LayerContext ForDump(const DumpInfo& info, std::vector<float> k_bias = {},
-                              std::shared_ptr<const RopeTable> rope = nullptr);
+  // One head's context: the k bias of `head` for K, none for V.
+  HeadContext ForHead(KvTensor tensor, int head) const;
 };
 
 // QuantizeLayer runs heads in parallel from this many values (x.size()) on.

@@ -1,8 +1,8 @@
 #pragma once
-// The fused kernel's format families (kvq/quant/fused.h), each compiled for
+// The fused kernels (kvq/quant/fused.h), one per format, each compiled for
 // every SIMD target and dispatched at run time: int<b> of every granularity
 // (int.cpp); fp16, fp8 and nvfp4 (float.cpp); ggml's q8_0, q4_0, q4_1 and
-// iq4_nl (ggml.cpp). fused.cpp picks the family.
+// iq4_nl (ggml.cpp). Each is its format's FormatTraits::fused.
 #include <cstdint>
 
 #include "kvq/quant/format.h"
@@ -25,7 +25,12 @@ struct FusedCall {
 };
 
 void FusedIntHead(const FusedCall& call);
-void FusedFloatHead(const FusedCall& call);
-void FusedGgmlHead(const FusedCall& call);
+void FusedFp16Head(const FusedCall& call);
+void FusedFp8Head(const FusedCall& call);  // e4m3 and e5m2.
+void FusedNvfp4Head(const FusedCall& call);
+void FusedQ8_0Head(const FusedCall& call);
+void FusedQ4_0Head(const FusedCall& call);
+void FusedQ4_1Head(const FusedCall& call);
+void FusedIq4NlHead(const FusedCall& call);
 
 }  // namespace kvq

@@ -130,52 +130,46 @@ struct Nvfp4Row {
   }
 };
 
-template <Mode kMode, class Source>
+// The round trip of a whole head, one kernel per format. fp8 and nvfp4 take
+// their global scale from the caller's statistics or, without them, from a
+// statistics pass (ScanHead).
+template <FormatKind kKind, Mode kMode, class Source>
 void FloatHead(const FusedCall& call, const Source& in, Totals& totals) {
-  const FormatSpec& f = call.format;
   const int64_t tokens = call.tokens, n = call.tokens * call.head_dim;
   const int d = call.head_dim;
   float* y = call.y;
-  switch (f.kind) {
-    case FormatKind::kFp16:
-      RowLoop<kMode>(in, 0, tokens, d, y, totals, Fp16Row{});
-      return;
-    case FormatKind::kFp8E4M3:
-    case FormatKind::kFp8E5M2: {
-      const bool e4m3 = f.kind == FormatKind::kFp8E4M3;
-      if (call.stats != nullptr) {
-        RowLoop<kMode>(in, 0, tokens, d, y, totals, Fp8Row(e4m3, call.stats->amax));
-      } else {
-        float min, max;
-        ScanHead<kMode>(in, n, min, max, totals);
-        RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals,
-                                       Fp8Row(e4m3, std::max(std::fabs(min), std::fabs(max))));
-      }
-      return;
+  auto row_for = [&](float amax) {
+    if constexpr (kKind == FormatKind::kNvfp4) {
+      return Nvfp4Row<Source>(in, n, amax);
+    } else {
+      return Fp8Row(call.format.kind == FormatKind::kFp8E4M3, amax);
     }
-    case FormatKind::kNvfp4:
-      if (call.stats != nullptr) {
-        RowLoop<kMode>(in, 0, tokens, d, y, totals, Nvfp4Row<Source>(in, n, call.stats->amax));
-      } else {
-        float min, max;
-        ScanHead<kMode>(in, n, min, max, totals);
-        RowLoop<WithoutSquares(kMode)>(
-            in, 0, tokens, d, y, totals,
-            Nvfp4Row<Source>(in, n, std::max(std::fabs(min), std::fabs(max))));
-      }
-      return;
-    default:
-      KVQ_CHECK(false);
+  };
+  if constexpr (kKind == FormatKind::kFp16) {
+    RowLoop<kMode>(in, 0, tokens, d, y, totals, Fp16Row{});
+  } else if (call.stats != nullptr) {
+    RowLoop<kMode>(in, 0, tokens, d, y, totals, row_for(call.stats->amax));
+  } else {
+    float min, max;
+    ScanHead<kMode>(in, n, min, max, totals);
+    RowLoop<WithoutSquares(kMode)>(in, 0, tokens, d, y, totals,
+                                   row_for(std::max(std::fabs(min), std::fabs(max))));
   }
 }
 
 }  // namespace
+
+template <FormatKind kKind>
+void FloatKernel(const FusedCall& call) {
+  Run(call, [&](auto mode, const auto& in, Totals& totals)
+                HWY_ATTR { FloatHead<kKind, decltype(mode)::kMode>(call, in, totals); });
+}
+
 }  // namespace fused
 
-void FloatFormatsHead(const FusedCall& call) {
-  fused::Run(call, [&](auto mode, const auto& in, fused::Totals& totals)
-                       HWY_ATTR { fused::FloatHead<decltype(mode)::kMode>(call, in, totals); });
-}
+void Fp16Kernel(const FusedCall& call) { fused::FloatKernel<FormatKind::kFp16>(call); }
+void Fp8Kernel(const FusedCall& call) { fused::FloatKernel<FormatKind::kFp8E4M3>(call); }
+void Nvfp4Kernel(const FusedCall& call) { fused::FloatKernel<FormatKind::kNvfp4>(call); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace kvq
@@ -184,9 +178,13 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace kvq {
 
-HWY_EXPORT(FloatFormatsHead);
+HWY_EXPORT(Fp16Kernel);
+HWY_EXPORT(Fp8Kernel);
+HWY_EXPORT(Nvfp4Kernel);
 
-void FusedFloatHead(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(FloatFormatsHead)(call); }
+void FusedFp16Head(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(Fp16Kernel)(call); }
+void FusedFp8Head(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(Fp8Kernel)(call); }
+void FusedNvfp4Head(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(Nvfp4Kernel)(call); }
 
 }  // namespace kvq
 #endif

@@ -168,15 +168,8 @@ void Q8_0Head(const HalfSource& source, int64_t n, float* y, Totals& totals) {
         hi = hn::Max(hi, hn::Abs(x));
         sq = hn::MulAdd(x, x, sq);
       };
-      for (int64_t v = 0; v < vectors; v += 4) {
-        range(v, sq0);
-        range(v + 1, sq1);
-        range(v + 2, sq2);
-        range(v + 3, sq3);
-      }
-      if ((k + 1) % fold_blocks == 0 || k + 1 == slot.count) {
-        FoldFour(sq0, sq1, sq2, sq3, sq_lo, sq_hi);
-      }
+      SweepFour(vectors, k, fold_blocks, k + 1 == slot.count, sq0, sq1, sq2, sq3, sq_lo, sq_hi,
+                range);
       amax = hn::Max(amax, hi);
       tops[k] = MaxOf(hi);
     }
@@ -201,15 +194,8 @@ void Q8_0Head(const HalfSource& source, int64_t n, float* y, Totals& totals) {
         const VF e = hn::Sub(x, yv);
         sse = hn::MulAdd(e, e, sse);
       };
-      for (int64_t v = 0; v < vectors; v += 4) {
-        one(v, sse0);
-        one(v + 1, sse1);
-        one(v + 2, sse2);
-        one(v + 3, sse3);
-      }
-      if ((k + 1) % fold_blocks == 0 || k + 1 == slot.count) {
-        FoldFour(sse0, sse1, sse2, sse3, sse_lo, sse_hi);
-      }
+      SweepFour(vectors, k, fold_blocks, k + 1 == slot.count, sse0, sse1, sse2, sse3, sse_lo,
+                sse_hi, one);
     }
   };
   TwoBatchesInFlight(n, kBlock * kBatch, slots, ranges, round_trip);
@@ -306,44 +292,37 @@ struct Iq4NlRow {
   }
 };
 
-template <Mode kMode, class Source>
+// The round trip of a whole head, one kernel per format.
+template <FormatKind kKind, Mode kMode, class Source>
 void GgmlHead(const FusedCall& call, const Source& in, Totals& totals) {
-  const FormatSpec& f = call.format;
-  const int64_t tokens = call.tokens, n = call.tokens * call.head_dim;
-  const int d = call.head_dim;
-  float* y = call.y;
-  switch (f.kind) {
-    case FormatKind::kIq4Nl:
-      if (f.search) {
-        RowLoop<kMode>(in, 0, tokens, d, y, totals, Iq4NlRow<true, Source>{in, n});
-      } else {
-        RowLoop<kMode>(in, 0, tokens, d, y, totals, Iq4NlRow<false, Source>{in, n});
-      }
-      return;
-    case FormatKind::kQ8_0:
-      if constexpr (kMode.sums == Sums::kHalf) {
-        if (UsesQ8_0Head()) return Q8_0Head<WithoutSquares(kMode)>(in, n, y, totals);
-      }
-      RowLoop<kMode>(in, 0, tokens, d, y, totals, GgmlRow<FormatKind::kQ8_0, Source>{in, n});
-      return;
-    case FormatKind::kQ4_0:
-      RowLoop<kMode>(in, 0, tokens, d, y, totals, GgmlRow<FormatKind::kQ4_0, Source>{in, n});
-      return;
-    case FormatKind::kQ4_1:
-      RowLoop<kMode>(in, 0, tokens, d, y, totals, GgmlRow<FormatKind::kQ4_1, Source>{in, n});
-      return;
-    default:
-      KVQ_CHECK(false);
+  const int64_t n = call.tokens * call.head_dim;
+  auto loop = [&](auto row) HWY_ATTR {
+    RowLoop<kMode>(in, 0, call.tokens, call.head_dim, call.y, totals, row);
+  };
+  if constexpr (kKind == FormatKind::kIq4Nl) {
+    call.format.search ? loop(Iq4NlRow<true, Source>{in, n}) : loop(Iq4NlRow<false, Source>{in, n});
+  } else {
+    if constexpr (kKind == FormatKind::kQ8_0 && kMode.sums == Sums::kHalf) {
+      if (UsesQ8_0Head()) return Q8_0Head<WithoutSquares(kMode)>(in, n, call.y, totals);
+    }
+    loop(GgmlRow<kKind, Source>{in, n});
   }
 }
 
 }  // namespace
+
+template <FormatKind kKind>
+void GgmlKernel(const FusedCall& call) {
+  Run(call, [&](auto mode, const auto& in, Totals& totals)
+                HWY_ATTR { GgmlHead<kKind, decltype(mode)::kMode>(call, in, totals); });
+}
+
 }  // namespace fused
 
-void GgmlFormatsHead(const FusedCall& call) {
-  fused::Run(call, [&](auto mode, const auto& in, fused::Totals& totals)
-                       HWY_ATTR { fused::GgmlHead<decltype(mode)::kMode>(call, in, totals); });
-}
+void Q8_0Kernel(const FusedCall& call) { fused::GgmlKernel<FormatKind::kQ8_0>(call); }
+void Q4_0Kernel(const FusedCall& call) { fused::GgmlKernel<FormatKind::kQ4_0>(call); }
+void Q4_1Kernel(const FusedCall& call) { fused::GgmlKernel<FormatKind::kQ4_1>(call); }
+void Iq4NlKernel(const FusedCall& call) { fused::GgmlKernel<FormatKind::kIq4Nl>(call); }
 
 }  // namespace HWY_NAMESPACE
 }  // namespace kvq
@@ -352,9 +331,15 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace kvq {
 
-HWY_EXPORT(GgmlFormatsHead);
+HWY_EXPORT(Q8_0Kernel);
+HWY_EXPORT(Q4_0Kernel);
+HWY_EXPORT(Q4_1Kernel);
+HWY_EXPORT(Iq4NlKernel);
 
-void FusedGgmlHead(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(GgmlFormatsHead)(call); }
+void FusedQ8_0Head(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(Q8_0Kernel)(call); }
+void FusedQ4_0Head(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(Q4_0Kernel)(call); }
+void FusedQ4_1Head(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(Q4_1Kernel)(call); }
+void FusedIq4NlHead(const FusedCall& call) { HWY_DYNAMIC_DISPATCH(Iq4NlKernel)(call); }
 
 }  // namespace kvq
 #endif

@@ -1,5 +1,5 @@
 // The fused kernel for int<b> of every granularity: the element math of
-// kernels.h's IntKernel in lanes. Bounds come first in max/min so that equal
+// kernels.cpp's IntReference in lanes. Bounds come first in max/min so that equal
 // values (signed zeros) give the same operand std::max(q, lo) / std::min(q,
 // hi) give.
 #include "quant/fused/families.h"
@@ -50,21 +50,8 @@ struct IntParams {
 // trip divides.
 template <bool kAsym>
 IntParams MakeParams(float lo, float hi, int levels, bool split = true) {
-  IntParams p{};
-  if (kAsym) {
-    p.s = static_cast<float>(levels) / (hi - lo);
-    const bool ok = hi != lo && std::isfinite(p.s) && p.s > 0;
-    p.keep = ok ? 1.0f : 0.0f;
-    p.s = ok ? p.s : 1.0f;
-    p.offset = lo;
-  } else {
-    const float amax = std::max(std::fabs(lo), std::fabs(hi));
-    p.s = static_cast<float>(levels) / amax;
-    const bool ok = amax != 0 && std::isfinite(p.s);
-    p.keep = ok ? 1.0f : 0.0f;
-    p.s = ok ? p.s : 1.0f;
-    p.offset = 0.0f;
-  }
+  const IntScale scale = MakeIntScale(kAsym, lo, hi, levels);
+  IntParams p{scale.s, scale.offset, scale.usable ? 1.0f : 0.0f, {}};
   if (split) {
     p.reciprocal = MakeSplitReciprocal(p.s);
   } else {
@@ -303,27 +290,21 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
     HWY_ALIGN float lo[kBatch], hi[kBatch];
     for (int k = 0; k < kBatch; ++k) {
       VF vlo = hn::Set(df, kInf), vhi = hn::Set(df, -kInf);
-      if (k < slot.count) {
-        auto range = [&](int64_t v, VF& sq) HWY_ATTR {
-          const VF x = in.Load((t0 + k) * kDim + v * N);
-          hn::Store(x, df, slot.xs + k * kDim + v * N);
-          if (kAsym) {
-            vlo = hn::Min(vlo, x);
-            vhi = hn::Max(vhi, x);
-          } else {
-            vhi = hn::Max(vhi, hn::Abs(x));
-          }
-          sq = hn::MulAdd(x, x, sq);
-        };
-        for (int64_t v = 0; v < vectors; v += 4) {
-          range(v, sq0);
-          range(v + 1, sq1);
-          range(v + 2, sq2);
-          range(v + 3, sq3);
+      auto range = [&](int64_t v, VF& sq) HWY_ATTR {
+        const VF x = in.Load((t0 + k) * kDim + v * N);
+        hn::Store(x, df, slot.xs + k * kDim + v * N);
+        if (kAsym) {
+          vlo = hn::Min(vlo, x);
+          vhi = hn::Max(vhi, x);
+        } else {
+          vhi = hn::Max(vhi, hn::Abs(x));
         }
-        amax = hn::Max(amax, kAsym ? hn::Max(hn::Abs(vlo), hn::Abs(vhi)) : vhi);
-      }
-      if ((k + 1) % fold_tokens == 0) FoldFour(sq0, sq1, sq2, sq3, sq_lo, sq_hi);
+        sq = hn::MulAdd(x, x, sq);
+      };
+      // The tokens past the head's end only keep the folds where they were.
+      SweepFour(k < slot.count ? vectors : 0, k, fold_tokens, false, sq0, sq1, sq2, sq3, sq_lo,
+                sq_hi, range);
+      if (k < slot.count) amax = hn::Max(amax, kAsym ? hn::Max(hn::Abs(vlo), hn::Abs(vhi)) : vhi);
       // +0 turns -0 into +0, as kernels.cpp's MinMax does. Symmetric: hi
       // holds max |x|, and so does lo.
       hi[k] = MaxOf(vhi) + 0.0f;
@@ -347,15 +328,8 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
         const VF e = hn::Sub(x, yv);
         sse = hn::MulAdd(e, e, sse);
       };
-      for (int64_t v = 0; v < vectors; v += 4) {
-        one(v, sse0);
-        one(v + 1, sse1);
-        one(v + 2, sse2);
-        one(v + 3, sse3);
-      }
-      if ((k + 1) % fold_tokens == 0 || k + 1 == slot.count) {
-        FoldFour(sse0, sse1, sse2, sse3, sse_lo, sse_hi);
-      }
+      SweepFour(vectors, k, fold_tokens, k + 1 == slot.count, sse0, sse1, sse2, sse3, sse_lo,
+                sse_hi, one);
     }
   };
   TwoBatchesInFlight(tokens, kBatch, slots, ranges, round_trip);

@@ -325,12 +325,27 @@ HWY_INLINE void TwoBatchesInFlight(int64_t n, int64_t step, Slot (&slots)[2], Ra
   }
 }
 
-// Four float lane sets folded into double (in pairs, as FoldInto does) and
-// cleared: the dedicated loops keep four accumulators per sum.
-HWY_INLINE void FoldFour(VF& a0, VF& a1, VF& a2, VF& a3, VD& lo, VD& hi) {
-  FoldInto(a0, a1, lo, hi);
-  FoldInto(a2, a3, lo, hi);
-  a0 = a1 = a2 = a3 = hn::Zero(DF());
+// The vectors [0, vectors) of unit `unit` (a ggml block, a token) through
+// body(v, sum), handing the four float accumulators a0..a3 in turn (vectors
+// a multiple of 4) so that consecutive multiply-adds do not wait for each
+// other; then, after every `fold_units`-th unit and after the `last`, the
+// four folded into the double lanes lo, hi (in pairs, as FoldInto does) and
+// cleared. The dedicated loops size fold_units so that no float lane holds
+// more than kFoldTerms terms.
+template <class Body>
+HWY_INLINE void SweepFour(int64_t vectors, int64_t unit, int64_t fold_units, bool last, VF& a0,
+                          VF& a1, VF& a2, VF& a3, VD& lo, VD& hi, Body&& body) {
+  for (int64_t v = 0; v < vectors; v += 4) {
+    body(v, a0);
+    body(v + 1, a1);
+    body(v + 2, a2);
+    body(v + 3, a3);
+  }
+  if ((unit + 1) % fold_units == 0 || last) {
+    FoldInto(a0, a1, lo, hi);
+    FoldInto(a2, a3, lo, hi);
+    a0 = a1 = a2 = a3 = hn::Zero(DF());
+  }
 }
 
 // A compile-time Mode as a value, for generic lambdas.

@@ -1,4 +1,4 @@
-#include "kvq/quant/synthetic.h"
+#include "kvq/capture/synthetic.h"
 
 #include <cmath>
 
