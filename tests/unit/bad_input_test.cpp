@@ -860,6 +860,52 @@ TEST(HostileInput, HangupQuitAndBrokenPipeRemoveTemporaries) {
   }
 }
 
+// `kvq attn ... | head -1` through a real shell pipe: head exits after the
+// first line while kvq still has far more than a pipe's buffer to print, so
+// kvq's next write raises SIGPIPE before the outputs are committed. kvq dies
+// by that signal (141 in the shell), leaves no temporary and no output, and
+// prints no crash report.
+TEST(HostileInput, BrokenPipeOfARealPipelineLeavesNoOutput) {
+  test::ScratchDir dir;
+  DumpInfo info = SmallDumpInfo();
+  // 1200 layers x 2 strategies x one ~60-byte table row: about 150 KB on
+  // stdout, many times the 64 KiB a pipe buffers.
+  info.num_layers = 1200;
+  const fs::path dump = dir / "dump.safetensors";
+  {
+    DumpWriter writer(dump, info);
+    writer.WriteInputIds(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8});
+    const DumpValues values;
+    for (int layer = 0; layer < info.num_layers; ++layer) {
+      writer.WriteLayer(layer, values.q, values.k, values.v, values.bias);
+    }
+    writer.Commit();
+  }
+  const fs::path csv = dir / "rows.csv", json = dir / "rows.json";
+  const fs::path status = dir / "status", stderr_file = dir / "stderr";
+  // The inner shell records kvq's own status (head's is the pipeline's). One
+  // thread: each layer is tiny, and a team's spin-waits would dominate on a
+  // loaded machine.
+  const std::string command =
+      "OMP_NUM_THREADS=1 sh -c '" + test::KvqBinary().string() + " attn --kv " + dump.string() +
+      " --strategy fp16,int8:token --csv " + csv.string() + " --json " + json.string() + " 2>" +
+      stderr_file.string() + "; echo $? >" + status.string() + "' | head -1";
+  FILE* pipe = ::popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::array<char, 256> line{};
+  const bool got_line = std::fgets(line.data(), line.size(), pipe) != nullptr;
+  while (std::fgetc(pipe) != EOF) {
+  }
+  EXPECT_EQ(::pclose(pipe), 0);
+  ASSERT_TRUE(got_line);
+  EXPECT_STREQ(line.data(), "strategy fp16\n");
+  EXPECT_EQ(Bytes(status), "141\n") << Bytes(stderr_file);
+  EXPECT_EQ(Bytes(stderr_file), "");  // no message, no sanitizer or crash report
+  EXPECT_FALSE(fs::exists(csv));
+  EXPECT_FALSE(fs::exists(json));
+  EXPECT_TRUE(FilesWith(dir.path(), ".tmp").empty());
+}
+
 // ---- Hangs: every input-proportional loop is bounded; non-regular files refused. ----
 
 TEST(HostileInput, FifosFoldersAndHugeCountsAreRefusedAtOnce) {
