@@ -980,6 +980,44 @@ TEST(HostileInput, OutOfRangeConfigAndDumpValuesNameTheirFile) {
   }
 }
 
+// Finite values past fp16's range (65504) in an F32 dump: the default fp16
+// and fp8 candidates overflow on V, the attention error of that candidate is
+// NaN, and the solvers must not see it (mean-nmse failed in the knapsack with
+// an unnamed unit, worst-cos printed a plan built on NaN comparisons).
+TEST(HostileInput, CandidatesThatOverflowOnTheDumpAreNamed) {
+  test::ScratchDir dir;
+  DumpInfo info = SmallDumpInfo();
+  info.dtype = DType::kF32;
+  info.has_k_bias = false;
+  DumpValues values;
+  // Varied q and k (uniform attention would hide the error), V around 1e6.
+  for (size_t i = 0; i < values.q.size(); ++i) values.q[i] = std::sin(static_cast<float>(i));
+  for (size_t i = 0; i < values.k.size(); ++i) values.k[i] = std::cos(static_cast<float>(i));
+  for (size_t i = 0; i < values.v.size(); ++i) {
+    values.v[i] = 1e6f * (1.5f + std::sin(static_cast<float>(3 * i)));
+  }
+  const fs::path dump = dir / "huge-v.safetensors";
+  DumpWriter writer(dump, info);
+  writer.WriteInputIds(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8});
+  writer.WriteLayer(0, values.q, values.k, values.v, {});
+  writer.Commit();
+  const fs::path out = dir / "plan.json";
+  for (const char* objective : {"mean-nmse", "worst-cos"}) {
+    ExpectRow("plan --kv " + dump.string() + " --budget-ratio 0.6 --objective " + objective +
+                  " --out " + out.string(),
+              2,
+              "huge-v.safetensors: layer 0 v head 0: candidate 'fp16' gives a non-finite "
+              "attention error",
+              out);
+  }
+  // Without the candidates that overflow, the same dump plans.
+  const test::CommandResult ok =
+      RunKvq("plan --kv " + dump.string() +
+             " --budget-ratio 0.6 --v-formats int8:token,int8:tensor --out " + out.string());
+  EXPECT_EQ(ok.exit_code, 0) << ok.output;
+  EXPECT_TRUE(fs::exists(out));
+}
+
 // ---- Defaults that fit, consistent codes. ----
 
 TEST(HostileInput, DefaultsFitSmallHeadsAndCodesAgree) {
