@@ -945,13 +945,8 @@ TEST(HostileInput, TokenizersAskingForHugeTablesAreRefusedByName) {
   WriteTextFileAtomic(dir / "big-id.json", j.dump());
   ExpectRow("tokenize --tokenizer " + (dir / "big-id.json").string() + " --text hi", 2,
             "big-id.json: added_tokens[0].id = 1073741824: ids must be below");
-  // Very many added tokens.
-  j["added_tokens"] = nlohmann::json::array();
-  for (int i = 0; i < 5000; ++i)
-    j["added_tokens"].push_back({{"id", i}, {"content", fmt::format("a{}", i)}});
-  WriteTextFileAtomic(dir / "many.json", j.dump());
-  ExpectRow("tokenize --tokenizer " + (dir / "many.json").string() + " --text hi", 2,
-            "many.json: added_tokens holds 5000 entries, more than the 4096");
+  // Very many added tokens are no such case: they load and match in linear
+  // time (TokenizerTest.ManyAddedTokensLoadAndEncodeInLinearTime).
 }
 
 // ---- NaN that flows on: physical ranges are checked where they are read. ----
