@@ -502,6 +502,18 @@ TEST(TokenizerTest, ManyAddedTokensLoadAndEncodeInLinearTime) {
   // a loaded machine and sanitizers while still failing a quadratic matcher
   // by far.
   EXPECT_LT(seconds, 20.0);
+
+  // A long token that fails only at its last byte, over a text of its
+  // first byte: a matcher that walks forward from every position does 10^9
+  // steps here.
+  const std::vector<Added> adversarial{{std::string(10000, 'a') + "b", 302}, {"a", 303}};
+  const Tokenizer a = FromJson(WithAddedTokens(adversarial));
+  const auto adversarial_start = std::chrono::steady_clock::now();
+  EXPECT_EQ(a.Encode(std::string(100000, 'a')), std::vector<int32_t>(100000, 303));
+  std::vector<int32_t> expected(90000, 303);  // "a" until the long token fits
+  expected.push_back(302);
+  EXPECT_EQ(a.Encode(std::string(100000, 'a') + "b"), expected);
+  EXPECT_LT(std::chrono::steady_clock::now() - adversarial_start, std::chrono::seconds(5));
 }
 
 TEST(TokenizerTest, SyntheticGpt2RegexWhenByteLevelUsesRegex) {
