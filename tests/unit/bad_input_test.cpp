@@ -1013,6 +1013,33 @@ TEST(HostileInput, CandidatesThatOverflowOnTheDumpAreNamed) {
   EXPECT_TRUE(fs::exists(out));
 }
 
+// Finite q, k, v whose attention overflows float: V near float's largest
+// value in an F32 dump. The softmax weights sum to one, but the weighted sum
+// over two or more tokens passes float's range (token 0, causal, sees only
+// itself). The reference attention is checked once it is computed, by
+// every command that reads it.
+TEST(HostileInput, AttentionThatOverflowsFloatIsNamed) {
+  test::ScratchDir dir;
+  DumpInfo info = SmallDumpInfo();
+  info.dtype = DType::kF32;
+  DumpValues values;
+  for (size_t i = 0; i < values.k.size(); ++i) values.k[i] += 0.01f * static_cast<float>(i);
+  for (float& v : values.v) v = 3e38f;
+  const fs::path dump = dir / "overflow.safetensors";
+  DumpWriter writer(dump, info);
+  writer.WriteInputIds(std::vector<int32_t>{1, 2, 3, 4, 5, 6, 7, 8});
+  writer.WriteLayer(0, values.q, values.k, values.v, values.bias);
+  writer.Commit();
+  const fs::path csv = dir / "rows.csv";
+  const std::string message =
+      "overflow.safetensors: layer 0 head 0 token 1: attention over the dump's q, k, v "
+      "overflows float";
+  ExpectRow("attn --kv " + dump.string() + " --strategy fp16 --csv " + csv.string(), 2, message,
+            csv);
+  ExpectRow("plan --kv " + dump.string() + " --budget-ratio 0.6 --out " + csv.string(), 2, message,
+            csv);
+}
+
 // ---- Defaults that fit, consistent codes. ----
 
 TEST(HostileInput, DefaultsFitSmallHeadsAndCodesAgree) {
