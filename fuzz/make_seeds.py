@@ -100,6 +100,13 @@ tokenizer["pre_tokenizer"] = {"type": "ByteLevel", "add_prefix_space": False, "u
 tokenizer["model"]["merges"] = ["a b", "ab c", "\u0120 a"]
 tokenizer["normalizer"] = None
 put("tokenizer_json", "gpt2-regex.json", json.dumps(tokenizer, ensure_ascii=False))
+# Added tokens that are prefixes, suffixes and infixes of one another (and one
+# content twice), over the bytes of the text the target encodes.
+overlapping = ["<", "<x", "<x>", "<x>y", "x>", "x>y", ">y", "y", "ab", "abc", "b", "bc", "<x>",
+               "l", "lo", "llo", "ello", "Hello", "Hello,", "o, w", "\n\n", "\n\n ", " 1", "123"]
+tokenizer["added_tokens"] = [{"id": 300 + i, "content": c, "special": False, "normalized": False}
+                             for i, c in enumerate(overlapping)]
+put("tokenizer_json", "overlapping-added.json", json.dumps(tokenizer, ensure_ascii=False))
 
 # tokenizer_encode: the texts of the tokenizer test cases.
 with open("tests/data/tokenizer/cases.jsonl", encoding="utf-8") as f:

@@ -3,10 +3,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
 #include "kvq/common/error.h"
+#include "kvq/common/io.h"
 
 namespace kvq {
 namespace hub {
@@ -54,17 +53,22 @@ bool IsTrue(std::string value) {
   return value == "1" || value == "ON" || value == "YES" || value == "TRUE";
 }
 
+// A Hub token is about 40 bytes; a token file far larger than any token is
+// not one (and is not read whole).
+constexpr size_t kMaxTokenFileBytes = 64 * 1024;
+
 std::string TokenFromEnvironment() {
   for (const char* name : {"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"}) {
     if (std::string token = Trim(Env(name)); !token.empty()) return token;
   }
   const std::string token_path = Env("HF_TOKEN_PATH");
   const fs::path file = token_path.empty() ? HfHome() / "token" : ExpandHome(token_path);
-  std::ifstream in(file);
-  if (!in) return {};
-  std::ostringstream text;
-  text << in.rdbuf();
-  return Trim(text.str());
+  // No token file: send no token, as huggingface_hub does. Anything else
+  // there (a FIFO, a folder, a huge file) is refused by name instead of
+  // blocking on it or reading it whole.
+  std::error_code ignored;
+  if (fs::status(file, ignored).type() == fs::file_type::not_found) return {};
+  return Trim(ReadTextFile(file, kMaxTokenFileBytes));
 }
 
 }  // namespace

@@ -68,8 +68,11 @@ KnapsackSolution SolveMultipleChoiceKnapsack(std::span<const std::vector<Knapsac
     int64_t lo = std::numeric_limits<int64_t>::max(), hi = 0;
     for (const KnapsackItem& item : groups[g]) {
       KVQ_CHECK(item.cost >= 0);
-      if (std::isnan(item.value)) {
-        ThrowRuntime("plan: a measurement of unit {} is NaN (the attention error broke down)", g);
+      // NaN has no order and -inf + inf is NaN: either would make the table
+      // meaningless. The planner refuses such measurements by name first.
+      if (std::isnan(item.value) || item.value == -std::numeric_limits<double>::infinity()) {
+        ThrowRuntime("knapsack: group {} item {} has the value {}; values must be numbers or +inf",
+                     g, &item - groups[g].data(), item.value);
       }
       lo = std::min(lo, item.cost);
       hi = std::max(hi, item.cost);

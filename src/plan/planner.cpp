@@ -363,6 +363,17 @@ void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspac
     } else {
       m.nmse = m.group.sum_sq_err == 0 ? 0.0 : std::numeric_limits<double>::infinity();
     }
+    // The reference is finite (LayerReference::Load checks it), so a
+    // non-finite figure means the format itself overflowed on the dump's
+    // values (fp16 past 65504, for one). The solvers need a number per
+    // candidate; NaN has no place in their order.
+    if (!std::isfinite(m.deficit) || std::isnan(m.nmse)) {
+      ThrowInput(
+          "candidate '{}' gives a non-finite attention error (cos deficit {}, nmse {}): the "
+          "dump's values overflow the format; leave it out of --formats, --k-formats or "
+          "--v-formats",
+          f.Name(), m.deficit, m.nmse);
+    }
   };
   // One (unit, candidate) per work item: a single fork per layer instead of
   // one per kernel call, and balanced over the threads. Each item writes its
@@ -403,7 +414,11 @@ UnitTable MeasureUnits(const KvDump& dump, std::span<const FormatSpec> k_formats
   for (int l = 0; l < info.num_layers; ++l) {
     if (progress) progress("measure", l, info.num_layers);
     ref.Load(dump, l);
-    MeasureLayerUnits(ref, table, workspace);
+    try {
+      MeasureLayerUnits(ref, table, workspace);
+    } catch (const InputError& e) {
+      ThrowInput("{}: {}", dump.path().string(), e.what());
+    }
   }
   if (progress) progress("measure", info.num_layers, info.num_layers);
   return table;

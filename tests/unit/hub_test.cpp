@@ -10,6 +10,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hub/settings.h"
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "test_util.h"
@@ -536,6 +538,40 @@ TEST(HubEnvironment, CacheDirFollowsTheHuggingFaceVariables) {
   HubOptions options;
   options.cache_dir = "/explicit";
   EXPECT_EQ(HubCacheDir(options), fs::path("/explicit"));
+}
+
+// The token file is read as every other input: a regular file of bounded
+// size, anything else refused by name at once (a FIFO would block an
+// unbounded read forever); no file at all means no token.
+TEST(HubEnvironment, TokenFileIsReadOnlyWhenRegularAndSmall) {
+  const test::ScratchDir dir;
+  const ScopedEnv hf_token("HF_TOKEN", std::nullopt);
+  const ScopedEnv legacy_token("HUGGING_FACE_HUB_TOKEN", std::nullopt);
+  HubOptions options;
+  options.offline = true;
+  options.cache_dir = dir / "cache";
+  const auto token_from = [&](const fs::path& file) {
+    const ScopedEnv token_path("HF_TOKEN_PATH", file.string());
+    return hub::ReadSettings(options).token;
+  };
+  EXPECT_EQ(token_from(dir / "absent"), "");
+  WriteTextFileAtomic(dir / "token", "  hf_abc\n");
+  EXPECT_EQ(token_from(dir / "token"), "hf_abc");
+
+  ASSERT_EQ(::mkfifo((dir / "fifo").c_str(), 0600), 0);
+  const auto start = std::chrono::steady_clock::now();
+  const std::string fifo = ErrorOf([&] { token_from(dir / "fifo"); });
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  EXPECT_NE(fifo.find("fifo: is a FIFO, not a regular file"), std::string::npos) << fifo;
+  EXPECT_THROW(token_from(dir / "fifo"), InputError);
+
+  fs::create_directory(dir / "folder");
+  const std::string folder = ErrorOf([&] { token_from(dir / "folder"); });
+  EXPECT_NE(folder.find("folder: is a folder, not a regular file"), std::string::npos) << folder;
+
+  WriteTextFileAtomic(dir / "huge", std::string(1 << 20, 'x'));
+  const std::string huge = ErrorOf([&] { token_from(dir / "huge"); });
+  EXPECT_NE(huge.find("huge: 1048576 bytes, more than the 65536 bytes"), std::string::npos) << huge;
 }
 
 // `kvq download` end to end, configured through the environment only.

@@ -110,6 +110,38 @@ TEST(Knapsack, MatchesBruteForceOnRandomInstances) {
   EXPECT_GT(feasible, 200);
 }
 
+// Non-finite figures never reach the table as such: costs are refused by the
+// grid (InputError), NaN and -inf values by the solver (RuntimeError naming
+// the group and item), and +inf values are chosen only when nothing else fits.
+TEST(Knapsack, NonFiniteCostsAndValuesAreRefusedByName) {
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const double nan = std::numeric_limits<double>::quiet_NaN();
+  for (const double cost : {nan, kInf, -kInf, -1.0}) {
+    const std::vector<double> costs{64, cost};
+    EXPECT_THROW(CostGrid{costs}, InputError) << cost;
+  }
+  for (const double value : {nan, -kInf}) {
+    const std::vector<std::vector<KnapsackItem>> groups{{{0, 1.0}, {1, 0.5}},
+                                                        {{0, 2.0}, {1, value}}};
+    try {
+      SolveMultipleChoiceKnapsack(groups, 2);
+      ADD_FAILURE() << "value " << value << " was accepted";
+    } catch (const RuntimeError& e) {
+      EXPECT_NE(std::string(e.what()).find("group 1 item 1 has the value"), std::string::npos)
+          << e.what();
+    }
+  }
+  const std::vector<std::vector<KnapsackItem>> groups{{{0, kInf}, {1, 3.0}}, {{0, 2.0}, {1, 1.0}}};
+  const KnapsackSolution roomy = SolveMultipleChoiceKnapsack(groups, 2);
+  ASSERT_TRUE(roomy.feasible);
+  EXPECT_EQ(roomy.choice, (std::vector<int>{1, 1}));
+  EXPECT_EQ(roomy.value, 4.0);
+  const KnapsackSolution forced = SolveMultipleChoiceKnapsack(groups, 0);
+  ASSERT_TRUE(forced.feasible);
+  EXPECT_EQ(forced.choice, (std::vector<int>{0, 0}));
+  EXPECT_EQ(forced.value, kInf);
+}
+
 // A hand-built table: `layers` layers, 1 kv head (2 units per layer), the
 // candidates fp16 (128 B), int8:token (68), int8:tensor (64), int4:g32:dim
 // (48) with random deficits and nmse (fp16 exact: 0).

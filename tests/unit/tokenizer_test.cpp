@@ -5,10 +5,12 @@
 #include <gtest/gtest.h>
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <chrono>
 #include <fstream>
 #include <functional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -379,6 +381,139 @@ TEST(TokenizerTest, SyntheticAddedTokensLeftmostThenLongest) {
   EXPECT_EQ(t.Decode(std::vector<int32_t>{300, 301}), "<x><x>y");
   EXPECT_EQ(t.added_tokens().size(), 2u);
   EXPECT_TRUE(t.added_tokens()[0].special);
+}
+
+// ---- Added tokens against a scalar reference of Hugging Face's rule. ----
+
+struct Added {
+  std::string content;
+  int32_t id;
+};
+
+// The rule spelled out: from the left, at each position the longest added
+// token that starts there (among equal contents the first in the file);
+// after a match the search resumes at its end. The text between matches is
+// encoded by `t` (it holds no added token, so `t`'s matcher finds none).
+std::vector<int32_t> ReferenceEncode(const Tokenizer& t, const std::vector<Added>& added,
+                                     std::string_view text) {
+  std::unordered_map<std::string, int32_t> first_id;
+  size_t longest = 0;
+  for (const Added& a : added) {
+    if (a.content.empty()) continue;
+    first_id.emplace(a.content, a.id);
+    longest = std::max(longest, a.content.size());
+  }
+  std::vector<int32_t> ids;
+  const auto encode_stretch = [&](size_t begin, size_t end) {
+    if (end == begin) return;
+    const std::vector<int32_t> stretch = t.Encode(text.substr(begin, end - begin));
+    ids.insert(ids.end(), stretch.begin(), stretch.end());
+  };
+  size_t stretch_begin = 0;
+  for (size_t i = 0; i < text.size();) {
+    bool matched = false;
+    for (size_t length = std::min(longest, text.size() - i); length > 0 && !matched; --length) {
+      const auto it = first_id.find(std::string(text.substr(i, length)));
+      if (it == first_id.end()) continue;
+      encode_stretch(stretch_begin, i);
+      ids.push_back(it->second);
+      i += length;
+      stretch_begin = i;
+      matched = true;
+    }
+    if (!matched) ++i;
+  }
+  encode_stretch(stretch_begin, text.size());
+  return ids;
+}
+
+// The synthetic tokenizer with `added` as its added tokens (ids from 302).
+nlohmann::json WithAddedTokens(const std::vector<Added>& added) {
+  nlohmann::json j = SyntheticTokenizer();
+  j["added_tokens"] = nlohmann::json::array();
+  for (const Added& a : added) {
+    j["added_tokens"].push_back(
+        {{"id", a.id}, {"content", a.content}, {"special", false}, {"normalized", false}});
+  }
+  return j;
+}
+
+std::string RandomString(SplitMix64& rng, std::string_view alphabet, size_t length) {
+  std::string s(length, ' ');
+  for (char& c : s) c = alphabet[rng.Next() % alphabet.size()];
+  return s;
+}
+
+// Tokens that are prefixes, suffixes and infixes of one another, and the
+// same content twice under two ids, over a four-letter alphabet, so that
+// nearly every position of the text starts several candidates.
+TEST(TokenizerTest, OverlappingAddedTokensMatchTheScalarRule) {
+  SplitMix64 rng(20);
+  std::vector<Added> added;
+  const auto add = [&](std::string content) {
+    added.push_back({std::move(content), 302 + static_cast<int32_t>(added.size())});
+  };
+  for (int base = 0; base < 40; ++base) {
+    const std::string word = RandomString(rng, "abc<", 2 + rng.Next() % 9);
+    for (size_t cut = 1; cut < word.size(); cut += 1 + rng.Next() % 3) {
+      add(word.substr(0, cut));
+      add(word.substr(cut));
+    }
+    add(word);
+    add(word.substr(1, word.size() / 2));
+  }
+  add(added[3].content);  // a duplicate: the first id must win
+  add(added[0].content);
+  const Tokenizer t = FromJson(WithAddedTokens(added));
+  for (int trial = 0; trial < 50; ++trial) {
+    const std::string text = RandomString(rng, "abc< x", 1 + rng.Next() % 400);
+    SCOPED_TRACE(text);
+    ASSERT_EQ(t.Encode(text), ReferenceEncode(t, added, text));
+  }
+  // Hand-checked cases on the fixed tokens of the synthetic file.
+  const std::vector<Added> fixed{{"<x>", 300}, {"<x>y", 301}};
+  const Tokenizer synthetic = FromJson(SyntheticTokenizer());
+  for (const char* text : {"<x>y", "<x>z", "a<x><x>yb", "<x<x>y>", ""}) {
+    EXPECT_EQ(synthetic.Encode(text), ReferenceEncode(synthetic, fixed, text)) << text;
+  }
+}
+
+// 200,000 added tokens: loading and encoding take time linear in the file
+// and the text (a matcher that tried every token at every position would
+// take hours here), and the ids follow the rule.
+TEST(TokenizerTest, ManyAddedTokensLoadAndEncodeInLinearTime) {
+  SplitMix64 rng(21);
+  std::vector<Added> added;
+  for (int i = 0; i < 200000; ++i) {
+    added.push_back({RandomString(rng, "abcdefghijklmnop", 3 + rng.Next() % 8), 302 + i});
+  }
+  const std::string file = WithAddedTokens(added).dump();
+  std::string text;
+  while (text.size() < 100000) text += RandomString(rng, "abcdefghijklmnopqrstuvwxyz <>", 64);
+  const auto start = std::chrono::steady_clock::now();
+  const Tokenizer t = Tokenizer::FromJson(file, "many.json");
+  const std::vector<int32_t> ids = t.Encode(text);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(ids, ReferenceEncode(t, added, text));
+  EXPECT_EQ(t.added_tokens().size(), added.size());
+  EXPECT_EQ(t.Decode(ids), text);
+  // Under a second of CPU here (docs/tokenizer.md); the bound leaves room for
+  // a loaded machine and sanitizers while still failing a quadratic matcher
+  // by far.
+  EXPECT_LT(seconds, 20.0);
+
+  // A long token that fails only at its last byte, over a text of its
+  // first byte: a matcher that walks forward from every position does 10^9
+  // steps here.
+  const std::vector<Added> adversarial{{std::string(10000, 'a') + "b", 302}, {"a", 303}};
+  const Tokenizer a = FromJson(WithAddedTokens(adversarial));
+  const auto adversarial_start = std::chrono::steady_clock::now();
+  EXPECT_EQ(a.Encode(std::string(100000, 'a')), std::vector<int32_t>(100000, 303));
+  std::vector<int32_t> expected(90000, 303);  // "a" until the long token fits
+  expected.push_back(302);
+  EXPECT_EQ(a.Encode(std::string(100000, 'a') + "b"), expected);
+  EXPECT_LT(std::chrono::steady_clock::now() - adversarial_start, std::chrono::seconds(5));
 }
 
 TEST(TokenizerTest, SyntheticGpt2RegexWhenByteLevelUsesRegex) {

@@ -41,7 +41,7 @@ class CostGrid {
 
 struct KnapsackItem {
   int64_t cost = 0;  // In grid steps, >= 0.
-  double value = 0;  // Minimised; +inf allowed (never chosen unless forced), NaN not.
+  double value = 0;  // Minimised; +inf allowed (never chosen unless forced), NaN and -inf not.
 };
 
 struct KnapsackSolution {
@@ -57,7 +57,8 @@ struct KnapsackSolution {
 // ((v0 + v1) + v2 ...), so a caller adding the same values in the same
 // order gets the identical double. Infeasible (feasible = false) when even
 // the cheapest items exceed the capacity. Throws InputError when the table
-// would exceed kMaxKnapsackCells (groups x usable capacity cells).
+// would exceed kMaxKnapsackCells (groups x usable capacity cells), and
+// RuntimeError naming the group and item for a value that is NaN or -inf.
 KnapsackSolution SolveMultipleChoiceKnapsack(std::span<const std::vector<KnapsackItem>> groups,
                                              int64_t capacity);
 

@@ -64,7 +64,7 @@ class Tokenizer {
   // Where the tokenizer was read from ("" for FromJson).
   const std::filesystem::path& path() const;
 
-  struct Impl;  // opaque: defined in src/tokenizer/tokenizer.cpp
+  struct Impl;  // opaque: defined in src/tokenizer/tokenizer_impl.h
 
  private:
   explicit Tokenizer(std::unique_ptr<Impl> impl);
