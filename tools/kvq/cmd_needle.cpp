@@ -19,7 +19,7 @@ struct Options {
   ModelArg model;
   std::string strategies, tokenizer, csv, json, svg;
   std::vector<int64_t> lengths;
-  std::vector<double> depths = {0, 25, 50, 75, 100};
+  std::vector<double> depths = NeedleOptions{}.depths;
   int seeds = 3;
 };
 

@@ -70,9 +70,9 @@ bool NeedleAnswerCorrect(std::string_view answer, int key);
 
 struct NeedleOptions {
   std::vector<int64_t> lengths;
-  std::vector<double> depths;  // Percent of the filler before the needle, [0, 100].
-  int seeds = 3;               // Trials per cell: seeds 0..seeds-1.
-  int64_t answer_tokens = 8;   // Greedy tokens decoded after the question.
+  std::vector<double> depths = {0, 25, 50, 75, 100};  // Percent of the filler before the needle.
+  int seeds = 3;                                      // Trials per cell: seeds 0..seeds-1.
+  int64_t answer_tokens = 8;                          // Greedy tokens decoded after the question.
 };
 
 struct NeedleTrial {
