@@ -128,29 +128,39 @@ NeedleReport RunNeedle(Model& model, const Tokenizer& tokenizer,
   NeedleReport report;
   report.options = options;
   for (const Strategy& s : runs) report.strategies.push_back(s.name);
-  const int64_t total = static_cast<int64_t>(options.lengths.size() * options.depths.size()) *
-                        options.seeds * static_cast<int64_t>(runs.size());
-  int64_t done = 0;
+  // Every prompt first (cheap: only the pieces are tokenized), so that a
+  // length too short for the prompt is refused before any decoding.
+  struct Cell {
+    int64_t length;
+    double depth;
+    int seed;
+    NeedlePrompt prompt;
+  };
+  std::vector<Cell> cells;
   for (int64_t length : options.lengths) {
     for (double depth : options.depths) {
       for (int seed = 0; seed < options.seeds; ++seed) {
         const int key = NeedleKey(static_cast<uint64_t>(seed), length, depth);
-        const NeedlePrompt prompt = BuildNeedlePrompt(tokenizer, length, depth, key);
-        for (const Strategy& s : runs) {
-          const DecodeRun run = Generate(model, prompt.ids, &s, options.answer_tokens, {}, false);
-          NeedleTrial t;
-          t.strategy = s.name;
-          t.length = length;
-          t.depth = depth;
-          t.seed = seed;
-          t.key = key;
-          t.needle_position = prompt.needle_begin;
-          t.answer = tokenizer.Decode(run.tokens);
-          t.correct = NeedleAnswerCorrect(t.answer, key);
-          report.trials.push_back(std::move(t));
-          if (progress) progress(++done, total);
-        }
+        cells.push_back({length, depth, seed, BuildNeedlePrompt(tokenizer, length, depth, key)});
       }
+    }
+  }
+  const int64_t total = static_cast<int64_t>(cells.size() * runs.size());
+  int64_t done = 0;
+  for (const Cell& cell : cells) {
+    for (const Strategy& s : runs) {
+      const DecodeRun run = Generate(model, cell.prompt.ids, &s, options.answer_tokens, {}, false);
+      NeedleTrial t;
+      t.strategy = s.name;
+      t.length = cell.length;
+      t.depth = cell.depth;
+      t.seed = cell.seed;
+      t.key = cell.prompt.key;
+      t.needle_position = cell.prompt.needle_begin;
+      t.answer = tokenizer.Decode(run.tokens);
+      t.correct = NeedleAnswerCorrect(t.answer, t.key);
+      report.trials.push_back(std::move(t));
+      if (progress) progress(++done, total);
     }
   }
   report.cells = NeedleCells(report);
