@@ -285,8 +285,8 @@ std::string NeedleHeatmapSvg(const NeedleReport& report, const std::string& cont
   }
   return svg::RenderHeatmapPanels(
       "Passkey retrieval accuracy (rows: depth of the key in the filler)",
-      fmt::format("{}{}{} seeds per cell, greedy", context, context.empty() ? "" : "; ",
-                  report.options.seeds),
+      fmt::format("{}{}{} seed{} per cell, greedy", context, context.empty() ? "" : "; ",
+                  report.options.seeds, report.options.seeds == 1 ? "" : "s"),
       panels);
 }
 

@@ -671,10 +671,14 @@ std::string RenderHeatmapPanels(const std::string& title, const std::string& sub
   double x = 10, grid_h = 0;
   std::vector<double> lefts;
   for (const Heatmap& m : panels) {
-    const double left = x + RowLabelWidth(m);
+    // The title and x label are centred on the grid: room on both sides
+    // for whatever of them is wider than it.
     const double grid_w = m.cell_width * static_cast<double>(m.cols.size());
+    const double overhang =
+        std::max(0.0, (std::max(TextWidth(m.title, 13), TextWidth(m.x_label, 12)) - grid_w) / 2);
+    const double left = x + std::max(RowLabelWidth(m), overhang);
     lefts.push_back(left);
-    x = left + std::max(grid_w, TextWidth(m.title, 13) - RowLabelWidth(m) + 10) + 16;
+    x = left + grid_w + overhang + 20;
     grid_h = std::max(grid_h, m.cell_height * static_cast<double>(m.rows.size()));
   }
   const double bar_x = x + 14, bar_w = 16;
