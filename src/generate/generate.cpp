@@ -11,6 +11,8 @@
 
 #include "kvq/common/csv.h"
 #include "kvq/common/error.h"
+#include "kvq/common/io.h"
+#include "kvq/common/json.h"
 #include "kvq/metrics/perplexity.h"
 #include "kvq/tokenizer/tokenizer.h"
 
@@ -96,7 +98,7 @@ class PrefillHook : public LayerHook {
  public:
   PrefillHook(QuantizedKvCache& cache, const ModelConfig& c) : cache_(cache), c_(c) {}
   void OnKV(LayerKV& kv) override {
-    cache_.Append(kv.layer, kv.k, kv.v, kv.tokens);
+    cache_.Append(kv.layer, kv.k, kv.v, kv.tokens, kv.k_bias);
     const int D = c_.head_dim;
     const int64_t width = static_cast<int64_t>(c_.num_kv_heads) * D;
     for (int h = 0; h < c_.num_kv_heads; ++h) {
@@ -119,7 +121,7 @@ class CacheAttention : public CachedAttention {
   CacheAttention(QuantizedKvCache& cache, const ModelConfig& c) : cache_(cache), c_(c) {}
   void Attend(const LayerKV& kv, int64_t position, float* attn) override {
     KVQ_CHECK(cache_.length(kv.layer) == position);
-    cache_.Append(kv.layer, kv.k, kv.v, kv.tokens);
+    cache_.Append(kv.layer, kv.k, kv.v, kv.tokens, kv.k_bias);
     std::vector<const float*> k, v;
     for (int h = 0; h < c_.num_kv_heads; ++h) {
       k.push_back(cache_.Values(KvTensor::kK, kv.layer, h));
@@ -162,8 +164,13 @@ const std::vector<float>& Decoder::Step(int32_t token) {
   return logits_;
 }
 
+const char* StopReasonName(StopReason reason) {
+  return reason == StopReason::kEos ? "eos" : "length";
+}
+
 DecodeRun Generate(Model& model, std::span<const int32_t> prompt, const Strategy* strategy,
-                   int64_t new_tokens, const SamplingOptions& sampling, bool keep_logits) {
+                   int64_t new_tokens, const SamplingOptions& sampling, bool keep_logits,
+                   std::span<const int32_t> eos) {
   KVQ_CHECK(new_tokens > 0);
   const int64_t V = model.config().vocab_size;
   DecodeRun run;
@@ -178,6 +185,10 @@ DecodeRun Generate(Model& model, std::span<const int32_t> prompt, const Strategy
     }
     if (keep_logits) run.logits.insert(run.logits.end(), logits->begin(), logits->end());
     run.tokens.push_back(PickToken(logits->data(), V, sampling, rng));
+    if (std::find(eos.begin(), eos.end(), run.tokens.back()) != eos.end()) {
+      run.stop = StopReason::kEos;
+      break;
+    }
   }
   run.decode_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -226,6 +237,7 @@ GenerateResult Result(const Strategy& s, const DecodeRun& run, const ModelConfig
   GenerateResult r;
   r.strategy = s.name;
   r.tokens = run.tokens;
+  r.stop = run.stop;
   if (tokenizer) r.text = tokenizer->Decode(run.tokens);
   r.tokens_per_s = run.decode_seconds > 0 && run.decode_steps > 0
                        ? static_cast<double>(run.decode_steps) / run.decode_seconds
@@ -239,7 +251,8 @@ GenerateResult Result(const Strategy& s, const DecodeRun& run, const ModelConfig
 
 GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
                                  const std::vector<Strategy>& strategies, int64_t new_tokens,
-                                 const SamplingOptions& sampling, const Tokenizer* tokenizer) {
+                                 const SamplingOptions& sampling, const Tokenizer* tokenizer,
+                                 std::span<const int32_t> eos) {
   if (new_tokens <= 0) ThrowInput("--max-new-tokens must be positive");
   const ModelConfig& c = model.config();
   const int64_t V = c.vocab_size;
@@ -249,22 +262,25 @@ GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
   // Widens the model's resident decode weights (Model::ForwardAt) before any
   // timed decode step.
   Generate(model, prompt.first(1), nullptr, 2, {}, false);
-  const DecodeRun base = Generate(model, prompt, &fp16, new_tokens, sampling, true);
+  const DecodeRun base = Generate(model, prompt, &fp16, new_tokens, sampling, true, eos);
   report.baseline = Result(fp16, base, c, tokenizer);
   report.baseline.match_fraction = 1;
   report.baseline.kl.assign(base.tokens.size(), 0.0);
   for (const Strategy& s : strategies) {
-    const DecodeRun run = Generate(model, prompt, &s, new_tokens, sampling, false);
+    const DecodeRun run = Generate(model, prompt, &s, new_tokens, sampling, false, eos);
     GenerateResult r = Result(s, run, c, tokenizer);
+    const size_t common = std::min(run.tokens.size(), base.tokens.size());
+    const size_t longer = std::max(run.tokens.size(), base.tokens.size());
     int64_t matches = 0;
-    for (size_t i = 0; i < run.tokens.size(); ++i) {
+    for (size_t i = 0; i < common; ++i) {
       if (run.tokens[i] == base.tokens[i]) {
         ++matches;
       } else if (!r.first_divergence) {
         r.first_divergence = static_cast<int64_t>(i);
       }
     }
-    r.match_fraction = static_cast<double>(matches) / static_cast<double>(run.tokens.size());
+    if (!r.first_divergence && common < longer) r.first_divergence = static_cast<int64_t>(common);
+    r.match_fraction = static_cast<double>(matches) / static_cast<double>(longer);
     const DecodeRun forced = TeacherForced(model, prompt, base.tokens, &s);
     double sum = 0;
     for (size_t i = 0; i < base.tokens.size(); ++i) {
@@ -280,12 +296,39 @@ GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
   return report;
 }
 
+std::vector<int32_t> EosTokenIds(const std::filesystem::path& model_dir, int vocab_size) {
+  for (const char* name : {"generation_config.json", "config.json"}) {
+    const std::filesystem::path file = model_dir / name;
+    if (!std::filesystem::exists(file)) continue;
+    const std::string where = file.string();
+    nlohmann::json j;
+    try {
+      j = ParseJson(ReadTextFile(file), where);
+    } catch (const nlohmann::json::exception& e) {
+      ThrowInput("{}: not valid JSON: {}", where, JsonErrorText(e));
+    }
+    if (!j.is_object() || !j.contains("eos_token_id") || j["eos_token_id"].is_null()) continue;
+    const nlohmann::json& value = j["eos_token_id"];
+    std::vector<int32_t> ids;
+    for (const nlohmann::json& id : value.is_array() ? value : nlohmann::json::array({value})) {
+      if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= vocab_size) {
+        ThrowInput("{}: eos_token_id must be an integer in [0, {}) or a list of them, got {}",
+                   where, vocab_size, Printable(value.dump(), 60));
+      }
+      ids.push_back(id.get<int32_t>());
+    }
+    return ids;
+  }
+  return {};
+}
+
 namespace {
 
 nlohmann::ordered_json ResultJson(const GenerateResult& r) {
   nlohmann::ordered_json j;
   j["strategy"] = r.strategy;
   j["tokens"] = r.tokens;
+  j["stop_reason"] = StopReasonName(r.stop);
   j["text"] = r.text ? nlohmann::ordered_json(*r.text) : nlohmann::ordered_json(nullptr);
   j["first_divergence"] = r.first_divergence ? nlohmann::ordered_json(*r.first_divergence)
                                              : nlohmann::ordered_json(nullptr);
@@ -314,17 +357,18 @@ std::string GenerateJson(const GenerateReport& report) {
 
 std::string GenerateCsv(const GenerateReport& report) {
   std::string out =
-      "strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,rules,"
-      "text\n";
+      "strategy,new_tokens,stop_reason,first_divergence,match_fraction,kl_mean,tokens_per_s,"
+      "cache_bytes,rules,text\n";
   auto row = [&out](const GenerateResult& r) {
     std::string rules;
     for (const auto& [format, rule] : r.rules) {
       rules += (rules.empty() ? "" : " ") + format + "=" + AppendRuleName(rule);
     }
-    out += fmt::format(
-        "{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{},{}\n", CsvField(r.strategy), r.tokens.size(),
-        r.first_divergence ? std::to_string(*r.first_divergence) : "", r.match_fraction, r.kl_mean,
-        r.tokens_per_s, r.cache_bytes, CsvField(rules), r.text ? CsvField(*r.text) : "");
+    out += fmt::format("{},{},{},{},{:.9g},{:.9g},{:.9g},{:.9g},{},{}\n", CsvField(r.strategy),
+                       r.tokens.size(), StopReasonName(r.stop),
+                       r.first_divergence ? std::to_string(*r.first_divergence) : "",
+                       r.match_fraction, r.kl_mean, r.tokens_per_s, r.cache_bytes, CsvField(rules),
+                       r.text ? CsvField(*r.text) : "");
   };
   row(report.baseline);
   for (const auto& r : report.strategies) row(r);

@@ -42,7 +42,10 @@ struct QuantizedKvCache::Head {
 };
 
 QuantizedKvCache::QuantizedKvCache(const ModelConfig& c, const Strategy* strategy)
-    : num_layers_(c.num_layers), num_kv_heads_(c.num_kv_heads), head_dim_(c.head_dim) {
+    : num_layers_(c.num_layers),
+      num_kv_heads_(c.num_kv_heads),
+      head_dim_(c.head_dim),
+      rope_config_(c.rope) {
   if (strategy) strategy->Validate({c.num_layers, c.num_kv_heads, c.head_dim});
   heads_.resize(static_cast<size_t>(2 * num_layers_ * num_kv_heads_));
   for (KvTensor tensor : {KvTensor::kK, KvTensor::kV}) {
@@ -51,12 +54,6 @@ QuantizedKvCache::QuantizedKvCache(const ModelConfig& c, const Strategy* strateg
         Head& head = At(tensor, l, h);
         if (!strategy) continue;
         head.format = strategy->Format(tensor, l, h);
-        if (head.format.pre_rope || head.format.bias_aware) {
-          ThrowInput(
-              "format '{}' ({} layer {} head {}): +prerope and +bias are not supported by the "
-              "decoding cache",
-              head.format.Name(), KvTensorName(tensor), l, h);
-        }
         head.format.CheckHeadDim(head_dim_);
         head.core = head.format;
         head.core.sink = 0;
@@ -81,7 +78,16 @@ const QuantizedKvCache::Head& QuantizedKvCache::At(KvTensor tensor, int layer, i
   return const_cast<QuantizedKvCache*>(this)->At(tensor, layer, head);
 }
 
-void QuantizedKvCache::Append(int layer, const float* k, const float* v, int64_t tokens) {
+const RopeTable& QuantizedKvCache::RopeCovering(int64_t positions) {
+  if (!rope_ || static_cast<int64_t>(rope_->cos.size()) < positions * (head_dim_ / 2)) {
+    const int64_t held = rope_ ? static_cast<int64_t>(rope_->cos.size()) / (head_dim_ / 2) : 0;
+    rope_ = std::make_unique<RopeTable>(rope_config_, head_dim_, std::max(positions, 2 * held));
+  }
+  return *rope_;
+}
+
+void QuantizedKvCache::Append(int layer, const float* k, const float* v, int64_t tokens,
+                              const float* k_bias) {
   KVQ_CHECK(tokens > 0);
   const int D = head_dim_;
   const int64_t width = static_cast<int64_t>(num_kv_heads_) * D;
@@ -106,11 +112,18 @@ void QuantizedKvCache::Append(int layer, const float* k, const float* v, int64_t
       for (int64_t i = 0; i < tokens * D; ++i) y[i] = RoundToHalf(x[i]);
 
       const FormatSpec& f = head.format;
+      // +prerope / +bias: the quantizer works at the tokens' absolute
+      // positions (HeadContext::first_position) with the layer's bias.
+      HeadContext base;
+      if (f.pre_rope || f.bias_aware) {
+        base.rope = &RopeCovering(head.length);
+        if (f.bias_aware && k_bias != nullptr) base.k_bias = k_bias + static_cast<int64_t>(h) * D;
+      }
       if (head.rule == AppendRule::kCalibrated && !head.calibrated) {
         if (first != 0) ThrowInput("the decoding cache calibrates on the prefill only");
         FormatSpec calibration = f;
         calibration.recent = 0;  // Every prefill token past the sink.
-        HeadContext ctx;
+        HeadContext ctx = base;
         ctx.chunk_len = tokens;
         head.stats = CalibrateHead(calibration, ctx, x, tokens, D);
         if (head.stats.count == 0) {
@@ -130,8 +143,9 @@ void QuantizedKvCache::Append(int layer, const float* k, const float* v, int64_t
       }
       if (end > head.next) {
         const int64_t rows = end - head.next;
-        HeadContext ctx;
+        HeadContext ctx = base;
         ctx.chunk_len = rows;
+        ctx.first_position = head.next;
         QuantizeHead(head.core, ctx, head.exact.data() + head.next * D,
                      head.values.data() + head.next * D, rows, D,
                      head.rule == AppendRule::kCalibrated ? &head.stats : nullptr);

@@ -89,7 +89,7 @@ HeadStats CalibrateHead(const FormatSpec& f, const HeadContext& ctx, const float
     const float* src = x + q.begin * head_dim;
     if (transform) {
       buf.assign(src, src + rows * head_dim);
-      ToWorkingBasis(f, ctx, buf.data(), rows, head_dim, q.begin - b);
+      ToWorkingBasis(f, ctx, buf.data(), rows, head_dim, ctx.first_position + q.begin - b);
       src = buf.data();
     }
     AccumulateStats(f, src, rows, head_dim, stats);
@@ -144,9 +144,9 @@ void QuantizeHead(const FormatSpec& f, const HeadContext& ctx, const float* x, f
     float* dst = y + q.begin * head_dim;
     if (transform) {
       if (dst != src) std::copy_n(src, rows * head_dim, dst);
-      ToWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
+      ToWorkingBasis(f, ctx, dst, rows, head_dim, ctx.first_position + q.begin - b);
       quantize_rows(dst, dst, rows);
-      FromWorkingBasis(f, ctx, dst, rows, head_dim, q.begin - b);
+      FromWorkingBasis(f, ctx, dst, rows, head_dim, ctx.first_position + q.begin - b);
     } else {
       quantize_rows(src, dst, rows);
     }

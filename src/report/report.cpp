@@ -13,6 +13,7 @@
 #include "kvq/common/error.h"
 #include "kvq/common/io.h"
 #include "kvq/common/json.h"
+#include "kvq/generate/needle.h"
 #include "kvq/report/frontier.h"
 #include "kvq/report/reproduce.h"
 #include "kvq/report/results.h"
@@ -36,6 +37,9 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f0f4f8; }
 td.name, th.name { text-align: left; font-family: "DejaVu Sans Mono", monospace; }
 tr.below td { background: #fdecea; }
+td.text { text-align: left; white-space: pre-wrap; font-family: "DejaVu Sans Mono", monospace;
+          max-width: 46em; }
+td.text mark { background: #ffd8a8; }
 ul.findings li { margin: 0.3em 0; }
 figure { margin: 1.2em 0; page-break-inside: avoid; }
 figure svg { max-width: 100%; height: auto; border: 1px solid #eee; }
@@ -64,6 +68,57 @@ struct FigureWriter {
                        svg_text, Escape(caption), Escape(relative), Escape(relative));
   }
 };
+
+// The bytes a and b share at the start, backed off to a UTF-8 character
+// boundary of b.
+size_t CommonPrefix(std::string_view a, std::string_view b) {
+  size_t n = 0;
+  while (n < a.size() && n < b.size() && a[n] == b[n]) ++n;
+  while (n > 0 && n < b.size() && (static_cast<unsigned char>(b[n]) & 0xC0) == 0x80) --n;
+  return n;
+}
+
+// generate.json (kvq generate's JSON) as a table: each strategy's text
+// beside the fp16 cache's, the part after the first differing character
+// marked.
+std::string GeneratedTextTable(const fs::path& file) {
+  json j;
+  try {
+    j = ParseJson<json>(ReadTextFile(file), file.string());
+    const json& base = j.at("baseline");
+    const std::string base_text =
+        base.at("text").is_null() ? "" : base.at("text").get<std::string>();
+    std::string out = fmt::format(
+        "<p class=\"note\">Greedy decoding after the corpus's first {} tokens: each strategy's own "
+        "continuation against the fp16 cache's (the first row); marked: the text from the first "
+        "character that differs. KL: the mean per-step KL from the fp16-cache run, "
+        "teacher-forced on its tokens (docs/generate.md).</p>\n",
+        j.at("prompt_tokens").get<int64_t>());
+    out +=
+        "<table>\n<tr><th class=\"name\">strategy</th><th>tokens</th><th>stop</th>"
+        "<th>first divergence</th><th>match</th><th>KL mean</th><th class=\"name\">generated "
+        "text</th></tr>\n";
+    std::vector<const json*> rows = {&base};
+    for (const json& r : j.at("strategies")) rows.push_back(&r);
+    for (const json* r : rows) {
+      const std::string text = r->at("text").is_null() ? "" : r->at("text").get<std::string>();
+      const size_t common = r == &base ? text.size() : CommonPrefix(base_text, text);
+      std::string shown = Escape(text.substr(0, common));
+      if (common < text.size()) shown += "<mark>" + Escape(text.substr(common)) + "</mark>";
+      const json& first = r->at("first_divergence");
+      out += "<tr>" + Cell(r->at("strategy").get<std::string>(), true) +
+             Cell(std::to_string(r->at("tokens").size())) +
+             Cell(r->value("stop_reason", std::string("length"))) +
+             Cell(first.is_null() ? "-" : std::to_string(first.get<int64_t>())) +
+             Cell(fmt::format("{:.3f}", r->at("match_fraction").get<double>())) +
+             Cell(r == &base ? "-" : Fmt(r->at("kl_mean").get<double>())) + "<td class=\"text\">" +
+             shown + "</td></tr>\n";
+    }
+    return out + "</table>\n";
+  } catch (const json::exception& e) {
+    ThrowInput("{}: not a kvq generate result: {}", file.string(), JsonErrorText(e));
+  }
+}
 
 std::string Slug(const std::string& text) {
   std::string out;
@@ -605,8 +660,19 @@ ReportFiles BuildReport(const fs::path& run_dir) {
           s += figures.Add(c.folder + "/fig_kl.svg", KlFigure(c.ppl, context),
                            "Mean next-token KL divergence per strategy (log scale).");
         }
+        if (fs::exists(dir / kGenerateJson)) {
+          s += "<h4>Generated text</h4>\n" + GeneratedTextTable(dir / kGenerateJson);
+        }
         frontier += FrontierSection(c, model, context, figures);
         results.push_back(std::move(c));
+      }
+      if (fs::exists(run_dir / folder / kNeedleJson)) {
+        const fs::path file = run_dir / folder / kNeedleJson;
+        const NeedleReport needle = ParseNeedleJson(ReadTextFile(file), file.string());
+        s += "<h3>Passkey retrieval</h3>\n";
+        s += figures.Add(folder + "/fig_needle.svg", NeedleHeatmapSvg(needle, name),
+                         "Passkey retrieval accuracy by context length and depth of the key, one "
+                         "panel per strategy (kvq needle; docs/generate.md).");
       }
       sections += s;
       all_results.push_back(std::move(results));

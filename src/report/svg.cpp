@@ -547,43 +547,44 @@ std::string RenderBars(const BarFigure& f) {
   return c.Finish(width, height, f.title);
 }
 
-std::string RenderHeatmap(const Heatmap& m) {
-  KVQ_CHECK(m.values.size() == m.rows.size());
+namespace {
+
+// The colour scale over every panel's values: log (non-positive values are
+// drawn neutral) or linear; colour_min / colour_max of the first panel.
+Scale HeatmapScale(const std::vector<Heatmap>& panels, bool* nonpositive) {
+  const Heatmap& first = panels.front();
   double lo = std::numeric_limits<double>::infinity(), hi = -lo;
-  bool nonpositive = false;
-  for (const auto& row : m.values) {
-    KVQ_CHECK(row.size() == m.cols.size());
-    for (double v : row) {
-      Extend(v, true, lo, hi);
-      nonpositive |= !(v > 0);
+  *nonpositive = false;
+  for (const Heatmap& m : panels) {
+    KVQ_CHECK(m.values.size() == m.rows.size());
+    for (const auto& row : m.values) {
+      KVQ_CHECK(row.size() == m.cols.size());
+      for (double v : row) {
+        Extend(v, first.colour_log, lo, hi);
+        *nonpositive |= first.colour_log ? !(v > 0) : !std::isfinite(v);
+      }
     }
   }
-  if (m.colour_min) lo = *m.colour_min;
-  if (m.colour_max) hi = *m.colour_max;
-  const Scale scale = MakeScale(lo, hi, true);
-  const ColourScale colour{scale};
+  if (first.colour_min) lo = *first.colour_min;
+  if (first.colour_max) hi = *first.colour_max;
+  return MakeScale(lo, hi, first.colour_log);
+}
 
-  double label_w = 0;
-  for (const auto& r : m.rows) label_w = std::max(label_w, TextWidth(r, 12));
-  const double left = label_w + 18;
-  const double top = 34 + (m.subtitle.empty() ? 0 : 18) + 8;
+bool Placeable(const Scale& scale, double v) { return scale.log() ? v > 0 : std::isfinite(v); }
+
+// The cells, row labels and column labels of one heatmap with its grid's
+// top-left corner at (left, top).
+void DrawHeatmapGrid(Canvas& c, const Heatmap& m, const ColourScale& colour, double left,
+                     double top) {
   const double cw = m.cell_width, ch = m.cell_height;
   const double grid_w = cw * static_cast<double>(m.cols.size());
   const double grid_h = ch * static_cast<double>(m.rows.size());
-  const double bar_x = left + grid_w + 30, bar_w = 16;
-  const double bar_h = std::max(grid_h, 150.0);
-  const double width = std::max(bar_x + bar_w + 120, TextWidth(m.title, 15) + 40);
-  const double height = top + std::max(grid_h + 52, bar_h + (nonpositive ? 44 : 16));
-
-  Canvas c;
-  c.Text(width / 2, 22, m.title, 15, "middle", R"( font-weight="bold")");
-  if (!m.subtitle.empty()) c.Text(width / 2, 42, m.subtitle, 12, "middle");
   for (size_t r = 0; r < m.rows.size(); ++r) {
     const double y = top + ch * static_cast<double>(r);
     c.Text(left - 8, y + ch / 2 + 4, m.rows[r], 12, "end");
     for (size_t col = 0; col < m.cols.size(); ++col) {
       const double v = m.values[r][col];
-      const std::string fill = v > 0 ? colour(v).Hex() : kNeutral;
+      const std::string fill = Placeable(colour.scale, v) ? colour(v).Hex() : kNeutral;
       std::string tip = r < m.tips.size() && col < m.tips[r].size()
                             ? m.tips[r][col]
                             : fmt::format("{}, {}: {}", m.rows[r], m.cols[col], FormatValue(v, 6));
@@ -598,30 +599,106 @@ std::string RenderHeatmap(const Heatmap& m) {
            "middle");
   }
   c.Text(left + grid_w / 2, top + grid_h + 36, m.x_label, 12, "middle");
+}
 
-  // Colour bar: 64 stacked bands, low values at the bottom.
+// The colour bar at (x, top), bar_h tall, with its ticks, label and the
+// neutral swatch for values the scale cannot place.
+void DrawColourBar(Canvas& c, const ColourScale& colour, double x, double top, double bar_h,
+                   const std::string& label, bool nonpositive,
+                   const std::string& nonpositive_label) {
+  const Scale& scale = colour.scale;
+  const double bar_w = 16;
+  // 64 stacked bands, low values at the bottom.
   const int bands = 64;
-  const double llo = std::log10(scale.lo()), lhi = std::log10(scale.hi());
+  const double lo = scale.log() ? std::log10(scale.lo()) : scale.lo();
+  const double hi = scale.log() ? std::log10(scale.hi()) : scale.hi();
   for (int i = 0; i < bands; ++i) {
     const double t = (i + 0.5) / bands;
     const double y = top + bar_h * (1 - static_cast<double>(i + 1) / bands);
-    c.Rect(bar_x, y, bar_w, bar_h / bands + 0.5,
-           colour(std::pow(10.0, llo + t * (lhi - llo))).Hex());
+    const double v = lo + t * (hi - lo);
+    c.Rect(x, y, bar_w, bar_h / bands + 0.5, colour(scale.log() ? std::pow(10.0, v) : v).Hex());
   }
-  c.Rect(bar_x, top, bar_w, bar_h, "none", "", R"( stroke="#222222" stroke-width="0.8")");
+  c.Rect(x, top, bar_w, bar_h, "none", "", R"( stroke="#222222" stroke-width="0.8")");
   for (double t : scale.Ticks(6)) {
     const double y = top + bar_h * (1 - scale.Fraction(t));
-    c.Line(bar_x + bar_w, y, bar_x + bar_w + 4, y, kInk, 1);
-    c.Text(bar_x + bar_w + 7, y + 4, scale.TickLabel(t), 11);
+    c.Line(x + bar_w, y, x + bar_w + 4, y, kInk, 1);
+    c.Text(x + bar_w + 7, y + 4, scale.TickLabel(t), 11);
   }
-  const double label_x = bar_x + bar_w + 62;
-  c.Text(label_x, top + bar_h / 2, m.colour_label, 12, "middle",
+  const double label_x = x + bar_w + 62;
+  c.Text(label_x, top + bar_h / 2, label, 12, "middle",
          fmt::format(R"x( transform="rotate(-90 {} {})")x", Num(label_x), Num(top + bar_h / 2)));
   if (nonpositive) {
-    c.Rect(bar_x, top + bar_h + 14, bar_w, 12, kNeutral);
-    c.Text(bar_x + bar_w + 6, top + bar_h + 24, m.nonpositive_label, 11);
+    c.Rect(x, top + bar_h + 14, bar_w, 12, kNeutral);
+    c.Text(x + bar_w + 6, top + bar_h + 24, nonpositive_label, 11);
   }
+}
+
+double RowLabelWidth(const Heatmap& m) {
+  double w = 0;
+  for (const auto& r : m.rows) w = std::max(w, TextWidth(r, 12));
+  return w + 18;
+}
+
+}  // namespace
+
+std::string RenderHeatmap(const Heatmap& m) {
+  bool nonpositive = false;
+  const ColourScale colour{HeatmapScale({m}, &nonpositive)};
+  const double left = RowLabelWidth(m);
+  const double top = 34 + (m.subtitle.empty() ? 0 : 18) + 8;
+  const double grid_w = m.cell_width * static_cast<double>(m.cols.size());
+  const double grid_h = m.cell_height * static_cast<double>(m.rows.size());
+  const double bar_x = left + grid_w + 30, bar_w = 16;
+  const double bar_h = std::max(grid_h, 150.0);
+  const double width = std::max(bar_x + bar_w + 120, TextWidth(m.title, 15) + 40);
+  const double height = top + std::max(grid_h + 52, bar_h + (nonpositive ? 44 : 16));
+
+  Canvas c;
+  c.Text(width / 2, 22, m.title, 15, "middle", R"( font-weight="bold")");
+  if (!m.subtitle.empty()) c.Text(width / 2, 42, m.subtitle, 12, "middle");
+  DrawHeatmapGrid(c, m, colour, left, top);
+  DrawColourBar(c, colour, bar_x, top, bar_h, m.colour_label, nonpositive, m.nonpositive_label);
   return c.Finish(width, height, m.title);
+}
+
+std::string RenderHeatmapPanels(const std::string& title, const std::string& subtitle,
+                                const std::vector<Heatmap>& panels) {
+  KVQ_CHECK(!panels.empty());
+  bool nonpositive = false;
+  const ColourScale colour{HeatmapScale(panels, &nonpositive)};
+  const double top = 34 + (subtitle.empty() ? 0 : 18) + 8;
+  const double panel_title_h = 20;
+  double x = 10, grid_h = 0;
+  std::vector<double> lefts;
+  for (const Heatmap& m : panels) {
+    // The title and x label are centred on the grid: room on both sides
+    // for whatever of them is wider than it.
+    const double grid_w = m.cell_width * static_cast<double>(m.cols.size());
+    const double overhang =
+        std::max(0.0, (std::max(TextWidth(m.title, 13), TextWidth(m.x_label, 12)) - grid_w) / 2);
+    const double left = x + std::max(RowLabelWidth(m), overhang);
+    lefts.push_back(left);
+    x = left + grid_w + overhang + 20;
+    grid_h = std::max(grid_h, m.cell_height * static_cast<double>(m.rows.size()));
+  }
+  const double bar_x = x + 14, bar_w = 16;
+  const double bar_h = std::max(grid_h, 150.0);
+  const double width = std::max(bar_x + bar_w + 120, TextWidth(title, 15) + 40);
+  const double grid_top = top + panel_title_h;
+  const double height = grid_top + std::max(grid_h + 52, bar_h + (nonpositive ? 44 : 16));
+
+  Canvas c;
+  c.Text(width / 2, 22, title, 15, "middle", R"( font-weight="bold")");
+  if (!subtitle.empty()) c.Text(width / 2, 42, subtitle, 12, "middle");
+  for (size_t i = 0; i < panels.size(); ++i) {
+    const Heatmap& m = panels[i];
+    c.Text(lefts[i] + m.cell_width * static_cast<double>(m.cols.size()) / 2, grid_top - 8, m.title,
+           13, "middle", R"( font-weight="bold")");
+    DrawHeatmapGrid(c, m, colour, lefts[i], grid_top);
+  }
+  DrawColourBar(c, colour, bar_x, grid_top, bar_h, panels.front().colour_label, nonpositive,
+                panels.front().nonpositive_label);
+  return c.Finish(width, height, title);
 }
 
 }  // namespace kvq::svg

@@ -736,13 +736,19 @@ TEST(HostileInput, RunIntoAnEarlierRunsFolderDropsItsStaleRows) {
   fs::create_directories(stale);
   WriteTextFileAtomic(stale / "ppl.json", R"({"stale": true})");
   WriteTextFileAtomic(stale / "ppl.csv", "stale\n");
+  WriteTextFileAtomic(stale / "generate.json", R"({"stale": true})");
+  WriteTextFileAtomic(dir / "run/m/needle.json", R"({"stale": true})");
+  WriteTextFileAtomic(dir / "run/m/needle.csv", "stale\n");
   const auto r = RunKvq("run --model " + (dir / "m").string() +
                         " --corpus wikitext --tokens 128 --chunk-len 128 --strategy strat1 "
-                        "--no-ppl --out " +
+                        "--no-ppl --no-generate --out " +
                         (dir / "run").string());
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_FALSE(fs::exists(stale / "ppl.json"));
   EXPECT_FALSE(fs::exists(stale / "ppl.csv"));
+  EXPECT_FALSE(fs::exists(stale / "generate.json"));
+  EXPECT_FALSE(fs::exists(dir / "run/m/needle.json"));
+  EXPECT_FALSE(fs::exists(dir / "run/m/needle.csv"));
 }
 
 // ---- Crashes: nesting depth, SIGBUS, NaN in the knapsack. ----

@@ -40,32 +40,30 @@ std::vector<float> Normals(SplitMix64& rng, size_t n) {
 }
 
 // The plain reference: the cache of one head after `length` tokens, computed
-// from the whole history at once (QuantizeHead over every token the rules
-// say is quantized by now), with `prefill` tokens in the first append.
-std::vector<float> ReferenceCache(const FormatSpec& f, const float* x, int64_t length,
-                                  int64_t prefill, int D, int64_t* quantized) {
+// from the whole history at once the way kvq ppl quantizes a prompt
+// (QuantizeHead over tokens [0, end) at positions 0..end-1, the sink kept
+// fp16 inside it), where `end` is as far as the rules have quantized by now;
+// tokens [end, length) fp16; scales calibrated on the first `prefill` tokens.
+// ctx: the RoPE table and k bias for +prerope / +bias.
+std::vector<float> ReferenceCache(const FormatSpec& f, HeadContext ctx, const float* x,
+                                  int64_t length, int64_t prefill, int D, int64_t* quantized) {
   std::vector<float> y(static_cast<size_t>(length * D));
   for (size_t i = 0; i < y.size(); ++i) y[i] = RoundToHalf(x[i]);
-  FormatSpec core = f;
-  core.sink = core.recent = 0;
+  FormatSpec whole = f;
+  whole.recent = 0;
   const int64_t S = std::min<int64_t>(f.sink, length);
   int64_t end = std::max(S, length - f.recent);
   const bool groups = f.kind == FormatKind::kInt && f.granularity == Granularity::kGroupToken;
   if (groups) end = S + (end - S) / f.group * f.group;
   HeadStats stats;
   if (f.NeedsStats()) {
-    FormatSpec calibration = f;
-    calibration.recent = 0;
-    HeadContext ctx;
     ctx.chunk_len = prefill;
-    stats = CalibrateHead(calibration, ctx, x, prefill, D);
+    stats = CalibrateHead(whole, ctx, x, prefill, D);
   }
   *quantized = end - S;
   if (end > S) {
-    HeadContext ctx;
-    ctx.chunk_len = end - S;
-    QuantizeHead(core, ctx, x + S * D, y.data() + S * D, end - S, D,
-                 f.NeedsStats() ? &stats : nullptr);
+    ctx.chunk_len = end;
+    QuantizeHead(whole, ctx, x, y.data(), end, D, f.NeedsStats() ? &stats : nullptr);
   }
   return y;
 }
@@ -77,10 +75,14 @@ TEST(KvCacheTest, AppendRulesMatchWholeCacheRequantization) {
   SplitMix64 rng(7);
   const std::vector<float> k = Normals(rng, static_cast<size_t>(total * G * D));
   const std::vector<float> v = Normals(rng, k.size());
+  const std::vector<float> k_bias = Normals(rng, static_cast<size_t>(G * D));  // [G, D]
+  const RopeTable rope(c.rope, D, total);
   for (const char* spec :
        {"k=int4:g4:token+sink2+recent3,v=int8:channel+recent2", "k=int8:tensor+sink1,v=nvfp4+had",
         "kv=int4:g8:dim+recent5,k[1.0]=q4_0+sink3,v[0.1]=fp8e4m3", "kv=int2:g4:token",
-        "kv=int8:token+sink4", "k=int3:g8:token:sym+recent8,v=iq4_nl"}) {
+        "kv=int8:token+sink4", "k=int3:g8:token:sym+recent8,v=iq4_nl",
+        "k=int4:g8:dim+prerope+sink2+recent3,v=int8:token", "k=int4:g4:token+bias+recent2",
+        "k=int8:channel+prerope+bias,v=q8_0", "k=q4_0+had+prerope+bias+sink1,v=int4:token"}) {
     SCOPED_TRACE(spec);
     const Strategy s = Strategy::Parse(spec);
     QuantizedKvCache cache(c, &s);
@@ -88,7 +90,7 @@ TEST(KvCacheTest, AppendRulesMatchWholeCacheRequantization) {
     while (length < total) {
       const int64_t n = length == 0 ? prefill : 1;
       for (int l = 0; l < L; ++l) {
-        cache.Append(l, k.data() + length * G * D, v.data() + length * G * D, n);
+        cache.Append(l, k.data() + length * G * D, v.data() + length * G * D, n, k_bias.data());
       }
       length += n;
       ASSERT_EQ(cache.length(1), length);
@@ -99,8 +101,11 @@ TEST(KvCacheTest, AppendRulesMatchWholeCacheRequantization) {
             std::vector<float> history(static_cast<size_t>(length * G * D));
             ToHeadMajor(src.data(), length, G, D, history.data());  // Head-major [G, length, D].
             int64_t quantized = 0;
+            HeadContext ctx;
+            ctx.rope = &rope;
+            if (tensor == KvTensor::kK) ctx.k_bias = k_bias.data() + h * D;
             const std::vector<float> expected =
-                ReferenceCache(s.Format(tensor, l, h), history.data() + h * length * D, length,
+                ReferenceCache(s.Format(tensor, l, h), ctx, history.data() + h * length * D, length,
                                prefill, D, &quantized);
             ASSERT_EQ(0, std::memcmp(expected.data(), cache.Values(tensor, l, h),
                                      expected.size() * sizeof(float)))
@@ -153,8 +158,24 @@ TEST(KvCacheTest, HandCheckedRules) {
     QuantizedKvCache cache(c, &s);
     EXPECT_THROW(cache.Append(0, x.data(), x.data(), 4), kvq::InputError);
   }
-  const Strategy prerope = Strategy::Parse("k=int8:token+prerope");
-  EXPECT_THROW(QuantizedKvCache(c, &prerope), kvq::InputError);
+  // +prerope: a token is quantized with RoPE undone at its own position.
+  {
+    const Strategy s = Strategy::Parse("k=int4:token+prerope,v=fp16");
+    const RopeTable rope(c.rope, D, 10);
+    QuantizedKvCache cache(c, &s);
+    for (int t = 0; t < 10; ++t) cache.Append(0, &x[t * D], &x[t * D], 1);
+    const FormatSpec plain = FormatSpec::Parse("int4:token");
+    for (int t = 0; t < 10; ++t) {
+      std::vector<float> y(x.begin() + t * D, x.begin() + (t + 1) * D);
+      ApplyRope(rope, y.data(), 1, D, t, /*inverse=*/true);
+      QuantizeHead(plain, {}, y.data(), y.data(), 1, D);
+      ApplyRope(rope, y.data(), 1, D, t);
+      for (int d = 0; d < D; ++d) {
+        ASSERT_EQ(cache.Values(KvTensor::kK, 0, 0)[t * D + d], y[static_cast<size_t>(d)])
+            << "token " << t;
+      }
+    }
+  }
 }
 
 TEST(KvCacheTest, Bytes) {
@@ -294,6 +315,78 @@ TEST(GenerateTest, TeacherForcedMatchesPerplexity) {
   const Sums sums = TeacherForcedSums(model, ids, recent);
   EXPECT_GT(std::abs(sums.kl / static_cast<double>(L - 1) - ppl.strategies[0].total.kl_mean()),
             1e-3 * ppl.strategies[0].total.kl_mean());
+}
+
+// +prerope and +bias: the cache quantizes each token in the working basis of
+// its absolute position (with the layer's k_proj bias), so teacher-forced
+// decoding again gives kvq ppl's per-token NLL and KL. Qwen2 has a k bias.
+TEST(GenerateTest, TeacherForcedMatchesPerplexityWithPreRopeAndBias) {
+  const auto dir = test::DataDir() / "qwen2-tiny/tied-bf16";
+  Model model = Model::Load(dir);
+  ASSERT_TRUE(model.config().qkv_bias);
+  std::vector<int32_t> ids = ReadIds(dir / "input_ids.json");
+  ids.resize(std::min<size_t>(ids.size(), 48));
+  const auto L = static_cast<int64_t>(ids.size());
+  for (const char* spec :
+       {"k=int4:token+prerope,v=int8:token", "k=int4:g8:dim+bias,v=int8:g8:dim",
+        "k=int4:token+prerope+bias,v=int4:token", "k=int4:g8:dim+had+prerope+bias+sink2"}) {
+    SCOPED_TRACE(spec);
+    const Strategy s = Strategy::Parse(spec);
+    const PerplexityReport ppl = EvaluatePerplexity(model, ids, L, {s});
+    const Sums sums = TeacherForcedSums(model, ids, s);
+    const PredictionStats& p = ppl.strategies[0].total;
+    ASSERT_EQ(p.predictions, L - 1);
+    EXPECT_NEAR(sums.nll / static_cast<double>(L - 1), p.nll(), 2e-5);
+    EXPECT_NEAR(sums.kl / static_cast<double>(L - 1), p.kl_mean(), 1e-6 + 1e-3 * p.kl_mean());
+    EXPECT_GT(p.kl_mean(), 1e-6);
+  }
+  // Without the modifier the numbers differ: the test can tell them apart.
+  const Strategy with = Strategy::Parse("k=int4:token+prerope+bias,v=fp16");
+  const Strategy without = Strategy::Parse("k=int4:token,v=fp16");
+  const double a = TeacherForcedSums(model, ids, with).kl;
+  const double b = TeacherForcedSums(model, ids, without).kl;
+  EXPECT_GT(std::abs(a - b), 1e-3 * std::max(a, b));
+}
+
+// Generation stops after the first end-of-sequence token, which it keeps.
+TEST(GenerateTest, StopsAtEos) {
+  const auto dir = test::DataDir() / "qwen2-tiny/tied-bf16";
+  Model model = Model::Load(dir);
+  const std::vector<int32_t> prompt = {5, 17, 300};
+  const DecodeRun free = Generate(model, prompt, nullptr, 10, {}, false);
+  EXPECT_EQ(free.stop, StopReason::kLength);
+  ASSERT_EQ(free.tokens.size(), 10u);
+  // The first token that has not appeared before index i (i > 0) as the EOS.
+  size_t i = 1;
+  while (i < free.tokens.size() &&
+         std::find(free.tokens.begin(), free.tokens.begin() + static_cast<int64_t>(i),
+                   free.tokens[i]) != free.tokens.begin() + static_cast<int64_t>(i)) {
+    ++i;
+  }
+  ASSERT_LT(i, free.tokens.size()) << "greedy tokens all repeat the first";
+  const std::vector<int32_t> eos = {99999, free.tokens[i]};
+  const DecodeRun stopped = Generate(model, prompt, nullptr, 10, {}, false, eos);
+  EXPECT_EQ(stopped.stop, StopReason::kEos);
+  EXPECT_EQ(stopped.tokens, std::vector<int32_t>(free.tokens.begin(), free.tokens.begin() + i + 1));
+  EXPECT_EQ(stopped.decode_steps, static_cast<int64_t>(i));
+}
+
+TEST(GenerateTest, EosTokenIds) {
+  test::ScratchDir scratch;
+  const auto write = [&](const char* name, const std::string& text) {
+    WriteTextFileAtomic(scratch / name, text);
+  };
+  EXPECT_TRUE(EosTokenIds(scratch.path(), 100).empty());
+  write("config.json", R"({"eos_token_id": 7})");
+  EXPECT_EQ(EosTokenIds(scratch.path(), 100), std::vector<int32_t>({7}));
+  write("generation_config.json", R"({"eos_token_id": [3, 9]})");  // Takes precedence.
+  EXPECT_EQ(EosTokenIds(scratch.path(), 100), std::vector<int32_t>({3, 9}));
+  write("generation_config.json", R"({"eos_token_id": 100})");
+  EXPECT_THROW(EosTokenIds(scratch.path(), 100), InputError);
+  write("generation_config.json", R"({"eos_token_id": "x"})");
+  EXPECT_THROW(EosTokenIds(scratch.path(), 100), InputError);
+  write("generation_config.json", R"({"do_sample": false})");  // No id here: config.json's.
+  EXPECT_EQ(EosTokenIds(scratch.path(), 100), std::vector<int32_t>({7}));
 }
 
 TEST(GenerateTest, PickToken) {
@@ -461,11 +554,11 @@ TEST(GenerateCliTest, JsonAndCsvAgainstIndependentComputations) {
   }
   const std::string csv = ReadTextFile(scratch / "g.csv");
   EXPECT_EQ(csv.substr(0, csv.find('\n')),
-            "strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,"
-            "rules,text");
+            "strategy,new_tokens,stop_reason,first_divergence,match_fraction,kl_mean,tokens_per_s,"
+            "cache_bytes,rules,text");
   EXPECT_NE(csv.find(",2080,int8:token=per-token,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",int4:g8:token=token-groups,"), std::string::npos) << csv;
-  EXPECT_NE(csv.find("\nint8:token,6,"), std::string::npos) << csv;
+  EXPECT_NE(csv.find("\nint8:token,6,length,"), std::string::npos) << csv;
   EXPECT_NE(csv.find(",2080,"), std::string::npos) << csv;
 
   // --prompt TEXT through the tokenizer: the same tokens as the ids it encodes to.
@@ -485,6 +578,42 @@ TEST(GenerateCliTest, JsonAndCsvAgainstIndependentComputations) {
                          (dir / "input_ids.json").string() + " --strategy int8:token")
                 .exit_code,
             2);
+}
+
+// The CLI stops at generation_config.json's eos_token_id and says so;
+// --ignore-eos generates exactly --max-new-tokens.
+TEST(GenerateCliTest, StopsAtEosUnlessIgnored) {
+  test::ScratchDir scratch;
+  const auto fixture = test::DataDir() / "qwen2-tiny/tied-bf16";
+  const auto dir = scratch / "model";
+  std::filesystem::create_directories(dir);
+  for (const char* name : {"config.json", "model.safetensors", "input_ids.json"}) {
+    std::filesystem::copy_file(fixture / name, dir / name);
+  }
+  Model model = Model::Load(dir);
+  std::vector<int32_t> prompt = ReadIds(dir / "input_ids.json");
+  prompt.resize(8);
+  const Strategy fp16 = Strategy::Parse("fp16");
+  const DecodeRun base = Generate(model, prompt, &fp16, 8, {}, false);
+  const int32_t eos = base.tokens[2];
+  const auto first = static_cast<size_t>(std::find(base.tokens.begin(), base.tokens.end(), eos) -
+                                         base.tokens.begin());
+  WriteTextFileAtomic(dir / "generation_config.json",
+                      "{\"eos_token_id\": " + std::to_string(eos) + "}");
+  const std::string args = "generate --model " + dir.string() + " --input-ids " +
+                           (dir / "input_ids.json").string() +
+                           " --tokens 8 --strategy int8:token --max-new-tokens 8 --json ";
+  const auto stopped = test::RunKvq(args + (scratch / "s.json").string());
+  ASSERT_EQ(stopped.exit_code, 0) << stopped.output;
+  const auto s = nlohmann::json::parse(ReadTextFile(scratch / "s.json"));
+  EXPECT_EQ(s.at("baseline").at("stop_reason"), "eos");
+  EXPECT_EQ(s.at("baseline").at("tokens").get<std::vector<int32_t>>(),
+            std::vector<int32_t>(base.tokens.begin(), base.tokens.begin() + first + 1));
+  const auto ignored = test::RunKvq(args + (scratch / "i.json").string() + " --ignore-eos");
+  ASSERT_EQ(ignored.exit_code, 0) << ignored.output;
+  const auto i = nlohmann::json::parse(ReadTextFile(scratch / "i.json"));
+  EXPECT_EQ(i.at("baseline").at("stop_reason"), "length");
+  EXPECT_EQ(i.at("baseline").at("tokens").get<std::vector<int32_t>>(), base.tokens);
 }
 
 }  // namespace

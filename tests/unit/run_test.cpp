@@ -13,6 +13,10 @@
 
 #include "kvq/common/csv.h"
 #include "kvq/common/io.h"
+#include "kvq/generate/generate.h"
+#include "kvq/report/svg.h"
+#include "kvq/tokenizer/corpus.h"
+#include "kvq/tokenizer/tokenizer.h"
 #include "svg_check.h"
 #include "test_util.h"
 
@@ -51,6 +55,7 @@ class RunCli : public ::testing::Test {
     const auto start = std::chrono::steady_clock::now();
     run_ = new test::CommandResult(
         RunKvq(fmt::format("run --model {} --corpus wikitext,c4 --tokens 256 --chunk-len 128 "
+                           "--no-generate "
                            "--strategy '{}' --ladder 0.546875,0.125 --out {}",
                            model().string(), kStrategies, out().string())));
     run_seconds_ = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -280,6 +285,7 @@ TEST_F(RunCli, SecondRunReusesTheCapture) {
   ASSERT_EQ(run_->exit_code, 0) << run_->output;
   const auto r = RunKvq(fmt::format(
       "run --model {} --corpus c4 --tokens 256 --chunk-len 128 --strategy strat1 --no-ppl "
+      "--no-generate "
       "--out {}",
       model().string(), out().string()));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -325,6 +331,7 @@ TEST(RunCliModels, SeveralModelsGoSideBySide) {
   }
   const auto r = RunKvq(fmt::format(
       "run --model {} --model {} --corpus wikitext --tokens 128 --chunk-len 128 --no-ppl "
+      "--no-generate "
       "--strategy 'strat1;k=int4:g16:token,v=int4:g16:dim;k=int4:g16:token+had,v=int4:g16:dim' "
       "--out {}",
       (dir / "tiny").string(), (dir / "tiny-qwen3").string(), (dir / "run").string()));
@@ -360,6 +367,90 @@ TEST(RunCliModels, SeveralModelsGoSideBySide) {
                                       (dir / "tiny").string(), (dir / "bad").string()));
   EXPECT_EQ(bad.exit_code, 2) << bad.output;
   EXPECT_NE(bad.output.find("--ladder: '2'"), std::string::npos) << bad.output;
+}
+
+// The decoding steps of kvq run: the generated-text comparison (on by
+// default) and the needle heatmap (--needle), each in the report.
+TEST(RunCliDecode, GeneratedTextAndNeedleHeatmapInTheReport) {
+  test::ScratchDir dir;
+  const auto made = RunKvq("make-model --preset tiny --out " + (dir / "tiny").string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const auto r = RunKvq(fmt::format(
+      "run --model {} --corpus wikitext --tokens 128 --chunk-len 128 --no-ppl --ladder 0.5 "
+      "--strategy 'int8:token;int2:token;int4:token;int3:token' --needle --needle-lengths 96 "
+      "--needle-seeds 1 --out {}",
+      (dir / "tiny").string(), (dir / "run").string()));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const char* step : {"] generate: 64 + 32 tokens", "] needle: 20 trials"}) {
+    EXPECT_NE(r.output.find(step), std::string::npos) << step << "\n" << r.output;
+  }
+  const auto run = nlohmann::json::parse(ReadTextFile(dir / "run/run.json"));
+  EXPECT_EQ(run["settings"]["generate"], true);
+  EXPECT_EQ(run["settings"]["needle"], true);
+  EXPECT_EQ(run["models"][0]["needle"], "tiny/needle.json");
+
+  // Generated text: the first three strategies and the plan against the fp16
+  // cache, from the corpus's first 64 tokens.
+  const auto g = nlohmann::json::parse(ReadTextFile(dir / "run/tiny/wikitext/generate.json"));
+  EXPECT_EQ(g["prompt_tokens"], 64);
+  std::vector<std::string> names;
+  for (const auto& s : g["strategies"]) names.push_back(s["strategy"]);
+  EXPECT_EQ(names, std::vector<std::string>({"int8:token", "int2:token", "int4:token", "plan"}));
+  Model model = Model::Load(dir / "tiny");
+  const Tokenizer tokenizer = Tokenizer::Load(dir / "tiny");
+  std::vector<int32_t> prompt = CorpusTokens(tokenizer, "wikitext", 128);
+  prompt.resize(64);
+  const Strategy fp16 = Strategy::Parse("fp16");
+  const DecodeRun base = Generate(model, prompt, &fp16, 32, {}, false);
+  EXPECT_EQ(g["baseline"]["tokens"].get<std::vector<int32_t>>(), base.tokens);
+  const std::string html = ReadTextFile(dir / "run/report.html");
+  EXPECT_NE(html.find("<h4>Generated text</h4>"), std::string::npos);
+  const std::string base_text = g["baseline"]["text"];
+  EXPECT_NE(html.find("<td class=\"text\">" + svg::Escape(base_text) + "</td>"), std::string::npos);
+  int marked = 0;
+  for (const auto& s : g["strategies"]) {
+    const std::string text = s["text"];
+    // The shared characters plain, the rest marked.
+    size_t common = 0;
+    while (common < text.size() && common < base_text.size() && text[common] == base_text[common]) {
+      ++common;
+    }
+    while (common > 0 && common < text.size() &&
+           (static_cast<unsigned char>(text[common]) & 0xC0) == 0x80) {
+      --common;
+    }
+    std::string shown = svg::Escape(text.substr(0, common));
+    if (common < text.size()) {
+      shown += "<mark>" + svg::Escape(text.substr(common)) + "</mark>";
+      ++marked;
+    }
+    EXPECT_NE(html.find("<td class=\"text\">" + shown + "</td>"), std::string::npos)
+        << s["strategy"];
+  }
+  EXPECT_GT(marked, 0);  // int2 on a random model diverges.
+
+  // Needle: 5 depths x 1 seed x (fp16 + the first 3 strategies; plans are per corpus), its heatmap
+  // in the report.
+  const auto n = nlohmann::json::parse(ReadTextFile(dir / "run/tiny/needle.json"));
+  EXPECT_EQ(n["trials"].size(), 20u);
+  EXPECT_TRUE(std::filesystem::exists(dir / "run/tiny/needle.csv"));
+  const std::string svg = ReadTextFile(dir / "run/tiny/fig_needle.svg");
+  EXPECT_EQ(test::XmlError(svg), "");
+  EXPECT_NE(html.find("href=\"tiny/fig_needle.svg\""), std::string::npos);
+  EXPECT_NE(html.find("<h3>Passkey retrieval</h3>"), std::string::npos);
+  const auto png = dir / "needle.png";
+  ASSERT_EQ(std::system(fmt::format("rsvg-convert -o '{}' '{}' 2>&1", png.string(),
+                                    (dir / "run/tiny/fig_needle.svg").string())
+                            .c_str()),
+            0);
+  EXPECT_GT(PngColours(png), 2u);
+
+  // A needle length beyond the model's context is refused before any work.
+  const auto bad = RunKvq(fmt::format("run --model {} --needle --needle-lengths 40000 --out {}",
+                                      (dir / "tiny").string(), (dir / "bad").string()));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--needle-lengths: 40000 is above"), std::string::npos) << bad.output;
+  EXPECT_FALSE(std::filesystem::exists(dir / "bad"));
 }
 
 }  // namespace

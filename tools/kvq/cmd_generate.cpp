@@ -21,6 +21,7 @@ struct Options {
   std::string prompt, prompt_file, input_ids, corpus, tokenizer, strategies, json, csv;
   int64_t tokens = 0;
   int64_t max_new_tokens = 128;
+  bool ignore_eos = false;
   SamplingOptions sampling;
 };
 
@@ -63,8 +64,11 @@ void Run(const Options& o) {
   if (prompt.empty()) ThrowInput("the prompt has no tokens");
 
   Model model = Model::Load(dir);
-  const GenerateReport report = CompareGeneration(model, prompt, strategies, o.max_new_tokens,
-                                                  o.sampling, tokenizer ? &*tokenizer : nullptr);
+  const std::vector<int32_t> eos =
+      o.ignore_eos ? std::vector<int32_t>{} : EosTokenIds(dir, model.config().vocab_size);
+  const GenerateReport report =
+      CompareGeneration(model, prompt, strategies, o.max_new_tokens, o.sampling,
+                        tokenizer ? &*tokenizer : nullptr, eos);
 
   std::printf("%lld prompt tokens, %lld new tokens, %s\n",
               static_cast<long long>(report.prompt_tokens),
@@ -74,10 +78,11 @@ void Run(const Options& o) {
                                 o.sampling.temperature, o.sampling.top_p, o.sampling.seed)
                         .c_str()
                   : "greedy");
-  std::printf("%-36s %8s %8s %11s %10s %12s\n", "strategy", "diverge", "match", "kl_mean", "tok/s",
-              "cache_bytes");
+  std::printf("%-36s %7s %6s %8s %8s %11s %10s %12s\n", "strategy", "tokens", "stop", "diverge",
+              "match", "kl_mean", "tok/s", "cache_bytes");
   auto line = [](const GenerateResult& r) {
-    std::printf("%-36s %8s %8.4f %11.3e %10.1f %12.0f\n", r.strategy.c_str(),
+    std::printf("%-36s %7zu %6s %8s %8.4f %11.3e %10.1f %12.0f\n", r.strategy.c_str(),
+                r.tokens.size(), StopReasonName(r.stop),
                 r.first_divergence ? std::to_string(*r.first_divergence).c_str() : "-",
                 r.match_fraction, r.kl_mean, r.tokens_per_s, r.cache_bytes);
   };
@@ -110,9 +115,12 @@ Runner Setup(CLI::App& app) {
                  "tokenizer.json or its folder (default: the model folder's)");
   app.add_option("--strategy", o->strategies, "Strategies, e.g. int8:token,k=int4:g32:token")
       ->required();
-  app.add_option("--max-new-tokens", o->max_new_tokens, "Tokens to generate")
+  app.add_option("--max-new-tokens", o->max_new_tokens,
+                 "Most tokens to generate (fewer when the model emits its eos_token_id)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_flag("--ignore-eos", o->ignore_eos,
+               "Do not stop at the model's eos_token_id: exactly --max-new-tokens tokens");
   app.add_option("--temperature", o->sampling.temperature, "0: greedy; else sample")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);

@@ -13,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -30,6 +31,8 @@
 #include "kvq/common/pending_folder.h"
 #include "kvq/common/sha256.h"
 #include "kvq/common/strings.h"
+#include "kvq/generate/generate.h"
+#include "kvq/generate/needle.h"
 #include "kvq/hub/hub.h"
 #include "kvq/metrics/attention_fidelity.h"
 #include "kvq/metrics/perplexity.h"
@@ -75,7 +78,37 @@ struct Options {
   std::string ladder;             // --ladder text; empty: kLadderFractions
   std::vector<double> fractions;  // Parsed, ascending.
   bool no_ppl = false;
+  bool no_generate = false;
+  bool needle = false;
+  std::vector<int64_t> needle_lengths;  // Empty: kNeedleLengths up to max_position_embeddings.
+  int needle_seeds = 2;
 };
+
+// The generated-text comparison and the needle test decode token by token,
+// which costs far more than a teacher-forced pass: they run a handful of the
+// strategies (the first kDecodeStrategies of the run's, and its plan), a
+// 64-token prompt from the corpus and 32 new tokens.
+constexpr size_t kDecodeStrategies = 3;
+constexpr int64_t kGeneratePromptTokens = 64;
+constexpr int64_t kGenerateNewTokens = 32;
+constexpr int64_t kNeedleLengths[] = {1024, 2048, 4096};
+
+std::vector<Strategy> DecodeStrategies(const std::vector<Strategy>& strategies) {
+  std::vector<Strategy> chosen;
+  for (const Strategy& s : strategies) {
+    if (chosen.size() < kDecodeStrategies || s.name == "plan") chosen.push_back(s);
+  }
+  return chosen;
+}
+
+std::vector<int64_t> NeedleLengths(const Options& o, const ModelConfig& c) {
+  if (!o.needle_lengths.empty()) return o.needle_lengths;
+  std::vector<int64_t> lengths;
+  for (int64_t n : kNeedleLengths) {
+    if (c.max_position_embeddings == 0 || n <= c.max_position_embeddings) lengths.push_back(n);
+  }
+  return lengths;
+}
 
 using Clock = std::chrono::steady_clock;
 double Since(Clock::time_point start) {
@@ -351,6 +384,24 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
                             passes, Since(start), ppl.baseline.ppl(), rel, report::kPplJson));
   }
 
+  if (o.no_generate) {
+    fs::remove(dir / report::kGenerateJson);  // An earlier run's, as for ppl.
+  } else {
+    start = Clock::now();
+    const std::vector<Strategy> chosen = DecodeStrategies(strategies);
+    const auto prompt = std::span(ids).first(static_cast<size_t>(
+        std::min<int64_t>(kGeneratePromptTokens, static_cast<int64_t>(ids.size()))));
+    const GenerateReport generated =
+        CompareGeneration(model, prompt, chosen, kGenerateNewTokens, {}, &tokenizer,
+                          EosTokenIds(m.dir, m.config.vocab_size));
+    WriteTextFileAtomic(dir / report::kGenerateJson, GenerateJson(generated));
+    timings["generate"] = Since(start);
+    Step(where, fmt::format("generate: {} + {} tokens, fp16 cache and {} strategies in {:.1f} s "
+                            "-> {}/{}",
+                            prompt.size(), kGenerateNewTokens, chosen.size(), Since(start), rel,
+                            report::kGenerateJson));
+  }
+
   entry["timings_s"] = timings;
   return entry;
 }
@@ -417,6 +468,12 @@ void Run(Options o) {
       }
     }
     if (m.strategies.empty()) ThrowInput("--model {}: no strategy applies to it", arg);
+    for (int64_t length : o.needle ? NeedleLengths(o, m.config) : std::vector<int64_t>{}) {
+      if (m.config.max_position_embeddings > 0 && length > m.config.max_position_embeddings) {
+        ThrowInput("--needle-lengths: {} is above --model {}'s max_position_embeddings ({})",
+                   length, arg, m.config.max_position_embeddings);
+      }
+    }
     plans.push_back(std::move(m));
   }
 
@@ -456,7 +513,9 @@ void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
                      {"dtype", "f16"},
                      {"floor", o.floor},
                      {"ladder", o.fractions},
-                     {"ppl", !o.no_ppl}};
+                     {"ppl", !o.no_ppl},
+                     {"generate", !o.no_generate},
+                     {"needle", o.needle}};
   run["models"] = ordered_json::array();
   for (ModelPlan& m : plans) {
     const auto model_start = Clock::now();
@@ -495,6 +554,30 @@ void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
       WriteTextFileAtomic(dir / report::kParetoCsv, report::ParetoCsv(points));
       entry["corpora"].push_back(std::move(c));
     }
+    const fs::path needle_json = out / m.folder / report::kNeedleJson;
+    const fs::path needle_csv = out / m.folder / report::kNeedleCsv;
+    if (o.needle) {
+      const auto start = Clock::now();
+      NeedleOptions options;
+      options.lengths = NeedleLengths(o, m.config);
+      options.seeds = o.needle_seeds;
+      const std::vector<Strategy> chosen = DecodeStrategies(m.strategies);
+      const int64_t trials = static_cast<int64_t>(options.lengths.size() * options.depths.size() *
+                                                  (1 + chosen.size())) *
+                             options.seeds;
+      Progress progress("needle", trials, "trials");
+      const NeedleReport needle = RunNeedle(model, tokenizer, chosen, options,
+                                            [&](int64_t done, int64_t) { progress.Update(done); });
+      progress.Finish();
+      WriteTextFileAtomic(needle_json, NeedleJson(needle));
+      WriteTextFileAtomic(needle_csv, NeedleCsv(needle));
+      entry["needle"] = m.folder + "/" + report::kNeedleJson;
+      Step(m.arg, fmt::format("needle: {} trials in {:.1f} s -> {}/{}", needle.trials.size(),
+                              Since(start), m.folder, report::kNeedleJson));
+    } else {
+      fs::remove(needle_json);  // An earlier run's, as for ppl.
+      fs::remove(needle_csv);
+    }
     entry["timings_s"] = {{"total", Since(model_start)}};
     run["models"].push_back(std::move(entry));
   }
@@ -532,6 +615,20 @@ Runner Setup(CLI::App& app) {
   app.add_option("--floor", o->floor, "Quality floor on a layer's attention cosine")
       ->capture_default_str();
   app.add_flag("--no-ppl", o->no_ppl, "Skip the perplexity/KL step");
+  app.add_flag("--no-generate", o->no_generate,
+               "Skip the generated-text comparison (64-token prompt, 32 new tokens, a handful of "
+               "strategies against the fp16 cache)");
+  app.add_flag("--needle", o->needle,
+               "Run the passkey retrieval test (kvq needle) on a handful of strategies: "
+               "expensive, off by default");
+  app.add_option("--needle-lengths", o->needle_lengths,
+                 "Prompt lengths for --needle (default: 1024,2048,4096 up to the model's "
+                 "max_position_embeddings)")
+      ->delimiter(',')
+      ->check(PositiveInteger());
+  app.add_option("--needle-seeds", o->needle_seeds, "Trials per --needle cell")
+      ->check(PositiveInteger())
+      ->capture_default_str();
   app.add_option("--ladder", o->ladder,
                  "The planner's budgets as comma-separated fractions of the fp16 cache; the "
                  "largest is the plan named 'plan' (default: 0.125,0.1875,0.28125,0.375,0.546875)");

@@ -8,6 +8,7 @@
 // later step does. Decode: one token at a time through Model::ForwardAt (the
 // same layer code), attention (DecodeAttention) over the cache.
 #include <cstdint>
+#include <filesystem>
 #include <optional>
 #include <span>
 #include <string>
@@ -67,18 +68,24 @@ class Decoder {
   std::vector<float> hidden_, logits_;
 };
 
+enum class StopReason { kLength, kEos };
+const char* StopReasonName(StopReason reason);  // "length", "eos"
+
 struct DecodeRun {
   std::vector<int32_t> tokens;  // Generated (free-running) or the forced tokens.
-  std::vector<float> logits;    // [tokens, vocab]: the logits that predicted tokens[i] (if kept).
-  int64_t decode_steps = 0;     // Model::ForwardAt calls (tokens - 1).
-  double decode_seconds = 0;    // Their wall time.
-  double cache_bytes = 0;       // At the end.
+  StopReason stop = StopReason::kLength;
+  std::vector<float> logits;  // [tokens, vocab]: the logits that predicted tokens[i] (if kept).
+  int64_t decode_steps = 0;   // Model::ForwardAt calls (tokens - 1).
+  double decode_seconds = 0;  // Their wall time.
+  double cache_bytes = 0;     // At the end.
 };
 
-// Generates new_tokens tokens after the prompt (no stop at end-of-sequence:
-// runs stay aligned).
+// Generates up to new_tokens tokens after the prompt; stops after the first
+// token that is one of `eos` (kept as the last token, stop = kEos). Empty
+// eos: exactly new_tokens tokens.
 DecodeRun Generate(Model& model, std::span<const int32_t> prompt, const Strategy* strategy,
-                   int64_t new_tokens, const SamplingOptions& sampling, bool keep_logits);
+                   int64_t new_tokens, const SamplingOptions& sampling, bool keep_logits,
+                   std::span<const int32_t> eos = {});
 // Teacher-forced: feeds forced[0..n-1) after the prompt; logits[i] predicts forced[i].
 DecodeRun TeacherForced(Model& model, std::span<const int32_t> prompt,
                         std::span<const int32_t> forced, const Strategy* strategy);
@@ -86,10 +93,14 @@ DecodeRun TeacherForced(Model& model, std::span<const int32_t> prompt,
 struct GenerateResult {
   std::string strategy;
   std::vector<int32_t> tokens;
-  std::optional<std::string> text;          // With a tokenizer.
-  std::optional<int64_t> first_divergence;  // Index into tokens; none when all match.
-  double match_fraction = 0;                // Positions i with tokens[i] == baseline's.
-  std::vector<double> kl;                   // Per step, teacher-forced on the baseline's tokens.
+  StopReason stop = StopReason::kLength;
+  std::optional<std::string> text;  // With a tokenizer.
+  // The first index where tokens and the baseline's differ, or where one
+  // of them has ended (EOS) and the other not; none when they are equal.
+  std::optional<int64_t> first_divergence;
+  // Indices i with tokens[i] == baseline's, over the longer of the two.
+  double match_fraction = 0;
+  std::vector<double> kl;  // Per step, teacher-forced on the baseline's tokens.
   double kl_mean = 0;
   double tokens_per_s = 0;  // decode_steps / decode_seconds of the free run.
   double cache_bytes = 0;
@@ -103,15 +114,24 @@ struct GenerateReport {
   std::vector<GenerateResult> strategies;
 };
 
+// eos: the end-of-sequence ids every run stops at (empty: none).
 GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
                                  const std::vector<Strategy>& strategies, int64_t new_tokens,
-                                 const SamplingOptions& sampling, const Tokenizer* tokenizer);
+                                 const SamplingOptions& sampling, const Tokenizer* tokenizer,
+                                 std::span<const int32_t> eos = {});
 
-// {"prompt_tokens", "baseline": {...}, "strategies": [{"strategy", "tokens", "text",
-// "first_divergence", "match_fraction", "kl_mean", "kl", "tokens_per_s",
+// The model's end-of-sequence ids: eos_token_id (an integer or a list) of
+// generation_config.json when that file has one, else of config.json; empty
+// when neither has. InputError naming the file for a malformed value or an
+// id outside [0, vocab_size).
+std::vector<int32_t> EosTokenIds(const std::filesystem::path& model_dir, int vocab_size);
+
+// {"prompt_tokens", "baseline": {...}, "strategies": [{"strategy", "tokens", "stop_reason",
+// "text", "first_divergence", "match_fraction", "kl_mean", "kl", "tokens_per_s",
 // "cache_bytes", "rules": [{"format", "rule"}]}]}
 std::string GenerateJson(const GenerateReport& report);
-// strategy,new_tokens,first_divergence,match_fraction,kl_mean,tokens_per_s,cache_bytes,rules,text
+// strategy,new_tokens,stop_reason,first_divergence,match_fraction,kl_mean,tokens_per_s,
+// cache_bytes,rules,text
 std::string GenerateCsv(const GenerateReport& report);
 
 }  // namespace kvq

@@ -21,14 +21,16 @@
 //                      (KIVI).
 //   - without a strategy (nullptr) the cache holds the float32 values as
 //     computed (rule "exact").
-// +prerope and +bias are not supported (they need each token's position in
-// the quantizer); the constructor refuses them.
+// +prerope and +bias (K only) work as in kvq ppl: a token (or group) is
+// quantized in the working basis of its absolute positions (RoPE undone,
+// resp. R(p) b_k subtracted, with the layer's k_proj bias given to Append).
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "kvq/model/config.h"
+#include "kvq/model/rope.h"
 #include "kvq/quant/kernels.h"
 #include "kvq/quant/strategy.h"
 
@@ -50,8 +52,11 @@ class QuantizedKvCache {
   // num_kv_heads * head_dim], post-RoPE, at positions [length(layer),
   // length(layer) + tokens). The layer's first append is the prefill and
   // calibrates the formats that need it (InputError when it leaves no token
-  // to calibrate on).
-  void Append(int layer, const float* k, const float* v, int64_t tokens);
+  // to calibrate on). k_bias [num_kv_heads * head_dim]: the layer's k_proj
+  // bias for +bias (null: the model has none, and +bias is a no-op as in
+  // kvq ppl).
+  void Append(int layer, const float* k, const float* v, int64_t tokens,
+              const float* k_bias = nullptr);
 
   int64_t length(int layer) const;
   // [length(layer), head_dim]: the values attention reads.
@@ -71,7 +76,13 @@ class QuantizedKvCache {
   Head& At(KvTensor tensor, int layer, int head);
   const Head& At(KvTensor tensor, int layer, int head) const;
 
+  // The RoPE table for +prerope / +bias, covering positions [0, end) with
+  // end >= `positions` (grown by doubling).
+  const RopeTable& RopeCovering(int64_t positions);
+
   int num_layers_ = 0, num_kv_heads_ = 0, head_dim_ = 0;
+  RopeConfig rope_config_;
+  std::unique_ptr<RopeTable> rope_;
   std::vector<Head> heads_;  // [tensor][layer][head]
 };
 

@@ -2,6 +2,7 @@
 // The decoder architectures kvq runs, as data: Qwen2 (q/k/v bias), Llama
 // (plain or llama3 RoPE, optional attention/MLP bias), Qwen3 (per-head
 // RMSNorm on q and k before RoPE). Anything else is refused by name.
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -20,6 +21,7 @@ struct ModelConfig {
   int vocab_size = 0;
   double rms_norm_eps = 1e-6;
   RopeConfig rope;
+  int64_t max_position_embeddings = 0;  // The context the model was trained for; 0: not given.
   bool tie_word_embeddings = false;
   std::string torch_dtype;
 

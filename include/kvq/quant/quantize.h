@@ -35,11 +35,14 @@ namespace kvq {
 
 // What the modifiers need to know about one head's block.
 struct HeadContext {
-  int64_t chunk_len = 0;            // Prompt length: position of token t is t % chunk_len.
-  const RopeTable* rope = nullptr;  // Covers positions [0, chunk_len); for +prerope / +bias.
+  int64_t chunk_len = 0;  // Prompt length: position of token t is first_position + t % chunk_len.
+  const RopeTable* rope = nullptr;  // Covers positions [0, first_position + chunk_len); for
+                                    // +prerope / +bias.
   const float* k_bias = nullptr;    // [head_dim] k_proj bias of this head; nullptr: none
                                     // (+bias is then a no-op).
   bool use_reference = false;       // Run the scalar reference kernels (tests).
+  int64_t first_position = 0;       // Non-zero when the block continues a sequence (a
+                                    // decoding cache quantizing its newest tokens).
 };
 
 // The statistics of x [tokens, head_dim] that the format's scale needs.

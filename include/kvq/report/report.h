@@ -20,6 +20,9 @@ inline constexpr const char* kBytesCsv = "bytes.csv";
 inline constexpr const char* kParetoCsv = "pareto.csv";
 inline constexpr const char* kDumpFile = "kv.safetensors";
 inline constexpr const char* kCaptureJson = "capture.json";
+inline constexpr const char* kGenerateJson = "generate.json";  // Per corpus (GenerateJson).
+inline constexpr const char* kNeedleJson = "needle.json";      // Per model (NeedleJson).
+inline constexpr const char* kNeedleCsv = "needle.csv";
 
 // The quality floor on a layer's mean attention cosine (the reference's 0.99).
 inline constexpr double kDefaultFloor = 0.99;

@@ -143,8 +143,15 @@ struct Heatmap {
   std::vector<std::vector<std::string>> tips;  // Optional, same shape.
   std::string nonpositive_label = "0";
   std::optional<double> colour_min, colour_max;  // Default: the positive data range.
+  bool colour_log = true;  // Else a linear colour scale (every finite value placed).
   int cell_width = 28, cell_height = 26;
 };
 std::string RenderHeatmap(const Heatmap& heatmap);
+
+// Heatmaps side by side, one panel each (titled by its `title`; its subtitle
+// is not drawn), sharing the first panel's colour scale settings and one
+// colour bar; the scale covers every panel's data.
+std::string RenderHeatmapPanels(const std::string& title, const std::string& subtitle,
+                                const std::vector<Heatmap>& panels);
 
 }  // namespace kvq::svg
