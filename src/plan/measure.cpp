@@ -143,13 +143,11 @@ void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspac
   const double layer_vectors =
       static_cast<double>(shape.num_heads) * static_cast<double>(shape.tokens);
 
-  // The layer's units, in table order, with room for their candidates.
+  // The layer's units, in table order, with room for their candidates; one
+  // error slot per (unit, candidate), in the same order.
   const size_t first = table.units.size();
-  struct Task {
-    size_t unit;
-    int candidate;
-  };
-  std::vector<Task> tasks;
+  std::vector<size_t> first_error;
+  size_t num_errors = 0;
   for (KvTensor t : kTensors) {
     for (int h = 0; h < g.num_kv_heads; ++h) {
       UnitMeasure& unit = table.units.emplace_back();
@@ -157,15 +155,50 @@ void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspac
       unit.layer = ref.layer;
       unit.head = h;
       unit.candidates.resize(table.formats(t).size());
-      for (size_t i = 0; i < unit.candidates.size(); ++i) {
-        tasks.push_back({table.units.size() - 1, static_cast<int>(i)});
-      }
+      first_error.push_back(num_errors);
+      num_errors += unit.candidates.size();
     }
   }
-  std::vector<std::string> errors(tasks.size());
-  const auto evaluate = [&](const Task& task, UnitWorkspace::Slot& slot) {
-    UnitMeasure& unit = table.units[task.unit];
-    const FormatSpec& f = table.Format(task.unit, task.candidate);
+  // Work items: one K candidate each, or a run of V candidates of one unit.
+  // V candidates leave the scores and softmax as they are: a run shares them
+  // (EvaluateKvHeadManyV), so one costs about 1 + count half-attentions
+  // against 2 for a K candidate. Runs are cut so that none exceeds a
+  // thread's share of the layer; every candidate is computed the same way
+  // whatever the cut, so results do not depend on the thread count.
+  struct Item {
+    size_t unit;
+    int candidate;
+    int count;
+  };
+  const int threads = std::max(1, omp_get_max_threads());
+  const int k_count = static_cast<int>(table.k_formats.size());
+  const int v_count = static_cast<int>(table.v_formats.size());
+  const double share = static_cast<double>(g.num_kv_heads) * (2 * k_count + 1 + v_count) / threads;
+  int v_runs = 1;
+  while (v_runs < v_count && 1 + (v_count + v_runs - 1) / v_runs > share) ++v_runs;
+  const int v_run = (v_count + v_runs - 1) / v_runs;
+  // The long V runs first, so the short K items fill the gaps at the end.
+  std::vector<Item> items;
+  for (size_t u = first; u < table.units.size(); ++u) {
+    if (table.units[u].tensor != KvTensor::kV) continue;
+    for (int c = 0; c < v_count; c += v_run) items.push_back({u, c, std::min(v_run, v_count - c)});
+  }
+  for (size_t u = first; u < table.units.size(); ++u) {
+    if (table.units[u].tensor != KvTensor::kK) continue;
+    for (int c = 0; c < k_count; ++c) items.push_back({u, c, 1});
+  }
+
+  std::vector<std::string> errors(num_errors);
+  const auto finish = [&](CandidateMeasure& m) {
+    m.deficit = (static_cast<double>(m.group.vectors) - m.group.sum_cos) / layer_vectors;
+    if (layer_sq_ref > 0) {
+      m.nmse = m.group.sum_sq_err / layer_sq_ref;
+    } else {
+      m.nmse = m.group.sum_sq_err == 0 ? 0.0 : std::numeric_limits<double>::infinity();
+    }
+  };
+  const auto evaluate = [&](const Item& item, UnitWorkspace::Slot& slot) {
+    UnitMeasure& unit = table.units[item.unit];
     const int h = unit.head;
     const bool is_k = unit.tensor == KvTensor::kK;
     const float* x = (is_k ? ref.k : ref.v).data() + h * per_head;
@@ -175,52 +208,66 @@ void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspac
     if (is_k && !ref.context.k_bias.empty()) {
       hc.k_bias = ref.context.k_bias.data() + static_cast<size_t>(h) * g.head_dim;
     }
-    slot.y.resize(static_cast<size_t>(per_head));
-    QuantizeHead(f, hc, x, slot.y.data(), shape.tokens, shape.head_dim);
-    CandidateMeasure& m = unit.candidates[static_cast<size_t>(task.candidate)];
-    m.bytes_per_token = FormatCost(f, g.head_dim, table.chunk_len).per_token;
-    if (std::memcmp(slot.y.data(), x, slot.y.size() * sizeof(float)) == 0) {
-      m.group = unchanged[static_cast<size_t>(h)];
-    } else {
-      const std::span<const float> k_orig(ref.k.data() + h * per_head,
-                                          static_cast<size_t>(per_head));
-      const std::span<const float> v_orig(ref.v.data() + h * per_head,
-                                          static_cast<size_t>(per_head));
-      const std::span<const float> y(slot.y);
-      for (const FidelityStats& s :
-           EvaluateKvHead(ref, h, is_k ? y : k_orig, is_k ? v_orig : y, slot.fidelity)) {
-        m.group.Merge(s);
+    const std::span<const float> k_orig(ref.k.data() + h * per_head, static_cast<size_t>(per_head));
+    const std::span<const float> v_orig(ref.v.data() + h * per_head, static_cast<size_t>(per_head));
+    slot.y.resize(static_cast<size_t>(item.count * per_head));
+    std::vector<int> changed;  // Candidates whose quantized unit differs from x.
+    std::vector<std::span<const float>> changed_y;
+    for (int i = 0; i < item.count; ++i) {
+      const int c = item.candidate + i;
+      const FormatSpec& f = table.Format(item.unit, c);
+      float* y = slot.y.data() + i * per_head;
+      try {
+        QuantizeHead(f, hc, x, y, shape.tokens, shape.head_dim);
+      } catch (const std::exception& e) {
+        errors[first_error[item.unit - first] + static_cast<size_t>(c)] = e.what();
+        continue;
+      }
+      CandidateMeasure& m = unit.candidates[static_cast<size_t>(c)];
+      m.bytes_per_token = FormatCost(f, g.head_dim, table.chunk_len).per_token;
+      if (std::memcmp(y, x, static_cast<size_t>(per_head) * sizeof(float)) == 0) {
+        m.group = unchanged[static_cast<size_t>(h)];
+        finish(m);
+      } else {
+        changed.push_back(c);
+        changed_y.emplace_back(y, static_cast<size_t>(per_head));
       }
     }
-    m.deficit = (static_cast<double>(m.group.vectors) - m.group.sum_cos) / layer_vectors;
-    if (layer_sq_ref > 0) {
-      m.nmse = m.group.sum_sq_err / layer_sq_ref;
-    } else {
-      m.nmse = m.group.sum_sq_err == 0 ? 0.0 : std::numeric_limits<double>::infinity();
+    if (changed.empty()) return;
+    try {
+      std::vector<std::vector<FidelityStats>> stats;
+      if (is_k) {
+        stats.push_back(EvaluateKvHead(ref, h, changed_y[0], v_orig, slot.fidelity));
+      } else {
+        stats = EvaluateKvHeadManyV(ref, h, k_orig, changed_y, slot.fidelity);
+      }
+      for (size_t i = 0; i < changed.size(); ++i) {
+        CandidateMeasure& m = unit.candidates[static_cast<size_t>(changed[i])];
+        for (const FidelityStats& s : stats[i]) m.group.Merge(s);
+        finish(m);
+      }
+    } catch (const std::exception& e) {
+      errors[first_error[item.unit - first] + static_cast<size_t>(changed[0])] = e.what();
     }
   };
-  // One (unit, candidate) per work item: a single fork per layer instead of
-  // one per kernel call, and balanced over the threads. Each item writes its
-  // own slot of the table, computed the same way on any thread.
-  workspace.slots.resize(static_cast<size_t>(std::max(1, omp_get_max_threads())));
+  // A single fork per layer instead of one per kernel call, balanced over
+  // the threads. Each item writes its own slots of the table.
+  workspace.slots.resize(static_cast<size_t>(threads));
 #pragma omp parallel
   {
     UnitWorkspace::Slot& slot = workspace.slots[static_cast<size_t>(omp_get_thread_num())];
 #pragma omp for schedule(dynamic, 1)
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      try {
-        evaluate(tasks[i], slot);
-      } catch (const std::exception& e) {
-        errors[i] = e.what();
-      }
-    }
+    for (size_t i = 0; i < items.size(); ++i) evaluate(items[i], slot);
   }
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (errors[i].empty()) continue;
-    const UnitMeasure unit = table.units[tasks[i].unit];
-    table.units.resize(first);  // Nothing half-measured stays in the table.
-    ThrowInput("layer {} {} head {}: {}", unit.layer, KvTensorName(unit.tensor), unit.head,
-               errors[i]);
+  for (size_t u = first; u < table.units.size(); ++u) {
+    for (size_t c = 0; c < table.units[u].candidates.size(); ++c) {
+      const std::string& error = errors[first_error[u - first] + c];
+      if (error.empty()) continue;
+      const UnitMeasure unit = table.units[u];
+      table.units.resize(first);  // Nothing half-measured stays in the table.
+      ThrowInput("layer {} {} head {}: {}", unit.layer, KvTensorName(unit.tensor), unit.head,
+                 error);
+    }
   }
 }
 
