@@ -110,22 +110,29 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
         row.error.Add(sums);
         continue;
       }
-      // Generic path: widen the head into per-thread scratch (kept across
-      // calls: fresh memory costs a page fault per 4 KiB), quantize prompt by
-      // prompt with the whole head's stats, measure each prompt while it is
-      // still in cache.
+      // Generic path: widen into per-thread scratch (kept across calls: fresh
+      // memory costs a page fault per 4 KiB), quantize prompt by prompt,
+      // measure each prompt while it is still in cache. Formats with
+      // sequence-global stats widen the whole head first (the stats need
+      // it); the others one prompt at a time, which stays in L2.
       static thread_local std::vector<float> x, y;
       const int64_t chunk = info.chunk_len * d;
-      if (x.size() < static_cast<size_t>(per_head)) x.resize(static_cast<size_t>(per_head));
+      const bool whole_head = f.NeedsStats();
+      const int64_t widened = whole_head ? per_head : chunk;
+      if (x.size() < static_cast<size_t>(widened)) x.resize(static_cast<size_t>(widened));
       if (y.size() < static_cast<size_t>(chunk)) y.resize(static_cast<size_t>(chunk));
-      if (t.dtype == DType::kF16) {
-        HalfToFloatArray(t.data + 2 * head * per_head, x.data(), per_head);
-      } else {
-        t.ToFloat(x.data(), head * per_head, per_head);
-      }
-      if (const int64_t bad = FirstNonFinite(x.data(), per_head); bad < per_head) {
-        ThrowInput("token {} holds {}", bad / d, x[static_cast<size_t>(bad)]);
-      }
+      // Values [begin, begin + count) of the head into x.
+      const auto widen = [&](int64_t begin, int64_t count) {
+        if (t.dtype == DType::kF16) {
+          HalfToFloatArray(t.data + 2 * (head * per_head + begin), x.data(), count);
+        } else {
+          t.ToFloat(x.data(), head * per_head + begin, count);
+        }
+        if (const int64_t bad = FirstNonFinite(x.data(), count); bad < count) {
+          ThrowInput("token {} holds {}", (begin + bad) / d, x[static_cast<size_t>(bad)]);
+        }
+      };
+      if (whole_head) widen(0, per_head);
       HeadContext ctx;
       ctx.chunk_len = info.chunk_len;
       ctx.rope = rope.get();
@@ -137,8 +144,10 @@ std::vector<ErrorRow> MeasureDump(const KvDump& dump, const Strategy& strategy) 
       HeadStats stats;
       if (f.NeedsStats()) stats = CalibrateHead(f, ctx, x.data(), info.tokens, d);
       for (int64_t b = 0; b < per_head; b += chunk) {
-        QuantizeHead(f, ctx, x.data() + b, y.data(), info.chunk_len, d, &stats);
-        row.error.Add(x.data() + b, y.data(), chunk);
+        const float* xb = x.data() + (whole_head ? b : 0);
+        if (!whole_head) widen(b, chunk);
+        QuantizeHead(f, ctx, xb, y.data(), info.chunk_len, d, &stats);
+        row.error.Add(xb, y.data(), chunk);
       }
     } catch (const std::exception& e) {
       errors[static_cast<size_t>(item)] = e.what();
