@@ -1,14 +1,16 @@
 // `kvq plan` on a Qwen2.5-0.5B-shaped synthetic dump (24 layers, 14 heads on
-// 2 kv heads, head_dim 64, 8 prompts x 512 tokens) with the default 13
-// candidates per unit at strat3's budget (6,720 bytes/token): the measuring
-// pass (96 units x 12 quantized candidates, each one kv head's group of 7
-// query heads re-attended against the layer's original output computed
-// once), the exact solve, and the re-measuring pass of the whole plan.
+// 2 kv heads, head_dim 64, 8 prompts x 512 tokens) with the per-tensor
+// default candidates `kvq plan` uses (DefaultPlanFormats(tensor, info): 15 for
+// K, 12 for V) at strat3's budget (6,720 bytes/token): the measuring pass
+// (48 K units x 14 and 48 V units x 11 quantized candidates, each one kv
+// head's group of 7 query heads re-attended against the layer's original
+// output computed once), the exact solve, and the re-measuring pass of the
+// whole plan.
 //
-// Target (issue 7): under 2 minutes on this machine. Work, in layer-calls
-// of attention (one = 14 heads x 8 x 512 causal): 24 originals + 96 x 12 / 2
-// per-unit + 24 x 2 re-measured = 648, about 2.4 TFLOP useful; the
-// attention benchmark (bench_attn) gives the kernel's rate.
+// Target (issue 21): under 60 s on an AVX2 machine. On a shared machine the
+// wall time says more about the other users than about kvq: the process CPU
+// time is the figure to compare (a run on free cores takes no longer than
+// cpu_s / cores).
 #include <benchmark/benchmark.h>
 
 #include <sys/resource.h>
@@ -18,6 +20,8 @@
 #include <filesystem>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "bench_common.h"
 #include "kvq/capture/dump.h"
 #include "kvq/capture/synthetic.h"
@@ -25,7 +29,7 @@
 
 namespace {
 
-constexpr double kTargetSeconds = 120.0;
+constexpr double kTargetSeconds = 60.0;
 
 double ProcessCpuSeconds() {
   rusage usage{};
@@ -52,14 +56,15 @@ struct TempDump {
 void BM_Plan(benchmark::State& state) {
   static const TempDump dump_file;
   const kvq::KvDump dump = kvq::KvDump::Open(dump_file.path);
-  const auto formats = kvq::DefaultPlanFormats();
+  const auto k_formats = kvq::DefaultPlanFormats(kvq::KvTensor::kK, dump.info());
+  const auto v_formats = kvq::DefaultPlanFormats(kvq::KvTensor::kV, dump.info());
   double measure_s = 0, solve_s = 0, validate_s = 0, cpu_s = 0;
   kvq::PlanSolution plan;
   kvq::StrategyFidelity measured;
   for (auto _ : state) {
     const double cpu_start = ProcessCpuSeconds();
     auto start = std::chrono::steady_clock::now();
-    const kvq::UnitTable table = kvq::MeasureUnits(dump, formats, formats);
+    const kvq::UnitTable table = kvq::MeasureUnits(dump, k_formats, v_formats);
     measure_s = Since(start);
     start = std::chrono::steady_clock::now();
     plan = kvq::SolvePlan(table, kvq::PlanObjective::kWorstCos, 6720);
@@ -78,7 +83,9 @@ void BM_Plan(benchmark::State& state) {
   state.counters["bytes_per_token"] = plan.bytes_per_token;
   state.counters["pred_worst_cos"] = plan.worst_cos;
   state.counters["meas_worst_cos"] = measured.worst_cos;
-  state.SetLabel(total <= kTargetSeconds ? "within the 120 s target" : "OVER the 120 s target");
+  state.SetLabel(fmt::format("{} the {:.0f} s target in wall time, {} it in process CPU time",
+                             total <= kTargetSeconds ? "within" : "OVER", kTargetSeconds,
+                             cpu_s <= kTargetSeconds ? "within" : "OVER"));
 }
 
 BENCHMARK(BM_Plan)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
@@ -88,9 +95,9 @@ BENCHMARK(BM_Plan)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 int main(int argc, char** argv) {
   std::printf(
       "kvq plan, Qwen2.5-0.5B-shaped synthetic dump (24 x 14/2 heads x 64, 8 x 512 tokens),\n"
-      "13 default candidates per unit, worst-cos at 6,720 bytes/token (strat3's budget).\n"
-      "Target (issue 7): <= %.0f s wall on this machine. cpu_s is the process CPU time\n"
-      "(all threads); on a shared machine cpu_s / 2 is what two free cores would take.\n\n",
+      "the per-tensor default candidates (kvq plan's), worst-cos at 6,720 bytes/token\n"
+      "(strat3's budget). Target (issue 21): <= %.0f s on an AVX2 machine. cpu_s is the\n"
+      "process CPU time (all threads): on free cores the wall time is at most cpu_s / cores.\n\n",
       kTargetSeconds);
   kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);

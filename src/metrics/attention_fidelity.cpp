@@ -37,6 +37,19 @@ void FidelityStats::Merge(const FidelityStats& other) {
   max_abs = std::max(max_abs, other.max_abs);
 }
 
+namespace {
+
+// The cosine convention from dot = a.b, aa = a.a, bb = b.b.
+double CosineOfSums(double dot, double aa, double bb) {
+  if (aa == 0 && bb == 0) return 1.0;
+  if (aa == 0 || bb == 0) return 0.0;
+  // sqrt(aa * bb) rather than sqrt(aa) * sqrt(bb): for a == b it is exactly
+  // aa, so identical vectors give exactly 1. The clamp absorbs rounding.
+  return std::clamp(dot / std::sqrt(aa * bb), -1.0, 1.0);
+}
+
+}  // namespace
+
 double VectorCosine(const float* a, const float* b, int n) {
   double dot = 0, aa = 0, bb = 0;
   for (int i = 0; i < n; ++i) {
@@ -44,11 +57,7 @@ double VectorCosine(const float* a, const float* b, int n) {
     aa += static_cast<double>(a[i]) * a[i];
     bb += static_cast<double>(b[i]) * b[i];
   }
-  if (aa == 0 && bb == 0) return 1.0;
-  if (aa == 0 || bb == 0) return 0.0;
-  // sqrt(aa * bb) rather than sqrt(aa) * sqrt(bb): for a == b it is exactly
-  // aa, so identical vectors give exactly 1. The clamp absorbs rounding.
-  return std::clamp(dot / std::sqrt(aa * bb), -1.0, 1.0);
+  return CosineOfSums(dot, aa, bb);
 }
 
 std::vector<FidelityStats> CompareHeads(const float* ref, const float* got, int first_head,
@@ -63,17 +72,21 @@ std::vector<FidelityStats> CompareHeads(const float* ref, const float* got, int 
     for (int64_t t = 0; t < tokens; ++t) {
       const float* a = ref + h * per_head + t * head_dim;
       const float* b = got + h * per_head + t * head_dim;
-      double err = 0, sq = 0, max_abs = s.max_abs;
+      // One pass for the error sums and the cosine's (VectorCosine's sums,
+      // in its order: sq is its a.a).
+      double err = 0, sq = 0, dot = 0, bb = 0, max_abs = s.max_abs;
       for (int d = 0; d < head_dim; ++d) {
         const double diff = static_cast<double>(a[d]) - b[d];
         err += diff * diff;
         sq += static_cast<double>(a[d]) * a[d];
+        dot += static_cast<double>(a[d]) * b[d];
+        bb += static_cast<double>(b[d]) * b[d];
         max_abs = std::max(max_abs, std::abs(diff));
       }
       s.sum_sq_err += err;
       s.sum_sq_ref += sq;
       s.max_abs = max_abs;
-      const double c = VectorCosine(a, b, head_dim);
+      const double c = CosineOfSums(dot, sq, bb);
       s.sum_cos += c;
       if (s.cos_min_head < 0 || c < s.cos_min) {
         s.cos_min = c;
@@ -188,6 +201,46 @@ std::vector<FidelityStats> EvaluateKvHead(const LayerReference& ref, int kv_head
                   {workspace.out.data(), per_head, shape.head_dim});
   return CompareHeads(ref.out.data() + first * per_head, workspace.out.data(), first, group,
                       shape.tokens, shape.head_dim);
+}
+
+std::vector<std::vector<FidelityStats>> EvaluateKvHeadManyV(
+    const LayerReference& ref, int kv_head, std::span<const float> k_head,
+    std::span<const std::span<const float>> v_heads, FidelityWorkspace& workspace) {
+  const AttentionShape& shape = ref.shape;
+  KVQ_CHECK(kv_head >= 0 && kv_head < shape.num_kv_heads);
+  const int64_t per_head = shape.tokens * shape.head_dim;
+  KVQ_CHECK(static_cast<int64_t>(k_head.size()) == per_head);
+  for (const std::span<const float> v : v_heads) {
+    KVQ_CHECK(static_cast<int64_t>(v.size()) == per_head);
+  }
+  const int group = shape.num_heads / shape.num_kv_heads;
+  const int first = kv_head * group;
+  const size_t count = v_heads.size();
+  if (workspace.out.size() < count * static_cast<size_t>(per_head)) {
+    workspace.out.resize(count * static_cast<size_t>(per_head));
+  }
+  std::vector<HeadsView> v_views;
+  std::vector<MutableHeadsView> out_views;
+  for (size_t c = 0; c < count; ++c) {
+    v_views.push_back({v_heads[c].data(), per_head, shape.head_dim});
+    out_views.push_back({workspace.out.data() + c * per_head, per_head, shape.head_dim});
+  }
+  // One query head at a time: the outputs of all V stay [count, tokens,
+  // head_dim] instead of group times that. Heads are independent in the
+  // kernel, so this is exactly the group's attention.
+  AttentionShape head_shape = shape;
+  head_shape.num_heads = 1;
+  head_shape.num_kv_heads = 1;
+  std::vector<std::vector<FidelityStats>> stats(count);
+  for (int h = first; h < first + group; ++h) {
+    CausalAttentionManyV(head_shape, {ref.q.data() + h * per_head, per_head, shape.head_dim},
+                         {k_head.data(), per_head, shape.head_dim}, v_views, out_views);
+    for (size_t c = 0; c < count; ++c) {
+      stats[c].push_back(CompareHeads(ref.out.data() + h * per_head, out_views[c].data, h, 1,
+                                      shape.tokens, shape.head_dim)[0]);
+    }
+  }
+  return stats;
 }
 
 std::vector<FidelityRow> LayerRows(const std::string& strategy, const LayerFidelity& layer) {

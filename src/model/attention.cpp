@@ -76,7 +76,7 @@ class ScratchBuffer {
 struct TileScratch {
   float* qt;     // [head_dim, kTileQ]     scaled query tile, transposed
   float* st;     // [kScoreRows, kTileQ]   scores, then probabilities (P^T)
-  float* ot;     // [PaddedDims, kTileQ]   unnormalised output, transposed
+  float* ot;     // [num_v, PaddedDims, kTileQ] unnormalised outputs, transposed
   float* m;      // [kTileQ]               running max
   float* l;      // [kTileQ]               running sum
   float* alpha;  // [kTileQ]               rescale factor of this block
@@ -88,16 +88,16 @@ constexpr int RoundUpToTileRows(int n) { return (n + kTileRows - 1) / kTileRows 
 int PaddedDims(int head_dim) { return RoundUpToTileRows(head_dim); }
 constexpr int kScoreRows = RoundUpToTileRows(kBlockK);
 
-TileScratch GetScratch(int head_dim) {
+TileScratch GetScratch(int head_dim, size_t num_v) {
   thread_local ScratchBuffer buffer;
   const size_t rows = static_cast<size_t>(PaddedDims(head_dim)) * kTileQ;
-  const size_t total = 2 * rows + static_cast<size_t>(kScoreRows + 3) * kTileQ;
+  const size_t total = (1 + num_v) * rows + static_cast<size_t>(kScoreRows + 3) * kTileQ;
   float* p = buffer.Get(total);
   // kTileQ floats are whole cache lines, so every piece starts on one.
   TileScratch s;
   s.qt = p;
   s.ot = s.qt + rows;
-  s.st = s.ot + rows;
+  s.st = s.ot + num_v * rows;
   s.m = s.st + static_cast<size_t>(kScoreRows) * kTileQ;
   s.l = s.m + kTileQ;
   s.alpha = s.l + kTileQ;
@@ -211,10 +211,12 @@ void SoftmaxBlock(float* HWY_RESTRICT st, int nk, int cols, float* HWY_RESTRICT 
 }
 
 // One work item: query rows [t0, t0 + nq) of head `head`, whose prompt
-// starts at token c0.
+// starts at token c0, for each of the num_v values v[c] into out[c]. The
+// scores and the softmax do not depend on V: they are computed once, and
+// each V then gets exactly the operations a call with it alone would do.
 void AttendTile(const AttentionShape& shape, const HeadsView& q, const HeadsView& k,
-                const HeadsView& v, const MutableHeadsView& out, int head, int64_t c0, int64_t t0,
-                int nq, const TileScratch& s) {
+                const HeadsView* v, const MutableHeadsView* out, size_t num_v, int head, int64_t c0,
+                int64_t t0, int nq, const TileScratch& s) {
   const D d;
   const int N = static_cast<int>(hn::Lanes(d));
   const int step = kCols * N;  // Query columns per micro-kernel call.
@@ -222,7 +224,7 @@ void AttendTile(const AttentionShape& shape, const HeadsView& q, const HeadsView
   const int kv_head = head / (shape.num_heads / shape.num_kv_heads);
   const float* qh = q.data + head * q.head_stride;
   const float* kh = k.data + kv_head * k.head_stride;
-  const float* vh = v.data + kv_head * v.head_stride;
+  const int64_t ot_size = static_cast<int64_t>(PaddedDims(head_dim)) * kTileQ;
   constexpr float kInf = std::numeric_limits<float>::infinity();
 
   // Q tile, scaled and transposed; columns past the tile's end are zero.
@@ -231,7 +233,7 @@ void AttendTile(const AttentionShape& shape, const HeadsView& q, const HeadsView
     for (int i = 0; i < nq; ++i) row[i] = qh[(t0 + i) * q.token_stride + dd] * shape.scale;
     std::fill(row + nq, row + kTileQ, 0.0f);
   }
-  std::fill(s.ot, s.ot + static_cast<int64_t>(PaddedDims(head_dim)) * kTileQ, 0.0f);
+  std::fill(s.ot, s.ot + static_cast<int64_t>(num_v) * ot_size, 0.0f);
   std::fill(s.m, s.m + kTileQ, -kInf);
   std::fill(s.l, s.l + kTileQ, 0.0f);
   // Query columns [0, visible_end) hold real queries.
@@ -264,45 +266,52 @@ void AttendTile(const AttentionShape& shape, const HeadsView& q, const HeadsView
       }
     }
     SoftmaxBlock(s.st, nk, visible_end, s.m, s.l, s.alpha);
-    if (j0 != c0) {
-      for (int dd = 0; dd < head_dim; ++dd) {
-        float* row = s.ot + static_cast<int64_t>(dd) * kTileQ;
-        for (int i = 0; i < visible_end; i += N) {
-          hn::Store(hn::Mul(hn::Load(d, row + i), hn::Load(d, s.alpha + i)), d, row + i);
+    for (size_t c = 0; c < num_v; ++c) {
+      float* ot = s.ot + static_cast<int64_t>(c) * ot_size;
+      const float* vh = v[c].data + kv_head * v[c].head_stride;
+      if (j0 != c0) {
+        for (int dd = 0; dd < head_dim; ++dd) {
+          float* row = ot + static_cast<int64_t>(dd) * kTileQ;
+          for (int i = 0; i < visible_end; i += N) {
+            hn::Store(hn::Mul(hn::Load(d, row + i), hn::Load(d, s.alpha + i)), d, row + i);
+          }
         }
       }
-    }
-    // O^T += V^T P^T, kTileRows dims at a time; a group past head_dim
-    // repeats the last dim into the padding rows of O^T.
-    for (int col = 0; col < visible_end; col += step) {
-      // Keys after the group's last query carry probability 0: skip them.
-      const int keys = static_cast<int>(std::min<int64_t>(nk, t0 + col + step - j0));
-      if (keys <= 0) continue;
-      for (int dd = 0; dd < head_dim; dd += kTileRows) {
-        const float* dims[kTileRows];
-        for (int r = 0; r < kTileRows; ++r)
-          dims[r] = vh + j0 * v.token_stride + std::min(dd + r, head_dim - 1);
-        TileKernel<true>(dims, v.token_stride, s.st + col, keys,
-                         s.ot + static_cast<int64_t>(dd) * kTileQ + col);
+      // O^T += V^T P^T, kTileRows dims at a time; a group past head_dim
+      // repeats the last dim into the padding rows of O^T.
+      for (int col = 0; col < visible_end; col += step) {
+        // Keys after the group's last query carry probability 0: skip them.
+        const int keys = static_cast<int>(std::min<int64_t>(nk, t0 + col + step - j0));
+        if (keys <= 0) continue;
+        for (int dd = 0; dd < head_dim; dd += kTileRows) {
+          const float* dims[kTileRows];
+          for (int r = 0; r < kTileRows; ++r)
+            dims[r] = vh + j0 * v[c].token_stride + std::min(dd + r, head_dim - 1);
+          TileKernel<true>(dims, v[c].token_stride, s.st + col, keys,
+                           ot + static_cast<int64_t>(dd) * kTileQ + col);
+        }
       }
     }
   }
 
   // out_i = O_i / l_i, transposed back.
-  float* oh = out.data + head * out.head_stride;
   for (int i = 0; i < visible_end; i += N) {
     hn::Store(hn::Div(hn::Set(d, 1.0f), hn::Load(d, s.l + i)), d, s.alpha + i);
   }
-  for (int dd = 0; dd < head_dim; ++dd) {
-    const float* row = s.ot + static_cast<int64_t>(dd) * kTileQ;
-    for (int i = 0; i < nq; ++i) oh[(t0 + i) * out.token_stride + dd] = row[i] * s.alpha[i];
+  for (size_t c = 0; c < num_v; ++c) {
+    const float* ot = s.ot + static_cast<int64_t>(c) * ot_size;
+    float* oh = out[c].data + head * out[c].head_stride;
+    for (int dd = 0; dd < head_dim; ++dd) {
+      const float* row = ot + static_cast<int64_t>(dd) * kTileQ;
+      for (int i = 0; i < nq; ++i) oh[(t0 + i) * out[c].token_stride + dd] = row[i] * s.alpha[i];
+    }
   }
 }
 
 }  // namespace
 
-void CausalAttention(const AttentionShape& shape, HeadsView q, HeadsView k, HeadsView v,
-                     MutableHeadsView out) {
+void CausalAttentionManyV(const AttentionShape& shape, HeadsView q, HeadsView k, const HeadsView* v,
+                          const MutableHeadsView* out, size_t num_v) {
   const int64_t tiles_per_chunk = (shape.chunk_len + kTileQ - 1) / kTileQ;
   const int64_t num_chunks = shape.tokens / shape.chunk_len;
   const int64_t items_per_tile = shape.num_heads * num_chunks;
@@ -310,7 +319,7 @@ void CausalAttention(const AttentionShape& shape, HeadsView q, HeadsView k, Head
 
 #pragma omp parallel
   {
-    const TileScratch scratch = GetScratch(shape.head_dim);
+    const TileScratch scratch = GetScratch(shape.head_dim, num_v);
     // Later tiles of a prompt see more keys: hand them out first so the
     // cheap ones fill the gaps at the end.
 #pragma omp for schedule(dynamic, 1)
@@ -321,7 +330,7 @@ void CausalAttention(const AttentionShape& shape, HeadsView q, HeadsView k, Head
       const int64_t c0 = rest / shape.num_heads * shape.chunk_len;
       const int64_t t0 = c0 + tile * kTileQ;
       const int nq = static_cast<int>(std::min<int64_t>(kTileQ, shape.chunk_len - tile * kTileQ));
-      AttendTile(shape, q, k, v, out, head, c0, t0, nq, scratch);
+      AttendTile(shape, q, k, v, out, num_v, head, c0, t0, nq, scratch);
     }
   }
 }
@@ -333,16 +342,25 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 namespace kvq {
 
-HWY_EXPORT(CausalAttention);
+HWY_EXPORT(CausalAttentionManyV);
 
 void CausalAttention(const AttentionShape& shape, HeadsView q, HeadsView k, HeadsView v,
                      MutableHeadsView out) {
+  CausalAttentionManyV(shape, q, k, std::span<const HeadsView>(&v, 1),
+                       std::span<const MutableHeadsView>(&out, 1));
+}
+
+void CausalAttentionManyV(const AttentionShape& shape, HeadsView q, HeadsView k,
+                          std::span<const HeadsView> v, std::span<const MutableHeadsView> out) {
   KVQ_CHECK(shape.num_heads > 0 && shape.num_kv_heads > 0 && shape.head_dim > 0);
   KVQ_CHECK(shape.num_heads % shape.num_kv_heads == 0);
   KVQ_CHECK(shape.chunk_len > 0 && shape.tokens % shape.chunk_len == 0);
-  KVQ_CHECK(q.data != nullptr && k.data != nullptr && v.data != nullptr && out.data != nullptr);
-  if (shape.tokens == 0) return;
-  HWY_DYNAMIC_DISPATCH(CausalAttention)(shape, q, k, v, out);
+  KVQ_CHECK(q.data != nullptr && k.data != nullptr && v.size() == out.size());
+  for (size_t c = 0; c < v.size(); ++c) {
+    KVQ_CHECK(v[c].data != nullptr && out[c].data != nullptr);
+  }
+  if (shape.tokens == 0 || v.empty()) return;
+  HWY_DYNAMIC_DISPATCH(CausalAttentionManyV)(shape, q, k, v.data(), out.data(), v.size());
 }
 
 }  // namespace kvq

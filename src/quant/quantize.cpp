@@ -170,24 +170,35 @@ QdqErrorSums QuantizeHeadError(const FormatSpec& f, const HeadContext& ctx, cons
     return sums;
   }
   // Per-thread scratch, kept across calls: fresh memory costs a page fault
-  // per 4 KiB.
+  // per 4 KiB. Formats with sequence statistics widen the whole head first
+  // (the statistics need it); the others one prompt at a time, which stays
+  // in L2 and is measured while it is there.
   static thread_local std::vector<float> x, y;
   const int64_t len = ctx.chunk_len > 0 ? ctx.chunk_len : tokens;
-  if (x.size() < static_cast<size_t>(n)) x.resize(static_cast<size_t>(n));
+  const bool whole_head = f.NeedsStats();
+  const int64_t widened = whole_head ? n : len * head_dim;
+  if (x.size() < static_cast<size_t>(widened)) x.resize(static_cast<size_t>(widened));
   if (y.size() < static_cast<size_t>(len * head_dim)) y.resize(static_cast<size_t>(len * head_dim));
-  if (t.dtype == DType::kF16) {
-    HalfToFloatArray(t.data + 2 * first, x.data(), n);
-  } else {
-    t.ToFloat(x.data(), first, n);
-  }
-  if (const int64_t bad = FirstNonFinite(x.data(), n); bad < n) {
-    ThrowInput("token {} holds {}", bad / head_dim, x[static_cast<size_t>(bad)]);
-  }
+  // Values [begin, begin + count) of the head into x.
+  const auto widen = [&](int64_t begin, int64_t count) {
+    if (t.dtype == DType::kF16) {
+      HalfToFloatArray(t.data + 2 * (first + begin), x.data(), count);
+    } else {
+      t.ToFloat(x.data(), first + begin, count);
+    }
+    if (const int64_t bad = FirstNonFinite(x.data(), count); bad < count) {
+      ThrowInput("token {} holds {}", (begin + bad) / head_dim, x[static_cast<size_t>(bad)]);
+    }
+  };
   HeadStats stats;
-  if (f.NeedsStats()) stats = CalibrateHead(f, ctx, x.data(), tokens, head_dim);
+  if (whole_head) {
+    widen(0, n);
+    stats = CalibrateHead(f, ctx, x.data(), tokens, head_dim);
+  }
   for (int64_t b = 0; b < tokens; b += len) {
     const int64_t rows = std::min(len, tokens - b);
-    const float* xb = x.data() + b * head_dim;
+    const float* xb = x.data() + (whole_head ? b * head_dim : 0);
+    if (!whole_head) widen(b * head_dim, rows * head_dim);
     QuantizeHead(f, ctx, xb, y.data(), rows, head_dim, &stats);
     sums.count += rows * head_dim;
     AddErrorSumsOf(xb, y.data(), rows * head_dim, sums.sse, sums.sum_sq, sums.max_abs);

@@ -247,6 +247,43 @@ TEST_F(FidelityDumpTest, PerKvHeadMatchesLayerEvaluation) {
   for (int h = 0; h < group; ++h) EXPECT_EQ(layer.heads[h].sum_sq_err, 0.0);
 }
 
+// The planner's shared-softmax path for V candidates: each V's stats are
+// bit for bit those of EvaluateKvHead with that V alone.
+TEST_F(FidelityDumpTest, ManyVMatchesOneEvaluationPerV) {
+  const KvDump dump = KvDump::Open(Path());
+  const int64_t per_head = dump.info().tokens * dump.info().head_dim;
+  LayerReference ref;
+  ref.Load(dump, 0);
+  const std::span<const float> k_head = std::span<const float>(ref.k).subspan(per_head, per_head);
+  std::vector<std::vector<float>> vs;
+  for (int c = 0; c < 3; ++c) {
+    std::vector<float> v(ref.v.begin() + per_head, ref.v.begin() + 2 * per_head);
+    // A different error per V: int8 round trips of scaled copies.
+    for (float& x : v) x *= 1.0f + 0.25f * static_cast<float>(c);
+    Int8Qdq(v.data(), per_head);
+    vs.push_back(std::move(v));
+  }
+  std::vector<std::span<const float>> spans(vs.begin(), vs.end());
+  FidelityWorkspace ws;
+  const auto many = EvaluateKvHeadManyV(ref, 1, k_head, spans, ws);
+  ASSERT_EQ(many.size(), vs.size());
+  for (size_t c = 0; c < vs.size(); ++c) {
+    const auto one = EvaluateKvHead(ref, 1, k_head, vs[c], ws);
+    ASSERT_EQ(many[c].size(), one.size());
+    for (size_t i = 0; i < one.size(); ++i) {
+      EXPECT_EQ(many[c][i].sum_sq_err, one[i].sum_sq_err) << c;
+      EXPECT_EQ(many[c][i].sum_sq_ref, one[i].sum_sq_ref) << c;
+      EXPECT_EQ(many[c][i].sum_cos, one[i].sum_cos) << c;
+      EXPECT_EQ(many[c][i].vectors, one[i].vectors) << c;
+      EXPECT_EQ(many[c][i].cos_min, one[i].cos_min) << c;
+      EXPECT_EQ(many[c][i].cos_min_head, one[i].cos_min_head) << c;
+      EXPECT_EQ(many[c][i].cos_min_token, one[i].cos_min_token) << c;
+      EXPECT_EQ(many[c][i].max_abs, one[i].max_abs) << c;
+    }
+    EXPECT_GT(one[0].sum_sq_err, 0.0) << c;
+  }
+}
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);

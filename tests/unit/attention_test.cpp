@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -167,6 +168,40 @@ TEST(AttentionTest, SameResultForAnyThreadCount) {
     omp_set_num_threads(saved);
     EXPECT_EQ(one, two);
   });
+}
+
+// Several V against one call each: the shared scores and softmax change
+// nothing. Prompts of 150 tokens end mid-tile and mid-block; head_dim 40 is
+// not a multiple of the micro-kernel's rows.
+TEST(AttentionTest, ManyVEqualsOneCallPerV) {
+  for (const int hd : {64, 40}) {
+    const AttentionShape shape{4, 2, hd, 300, 150, 1.0f / std::sqrt(static_cast<float>(hd))};
+    const int64_t per_head = 300 * static_cast<int64_t>(hd);
+    const auto q = RandomValues(static_cast<size_t>(4 * per_head), 21, 2.0f);
+    const auto k = RandomValues(static_cast<size_t>(2 * per_head), 22, 2.0f);
+    std::vector<std::vector<float>> vs;
+    for (uint64_t c = 0; c < 3; ++c) {
+      vs.push_back(RandomValues(static_cast<size_t>(2 * per_head), 30 + c, 1.0f));
+    }
+    test::ForEachSimdTarget([&](const std::string& target) {
+      std::vector<std::vector<float>> want(3, std::vector<float>(q.size()));
+      std::vector<std::vector<float>> got(3, std::vector<float>(q.size()));
+      std::vector<HeadsView> v_views;
+      std::vector<MutableHeadsView> out_views;
+      for (size_t c = 0; c < 3; ++c) {
+        CausalAttention(shape, {q.data(), per_head, hd}, {k.data(), per_head, hd},
+                        {vs[c].data(), per_head, hd}, {want[c].data(), per_head, hd});
+        v_views.push_back({vs[c].data(), per_head, hd});
+        out_views.push_back({got[c].data(), per_head, hd});
+      }
+      CausalAttentionManyV(shape, {q.data(), per_head, hd}, {k.data(), per_head, hd}, v_views,
+                           out_views);
+      for (size_t c = 0; c < 3; ++c) {
+        EXPECT_EQ(0, std::memcmp(got[c].data(), want[c].data(), q.size() * sizeof(float)))
+            << target << " head_dim " << hd << " v " << c;
+      }
+    });
+  }
 }
 
 // transformers' eager float32 attention: layers.L.attn [seq, nh * hd] from

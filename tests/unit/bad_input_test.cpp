@@ -352,6 +352,9 @@ TEST(BadInput, NonFiniteDumpValuesExit2) {
   // K head 0, token 3, dim 1 (k is [1, 8, 4]): element 13.
   const fs::path k_inf = WriteDump(dir / "k-inf.safetensors", [](auto& v) { v.k[13] = INFINITY; });
   ExpectRow(Quant(k_inf) + " --csv " + csv.string(), 2, "layer 0 k head 0: token 3 holds inf", csv);
+  // The generic path (a Hadamard rotation around the fused kernel) too.
+  ExpectRow(Quant(k_inf, "k=int8:token+had,v=fp16") + " --csv " + csv.string(), 2,
+            "layer 0 k head 0: token 3 holds inf", csv);
   ExpectRow("attn --kv " + k_inf.string() + " --strategy fp16 --csv " + csv.string(), 2,
             "layers.0.k head 0 token 3 holds inf", csv);
   const fs::path q_nan = WriteDump(dir / "q-nan.safetensors", [](auto& v) { v.q[40] = NAN; });

@@ -296,18 +296,21 @@ TEST(Planner, UnitMeasurementEqualsAFullLayerEvaluation) {
   UnitWorkspace uws;
   MeasureLayerUnits(ref, t, uws);
   FidelityWorkspace ws;
-  // The same on one thread, bit for bit.
-  UnitTable single = t;
-  single.units.clear();
+  // The same on one thread (the V candidates of a unit in one run) and on
+  // 16 (one V candidate per run), bit for bit.
   const int threads = omp_get_max_threads();
-  omp_set_num_threads(1);
-  MeasureLayerUnits(ref, single, uws);
-  omp_set_num_threads(threads);
-  ASSERT_EQ(single.units.size(), t.units.size());
-  for (size_t u = 0; u < t.units.size(); ++u) {
-    for (size_t i = 0; i < t.units[u].candidates.size(); ++i) {
-      EXPECT_EQ(single.units[u].candidates[i].deficit, t.units[u].candidates[i].deficit);
-      EXPECT_EQ(single.units[u].candidates[i].nmse, t.units[u].candidates[i].nmse);
+  for (const int n : {1, 16}) {
+    UnitTable other = t;
+    other.units.clear();
+    omp_set_num_threads(n);
+    MeasureLayerUnits(ref, other, uws);
+    omp_set_num_threads(threads);
+    ASSERT_EQ(other.units.size(), t.units.size());
+    for (size_t u = 0; u < t.units.size(); ++u) {
+      for (size_t i = 0; i < t.units[u].candidates.size(); ++i) {
+        EXPECT_EQ(other.units[u].candidates[i].deficit, t.units[u].candidates[i].deficit) << n;
+        EXPECT_EQ(other.units[u].candidates[i].nmse, t.units[u].candidates[i].nmse) << n;
+      }
     }
   }
   ASSERT_EQ(t.units.size(), 4u);

@@ -112,6 +112,15 @@ std::vector<FidelityStats> EvaluateKvHead(const LayerReference& ref, int kv_head
                                           std::span<const float> v_head,
                                           FidelityWorkspace& workspace);
 
+// EvaluateKvHead for several V of one kv head with K unchanged: element c is
+// bit for bit EvaluateKvHead(ref, kv_head, k_head, v_heads[c], workspace),
+// with the scores and softmax computed once for all of them
+// (CausalAttentionManyV). workspace.out is used as scratch ([v_heads.size(),
+// tokens, head_dim]).
+std::vector<std::vector<FidelityStats>> EvaluateKvHeadManyV(
+    const LayerReference& ref, int kv_head, std::span<const float> k_head,
+    std::span<const std::span<const float>> v_heads, FidelityWorkspace& workspace);
+
 // One result row: a layer (head = -1, printed "all") or one query head.
 struct FidelityRow {
   std::string strategy;

@@ -9,6 +9,7 @@
 //   out_t = sum_j p_j v_j
 // Attention never crosses prompts; positions restart in each prompt.
 #include <cstdint>
+#include <span>
 
 namespace kvq {
 
@@ -42,5 +43,12 @@ struct AttentionShape {
 // (head, query tile). Results do not depend on the thread count.
 void CausalAttention(const AttentionShape& shape, HeadsView q, HeadsView k, HeadsView v,
                      MutableHeadsView out);
+
+// The same attention of one Q and K with several V: out[c] is bit for bit
+// what CausalAttention(shape, q, k, v[c], out[c]) writes, with the scores
+// and the softmax (half the multiply-adds and every exp) computed once for
+// all of them. The planner measures its V candidates this way.
+void CausalAttentionManyV(const AttentionShape& shape, HeadsView q, HeadsView k,
+                          std::span<const HeadsView> v, std::span<const MutableHeadsView> out);
 
 }  // namespace kvq

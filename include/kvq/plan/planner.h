@@ -122,7 +122,7 @@ double MaxPlanBytes(std::span<const FormatSpec> k_formats, std::span<const Forma
 // layer (fresh pages cost more than the work on them).
 struct UnitWorkspace {
   struct Slot {
-    std::vector<float> y;  // [tokens, head_dim]: the quantized unit
+    std::vector<float> y;  // [candidates, tokens, head_dim]: a work item's quantized units
     FidelityWorkspace fidelity;
   };
   std::vector<Slot> slots;
@@ -131,9 +131,10 @@ struct UnitWorkspace {
 // Step 1 for one layer already loaded: appends the layer's 2 * num_kv_heads
 // units to table.units. table.geometry, chunk_len and the format lists must
 // be set. Reuses ref.out; the original attention is never recomputed. The
-// (unit, candidate) evaluations run in parallel (OpenMP, one per thread;
-// the kernels inside run on that thread unless nested parallelism is
-// enabled); results do not depend on the thread count.
+// V candidates of a unit share the original scores and softmax
+// (EvaluateKvHeadManyV). The evaluations run in parallel (OpenMP, one work
+// item per thread; the kernels inside run on that thread unless nested
+// parallelism is enabled); results do not depend on the thread count.
 void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspace& workspace);
 
 // Step 1 over a whole dump, streamed layer by layer.

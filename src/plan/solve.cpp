@@ -1,32 +1,25 @@
-#include "kvq/plan/planner.h"
-
+// The planner's exact solver (step 3 of kvq/plan/planner.h), its budgets,
+// and MakePlan, which runs every step.
 #include <algorithm>
 #include <cmath>
-#include <cstring>
-#include <exception>
 #include <limits>
 #include <utility>
 
 #include <fmt/format.h>
-#include <omp.h>
-#include <nlohmann/json.hpp>
 
 #include "kvq/capture/dump.h"
 #include "kvq/common/error.h"
-#include "kvq/common/strings.h"
 #include "kvq/plan/knapsack.h"
-#include "kvq/quant/quantize.h"
+#include "kvq/plan/planner.h"
+#include "plan/planner_internal.h"
 
 namespace kvq {
 namespace {
 
-constexpr KvTensor kTensors[] = {KvTensor::kK, KvTensor::kV};
+using plan_detail::Fp16Bytes;
+using plan_detail::UnitName;
 
 size_t UnitsPerLayer(const KvGeometry& g) { return 2 * static_cast<size_t>(g.num_kv_heads); }
-
-double Fp16Bytes(const KvGeometry& g) {
-  return 2.0 * 2.0 * g.num_layers * g.num_kv_heads * g.head_dim;
-}
 
 // Bytes/token of the cheapest (or the costliest) plan: every unit in its
 // cheapest (costliest) candidate.
@@ -51,10 +44,6 @@ double ExtremePlanBytes(std::span<const FormatSpec> k_formats,
       "budget {:.2f} bytes/token is below the cheapest plan with these formats: {:.2f} "
       "bytes/token (every unit in its cheapest format); raise the budget or add cheaper formats",
       budget, minimum);
-}
-
-std::string UnitName(const UnitMeasure& u) {
-  return fmt::format("{}[{}.{}]", KvTensorName(u.tensor), u.layer, u.head);
 }
 
 // The frontier of one layer's (cost, deficit) combinations: costs strictly
@@ -162,30 +151,6 @@ std::vector<int> SolveWorstCos(const UnitTable& table, const CostGrid& grid, int
   return choice;
 }
 
-void Summarise(StrategyFidelity& s) {
-  if (s.layers.empty()) return;
-  double sum_cos = 0, sum_nmse = 0;
-  s.worst_cos = s.layers[0].all.cos();
-  s.worst_layer = s.layers[0].layer;
-  for (const LayerFidelity& l : s.layers) {
-    const double c = l.all.cos();
-    if (c < s.worst_cos) {
-      s.worst_cos = c;
-      s.worst_layer = l.layer;
-    }
-    sum_cos += c;
-    sum_nmse += l.all.nmse();
-  }
-  s.mean_cos = sum_cos / static_cast<double>(s.layers.size());
-  s.mean_nmse = sum_nmse / static_cast<double>(s.layers.size());
-}
-
-// NaN as an empty CSV field, else %.6e / %.6f.
-std::string Num(double v, bool exponent) {
-  if (std::isnan(v)) return "";
-  return exponent ? fmt::format("{:.6e}", v) : fmt::format("{:.6f}", v);
-}
-
 }  // namespace
 
 const char* PlanObjectiveName(PlanObjective objective) {
@@ -198,89 +163,6 @@ PlanObjective ParsePlanObjective(std::string_view text) {
   ThrowInput("objective '{}' is not known (worst-cos or mean-nmse)", text);
 }
 
-std::vector<FormatSpec> DefaultPlanFormats() {
-  std::vector<FormatSpec> formats{FormatSpec::Parse("fp16")};
-  for (const char* name :
-       {"int8:tensor", "int8:token", "int8:channel", "int4:g32:token", "int4:g32:dim", "fp8e4m3"}) {
-    formats.push_back(FormatSpec::Parse(name));
-  }
-  const size_t plain = formats.size();
-  for (size_t i = 1; i < plain; ++i) {
-    FormatSpec rotated = formats[i];
-    rotated.hadamard = true;
-    formats.push_back(rotated);
-  }
-  return formats;
-}
-
-std::vector<FormatSpec> DefaultPlanFormats(KvTensor tensor, const DumpInfo& info) {
-  static constexpr const char* kK[] = {"fp16",
-                                       "int8:tensor",
-                                       "int8:token",
-                                       "int8:channel",
-                                       "fp8e4m3",
-                                       "q8_0",
-                                       "int8:tensor+had",
-                                       "int4:g32:token",
-                                       "int4:g32:token+had",
-                                       "int4:g32:token+prerope",
-                                       "int4:g32:token+bias",
-                                       "q4_0",
-                                       "int3:g32:token",
-                                       "int2:g32:token",
-                                       "int2:channel"};
-  static constexpr const char* kV[] = {
-      "fp16",         "int8:token",  "q8_0",         "int4:g32:dim", "int4:g32:dim+had",
-      "q4_0",         "nvfp4",       "int3:g32:dim", "int2:g32:dim", "int2:g32:dim+had",
-      "int2:g64:dim", "int2:channel"};
-  std::vector<FormatSpec> formats;
-  for (const char* name : tensor == KvTensor::kK ? std::span<const char* const>(kK)
-                                                 : std::span<const char* const>(kV)) {
-    const FormatSpec f = FormatSpec::Parse(name);
-    if (f.bias_aware && !info.has_k_bias) continue;  // The identity without a bias.
-    try {
-      f.CheckHeadDim(info.head_dim);
-    } catch (const InputError&) {
-      continue;
-    }
-    formats.push_back(f);
-  }
-  return formats;
-}
-
-std::vector<FormatSpec> ParseFormatList(std::string_view text) {
-  std::vector<FormatSpec> formats;
-  for (const std::string_view item : SplitFields(text, ',')) {
-    if (item.empty()) ThrowInput("format list '{}': empty item", text);
-    FormatSpec f;
-    try {
-      f = FormatSpec::Parse(item);
-    } catch (const InputError& e) {
-      ThrowInput("format list '{}': {}", text, e.what());
-    }
-    if (std::find(formats.begin(), formats.end(), f) == formats.end()) formats.push_back(f);
-  }
-  return formats;
-}
-
-void ValidatePlanFormats(std::span<const FormatSpec> k_formats,
-                         std::span<const FormatSpec> v_formats, const KvGeometry& g) {
-  for (KvTensor t : kTensors) {
-    const auto formats = t == KvTensor::kK ? k_formats : v_formats;
-    if (formats.empty()) ThrowInput("no candidate formats for {}", KvTensorName(t));
-    for (const FormatSpec& f : formats) {
-      if (t == KvTensor::kV && (f.pre_rope || f.bias_aware)) {
-        ThrowInput("candidate '{}' for v: +prerope and +bias apply to K only", f.Name());
-      }
-      try {
-        f.CheckHeadDim(g.head_dim);
-      } catch (const InputError& e) {
-        ThrowInput("candidate '{}' for {}: {}", f.Name(), KvTensorName(t), e.what());
-      }
-    }
-  }
-}
-
 double MinPlanBytes(std::span<const FormatSpec> k_formats, std::span<const FormatSpec> v_formats,
                     const KvGeometry& geometry, int64_t prompt_len) {
   return ExtremePlanBytes(k_formats, v_formats, geometry, prompt_len, false);
@@ -289,139 +171,6 @@ double MinPlanBytes(std::span<const FormatSpec> k_formats, std::span<const Forma
 double MaxPlanBytes(std::span<const FormatSpec> k_formats, std::span<const FormatSpec> v_formats,
                     const KvGeometry& geometry, int64_t prompt_len) {
   return ExtremePlanBytes(k_formats, v_formats, geometry, prompt_len, true);
-}
-
-void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspace& workspace) {
-  const AttentionShape& shape = ref.shape;
-  const KvGeometry& g = table.geometry;
-  KVQ_CHECK(shape.num_kv_heads == g.num_kv_heads && shape.head_dim == g.head_dim);
-  const int group = shape.num_heads / shape.num_kv_heads;
-  const int64_t per_head = shape.tokens * shape.head_dim;
-  // The unchanged group of every kv head: exactly what EvaluateKvHead returns
-  // for an unchanged K/V (zero error, every cosine exactly 1), without the
-  // attention. It also gives the layer's sum o^2.
-  std::vector<FidelityStats> unchanged(static_cast<size_t>(g.num_kv_heads));
-  double layer_sq_ref = 0;
-  for (int h = 0; h < g.num_kv_heads; ++h) {
-    const float* o = ref.out.data() + static_cast<int64_t>(h) * group * per_head;
-    for (const FidelityStats& s :
-         CompareHeads(o, o, h * group, group, shape.tokens, shape.head_dim)) {
-      unchanged[static_cast<size_t>(h)].Merge(s);
-    }
-    layer_sq_ref += unchanged[static_cast<size_t>(h)].sum_sq_ref;
-  }
-  const double layer_vectors =
-      static_cast<double>(shape.num_heads) * static_cast<double>(shape.tokens);
-
-  // The layer's units, in table order, with room for their candidates.
-  const size_t first = table.units.size();
-  struct Task {
-    size_t unit;
-    int candidate;
-  };
-  std::vector<Task> tasks;
-  for (KvTensor t : kTensors) {
-    for (int h = 0; h < g.num_kv_heads; ++h) {
-      UnitMeasure& unit = table.units.emplace_back();
-      unit.tensor = t;
-      unit.layer = ref.layer;
-      unit.head = h;
-      unit.candidates.resize(table.formats(t).size());
-      for (size_t i = 0; i < unit.candidates.size(); ++i) {
-        tasks.push_back({table.units.size() - 1, static_cast<int>(i)});
-      }
-    }
-  }
-  std::vector<std::string> errors(tasks.size());
-  const auto evaluate = [&](const Task& task, UnitWorkspace::Slot& slot) {
-    UnitMeasure& unit = table.units[task.unit];
-    const FormatSpec& f = table.Format(task.unit, task.candidate);
-    const int h = unit.head;
-    const bool is_k = unit.tensor == KvTensor::kK;
-    const float* x = (is_k ? ref.k : ref.v).data() + h * per_head;
-    slot.y.resize(static_cast<size_t>(per_head));
-    QuantizeHead(f, ref.context.ForHead(unit.tensor, h), x, slot.y.data(), shape.tokens,
-                 shape.head_dim);
-    CandidateMeasure& m = unit.candidates[static_cast<size_t>(task.candidate)];
-    m.bytes_per_token = FormatCost(f, g.head_dim, table.chunk_len).per_token;
-    if (std::memcmp(slot.y.data(), x, slot.y.size() * sizeof(float)) == 0) {
-      m.group = unchanged[static_cast<size_t>(h)];
-    } else {
-      const std::span<const float> k_orig(ref.k.data() + h * per_head,
-                                          static_cast<size_t>(per_head));
-      const std::span<const float> v_orig(ref.v.data() + h * per_head,
-                                          static_cast<size_t>(per_head));
-      const std::span<const float> y(slot.y);
-      for (const FidelityStats& s :
-           EvaluateKvHead(ref, h, is_k ? y : k_orig, is_k ? v_orig : y, slot.fidelity)) {
-        m.group.Merge(s);
-      }
-    }
-    m.deficit = (static_cast<double>(m.group.vectors) - m.group.sum_cos) / layer_vectors;
-    if (layer_sq_ref > 0) {
-      m.nmse = m.group.sum_sq_err / layer_sq_ref;
-    } else {
-      m.nmse = m.group.sum_sq_err == 0 ? 0.0 : std::numeric_limits<double>::infinity();
-    }
-    // The reference is finite (LayerReference::Load checks it), so a
-    // non-finite figure means the format itself overflowed on the dump's
-    // values (fp16 past 65504, for one). The solvers need a number per
-    // candidate; NaN has no place in their order.
-    if (!std::isfinite(m.deficit) || std::isnan(m.nmse)) {
-      ThrowInput(
-          "candidate '{}' gives a non-finite attention error (cos deficit {}, nmse {}): the "
-          "dump's values overflow the format; leave it out of --formats, --k-formats or "
-          "--v-formats",
-          f.Name(), m.deficit, m.nmse);
-    }
-  };
-  // One (unit, candidate) per work item: a single fork per layer instead of
-  // one per kernel call, and balanced over the threads. Each item writes its
-  // own slot of the table, computed the same way on any thread.
-  workspace.slots.resize(static_cast<size_t>(std::max(1, omp_get_max_threads())));
-#pragma omp parallel
-  {
-    UnitWorkspace::Slot& slot = workspace.slots[static_cast<size_t>(omp_get_thread_num())];
-#pragma omp for schedule(dynamic, 1)
-    for (size_t i = 0; i < tasks.size(); ++i) {
-      try {
-        evaluate(tasks[i], slot);
-      } catch (const std::exception& e) {
-        errors[i] = e.what();
-      }
-    }
-  }
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    if (errors[i].empty()) continue;
-    const UnitMeasure unit = table.units[tasks[i].unit];
-    table.units.resize(first);  // Nothing half-measured stays in the table.
-    ThrowInput("layer {} {} head {}: {}", unit.layer, KvTensorName(unit.tensor), unit.head,
-               errors[i]);
-  }
-}
-
-UnitTable MeasureUnits(const KvDump& dump, std::span<const FormatSpec> k_formats,
-                       std::span<const FormatSpec> v_formats, const PlanProgress& progress) {
-  const DumpInfo& info = dump.info();
-  UnitTable table;
-  table.geometry = {info.num_layers, info.num_kv_heads, info.head_dim};
-  table.chunk_len = info.chunk_len;
-  ValidatePlanFormats(k_formats, v_formats, table.geometry);
-  table.k_formats.assign(k_formats.begin(), k_formats.end());
-  table.v_formats.assign(v_formats.begin(), v_formats.end());
-  LayerReference ref;
-  UnitWorkspace workspace;
-  for (int l = 0; l < info.num_layers; ++l) {
-    if (progress) progress("measure", l, info.num_layers);
-    ref.Load(dump, l);
-    try {
-      MeasureLayerUnits(ref, table, workspace);
-    } catch (const InputError& e) {
-      ThrowInput("{}: {}", dump.path().string(), e.what());
-    }
-  }
-  if (progress) progress("measure", info.num_layers, info.num_layers);
-  return table;
 }
 
 PlanSolution SolvePlan(const UnitTable& table, PlanObjective objective, double budget) {
@@ -522,97 +271,6 @@ std::vector<size_t> Fp16Units(const UnitTable& table, const PlanSolution& plan) 
     if (table.Format(u, plan.choice[u]).IsPassthrough()) out.push_back(u);
   }
   return out;
-}
-
-std::vector<StrategyFidelity> MeasureStrategies(const KvDump& dump,
-                                                std::span<const Strategy> strategies,
-                                                const PlanProgress& progress) {
-  const DumpInfo& info = dump.info();
-  const KvGeometry g{info.num_layers, info.num_kv_heads, info.head_dim};
-  std::vector<StrategyFidelity> out(strategies.size());
-  for (size_t s = 0; s < strategies.size(); ++s) {
-    strategies[s].Validate(g);
-    out[s].name = strategies[s].name;
-    out[s].bytes_per_token = strategies[s].Cost(g, info.chunk_len).per_token;
-  }
-  LayerReference ref;
-  FidelityWorkspace workspace;
-  for (int l = 0; l < info.num_layers; ++l) {
-    if (progress) progress("validate", l, info.num_layers);
-    ref.Load(dump, l);
-    for (size_t s = 0; s < strategies.size(); ++s) {
-      out[s].layers.push_back(EvaluateLayer(ref, strategies[s], workspace));
-    }
-  }
-  if (progress) progress("validate", info.num_layers, info.num_layers);
-  for (StrategyFidelity& s : out) Summarise(s);
-  return out;
-}
-
-std::string PlanFrontierCsv(std::span<const ParetoRow> rows) {
-  std::string out =
-      "kind,strategy,budget,bytes_per_token,worst_cos,mean_nmse,worst_layer,mean_cos,"
-      "pred_worst_cos,pred_mean_nmse,fp16_units\n";
-  for (const ParetoRow& r : rows) {
-    std::string name = r.strategy;
-    if (name.find_first_of(",\"") != std::string::npos) {
-      std::string quoted = "\"";
-      for (char c : name) {
-        if (c == '"') quoted += '"';
-        quoted += c;
-      }
-      name = quoted + "\"";
-    }
-    out += fmt::format("{},{},{:.2f},{:.2f},{},{},{},{},{},{},{}\n", r.kind, name, r.budget,
-                       r.bytes_per_token, Num(r.measured.worst_cos, false),
-                       Num(r.measured.mean_nmse, true), r.measured.worst_layer,
-                       Num(r.measured.mean_cos, false), Num(r.pred_worst_cos, false),
-                       Num(r.pred_mean_nmse, true), r.fp16_units);
-  }
-  return out;
-}
-
-std::string UnitCsv(const UnitTable& table, const PlanSolution* plan) {
-  std::string out = "tensor,layer,head,format,bytes_per_token,cos,nmse,deficit,chosen\n";
-  for (size_t u = 0; u < table.units.size(); ++u) {
-    const UnitMeasure& unit = table.units[u];
-    for (size_t i = 0; i < unit.candidates.size(); ++i) {
-      const CandidateMeasure& c = unit.candidates[i];
-      const bool chosen = plan != nullptr && plan->choice[u] == static_cast<int>(i);
-      out += fmt::format("{},{},{},{},{:.2f},{:.6f},{:.6e},{:.6e},{}\n", KvTensorName(unit.tensor),
-                         unit.layer, unit.head, table.Format(u, static_cast<int>(i)).Name(),
-                         c.bytes_per_token, c.group.cos(), c.nmse, c.deficit, chosen ? 1 : 0);
-    }
-  }
-  return out;
-}
-
-std::string PlanFileJson(const UnitTable& table, const PlanSolution& plan,
-                         const StrategyFidelity* measured) {
-  using Json = nlohmann::json;
-  Json j = Json::parse(PlanJson(plan.strategy, table.geometry));
-  const auto number = [](double v) { return std::isfinite(v) ? Json(v) : Json(nullptr); };
-  Json p;
-  p["objective"] = PlanObjectiveName(plan.objective);
-  p["budget"] = plan.budget;
-  p["bytes_per_token"] = plan.bytes_per_token;
-  p["fp16_bytes_per_token"] = Fp16Bytes(table.geometry);
-  p["chunk_len"] = table.chunk_len;
-  p["predicted"] = {{"worst_cos", number(plan.worst_cos)},
-                    {"worst_layer", plan.worst_layer},
-                    {"mean_cos", number(plan.mean_cos)},
-                    {"mean_nmse", number(plan.mean_nmse)}};
-  if (measured != nullptr && !measured->layers.empty()) {
-    p["measured"] = {{"worst_cos", number(measured->worst_cos)},
-                     {"worst_layer", measured->worst_layer},
-                     {"mean_cos", number(measured->mean_cos)},
-                     {"mean_nmse", number(measured->mean_nmse)}};
-  }
-  Json fp16 = Json::array();
-  for (size_t u : Fp16Units(table, plan)) fp16.push_back(UnitName(table.units[u]));
-  p["fp16_units"] = fp16;
-  j["planner"] = p;
-  return j.dump(1) + "\n";
 }
 
 double ResolveBudget(const PlannerOptions& o, const KvGeometry& g) {
