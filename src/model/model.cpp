@@ -128,7 +128,7 @@ void CheckFinite(const std::filesystem::path& dir, const TensorView& t) {
 // one is NaN or Inf, so that a numerical breakdown never flows on silently.
 void CheckResidual(const float* x, int64_t tokens, int64_t hidden, int64_t chunk_len, int layer) {
   int64_t first_bad = tokens * hidden;
-#pragma omp parallel for schedule(static) reduction(min : first_bad)
+#pragma omp parallel for schedule(static) reduction(min : first_bad) if (tokens > 1)
   for (int64_t t = 0; t < tokens; ++t) {
     const int64_t bad = FirstNonFinite(x + t * hidden, hidden);
     if (bad < hidden) first_bad = std::min(first_bad, t * hidden + bad);
@@ -141,10 +141,13 @@ void CheckResidual(const float* x, int64_t tokens, int64_t hidden, int64_t chunk
       layer, x[first_bad], token, token / chunk_len, token % chunk_len, first_bad % hidden);
 }
 
+// The row loops below run serially for one row (a decode step): a parallel
+// region per call would cost more than the row, hundreds of times a token.
+
 // out[t] = weight * x[t] / sqrt(mean(x[t]^2) + eps), rows of width n.
 void RmsNorm(const float* x, const float* weight, int64_t rows, int64_t n, int64_t stride,
              double eps, float* out, int64_t out_stride) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
     const float* row = x + r * stride;
     double sum = 0;
@@ -172,7 +175,7 @@ void Linear(const float* x, int64_t rows, int64_t in, int64_t lda, const float* 
 }
 
 void AddBias(float* y, const float* bias, int64_t rows, int64_t n, int64_t stride) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows > 1)
   for (int64_t r = 0; r < rows; ++r) {
     float* row = y + r * stride;
     for (int64_t i = 0; i < n; ++i) row[i] += bias[i];
@@ -292,6 +295,10 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
   KVQ_CHECK(T > 0 && chunk_len > 0 && T % chunk_len == 0);
   const int64_t H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
   const int64_t nq = c.num_heads * D, nkv = c.num_kv_heads * D, qkv_width = nq + 2 * nkv;
+  // RoPE beyond the trained context gives numbers but not the model's.
+  c.CheckPositions(position + chunk_len,
+                   position > 0 ? "generate fewer tokens (--max-new-tokens) or use a shorter prompt"
+                                : "use shorter prompts (--chunk-len, --tokens)");
   Scratch& s = *scratch_;
   s.Reserve(c, T);
   if (s.weights.empty()) s.weights.resize(s.layout.total);
@@ -310,7 +317,7 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
                  ids[static_cast<size_t>(t)], c.vocab_size);
     }
   }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (T > 1)
   for (int64_t t = 0; t < T; ++t) {
     embed.ToFloat(s.x.data() + t * H, int64_t{ids[static_cast<size_t>(t)]} * H, H);
   }
@@ -400,7 +407,7 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
               {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"},
               qkv_width, s.qkv.data(), qkv_width, false);
       if (c.qkv_bias) AddBias(s.qkv.data(), w + L.qkv_bias, rows, qkv_width, qkv_width);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows > 1)
       for (int64_t i = 0; i < rows; ++i) {
         const float* row = s.qkv.data() + i * qkv_width;
         const int64_t t = r0 + i;
@@ -414,7 +421,7 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
       RmsNorm(s.k.data(), w + L.k_norm, T * c.num_kv_heads, D, D, c.rms_norm_eps, s.k.data(), D);
     }
     const int64_t chunks = T / chunk_len;
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (T > 1)
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       for (int head = 0; head < c.num_heads + c.num_kv_heads; ++head) {
         float* base = head < c.num_heads
@@ -454,7 +461,7 @@ void Model::Run(std::span<const int32_t> ids, int64_t chunk_len, int64_t positio
       project(s.h.data(), rows, H, H, L.gate_up, {"mlp.gate_proj.weight", "mlp.up_proj.weight"},
               2 * I, s.gate_up.data(), 2 * I, false);
       if (c.mlp_bias) AddBias(s.gate_up.data(), w + L.gate_up_bias, rows, 2 * I, 2 * I);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (rows > 1)
       for (int64_t i = 0; i < rows; ++i) {
         float* row = s.gate_up.data() + i * 2 * I;
         SiluGate(row, row + I, I);

@@ -270,6 +270,46 @@ TEST(BadInput, NonFiniteWeightsNameTheTensorAndExit2) {
             out);
 }
 
+// Prompts longer than the trained context are refused before any work,
+// naming the flag that sets their length; the library refuses them too.
+TEST(BadInput, PromptsPastMaxPositionEmbeddingsNameTheFlag) {
+  test::ScratchDir dir;
+  const fs::path model = dir / "short-context";
+  fs::create_directory(model);
+  nlohmann::json config = nlohmann::json::parse(ReadTextFile(GoodModel() / "config.json"));
+  config["max_position_embeddings"] = 16;
+  WriteTextFileAtomic(model / "config.json", config.dump());
+  fs::copy(GoodModel() / "model.safetensors", model / "model.safetensors");
+  const fs::path out = dir / "out.safetensors";
+  const std::string limit =
+      "config.json: 32 positions are more than the model's "
+      "max_position_embeddings 16; ";
+  ExpectRow(Capture(model, out, " --tokens 32 --chunk-len 32"), 2, limit + "lower --chunk-len 32",
+            out);
+  ExpectRow("ppl --model " + model.string() + " --input-ids " + GoodIds() +
+                " --tokens 32 --strategy strat1 --json " + (dir / "p.json").string(),
+            2, limit + "the 32 tokens are one prompt: split them with --chunk-len", dir / "p.json");
+  // Prompts of 16 fit.
+  EXPECT_EQ(RunKvq(Capture(model, out, " --tokens 32 --chunk-len 16")).exit_code, 0);
+  Model loaded = Model::Load(model);
+  const std::vector<int32_t> ids = ReadInputIdsJson(GoodIds());
+  try {
+    loaded.Forward(std::span(ids).first(17), 17, nullptr, nullptr);
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("17 positions are more than the model's "
+                                         "max_position_embeddings 16"),
+              std::string::npos)
+        << e.what();
+  }
+  // max_position_embeddings must be a positive integer when given.
+  config["max_position_embeddings"] = -1;
+  WriteTextFileAtomic(model / "config.json", config.dump());
+  ExpectRow(Capture(model, dir / "out2.safetensors"), 2,
+            "'max_position_embeddings' must be a positive integer, got -1",
+            dir / "out2.safetensors");
+}
+
 // Decode steps read the stored matrices (no float32 copy): a NaN there is
 // found by the step's own scan, named like the forward pass names it, and
 // found again on the next step (a scan that threw marks nothing checked).
