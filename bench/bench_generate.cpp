@@ -1,24 +1,26 @@
 // Decode throughput: tokens/s of incremental decoding (kvq generate's
-// Decoder) at a 4096-token context on a random-weight Qwen2.5-0.5B-shaped
-// model (bf16 weights on disk), with an fp16 cache and with int4:g32:token.
-// The prefill (Model::Forward over the context) is outside the timed loop;
-// each timed step is one Model::ForwardAt + lm_head + argmax. Decoding reads
-// the float32 weights Model::ForwardAt widened once (not again per token).
+// Decoder) at a given context (default 4096) on a random-weight
+// Qwen2.5-0.5B-shaped model (bf16 weights on disk), with an fp16 cache and
+// with int4:g32:token, beside the prefill's tokens/s over the same context.
+// Each timed step is one Model::ForwardAt + lm_head + argmax; the weights are
+// read as stored (bf16, MatVec), never copied to float32.
 //
-// Measured 2026-12-03 on the shared 2-core AMD EPYC (AVX2, OpenBLAS Zen,
-// load average 6 to 8 from other jobs, so noisy), 16 steps after a 4096-token
-// prefill: fp16 cache 1.07 tokens/s, int4:g32:token 0.56 tokens/s (not
-// investigated; same decode path, the difference may be load). Before one-row
-// products used sgemv: 0.17 tokens/s. Each step still reads float32 weights
-// (about 2 GB with the lm_head): reading the bf16 checkpoint directly would
-// halve that traffic.
+// Anchor: decoding one token must read every weight once and the whole KV
+// cache once, so at best it takes (those bytes) / (the machine's read
+// bandwidth). The benchmark measures the bandwidth (a streaming read of
+// 512 MiB, all threads, best of 5) and prints that floor and kvq's decode as
+// a fraction of it. The cache is simulated (docs/generate.md): attention
+// reads its float32 values, 4 bytes per element whatever the format.
 //
-// Arguments (after the benchmark flags): the context length (default 4096).
-// The model is written once under $TMPDIR/kvq-bench-models (about 1 GB).
+// Arguments (after the benchmark flags): the context length. The model is
+// written once under $TMPDIR/kvq-bench-models (about 1 GB). Figures:
+// docs/long-context.md.
 #include <benchmark/benchmark.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -26,6 +28,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "kvq/common/huge_pages.h"
 #include "kvq/common/random.h"
 #include "kvq/generate/generate.h"
 #include "kvq/model/random_model.h"
@@ -45,36 +48,84 @@ std::filesystem::path ModelDir() {
   return dir;
 }
 
-void Decode(benchmark::State& state, const std::string& spec) {
+double Seconds(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Read bandwidth in bytes/s: a sum over a buffer far larger than the caches,
+// every thread streaming its own part, best of 5. The sum is of 64-bit
+// integers, which the compiler vectorises freely (a float sum may not be
+// reordered without -ffast-math and would measure add latency instead).
+double MeasureReadBandwidth() {
+  constexpr size_t kWords = size_t{64} << 20;  // 512 MiB
+  kvq::HugeVector<uint64_t> buffer(kWords);
+  std::fill(buffer.begin(), buffer.end(), uint64_t{1});
+  const uint64_t* data = buffer.data();
+  double best = 0;
+  for (int run = 0; run < 5; ++run) {
+    const auto start = std::chrono::steady_clock::now();
+    uint64_t sum = 0;
+#pragma omp parallel for schedule(static) reduction(+ : sum)
+    for (size_t i = 0; i < kWords; ++i) sum += data[i];
+    const double seconds = Seconds(start);
+    benchmark::DoNotOptimize(sum);
+    best = std::max(best, static_cast<double>(kWords * sizeof(uint64_t)) / seconds);
+  }
+  return best;
+}
+
+// Bytes one decode step must read: every weight matrix and the lm_head as
+// stored (bf16: 2 bytes), and K and V of every layer and kv head at
+// `context` tokens as the simulated cache holds them (float32).
+double BytesPerToken(const kvq::ModelConfig& c, int64_t context) {
+  const double H = c.hidden_size, D = c.head_dim, I = c.intermediate_size;
+  const double attention = H * (c.num_heads + 2 * c.num_kv_heads) * D + c.num_heads * D * H;
+  const double weights =
+      c.num_layers * (attention + 3 * H * I) + static_cast<double>(c.vocab_size) * H;
+  const double cache = 2.0 * c.num_layers * c.num_kv_heads * static_cast<double>(context) * D;
+  return 2 * weights + 4 * cache;
+}
+
+void Decode(benchmark::State& state, const std::string& spec, double bandwidth) {
   kvq::Model model = kvq::Model::Load(ModelDir());
   const int vocab = model.config().vocab_size;
   kvq::SplitMix64 rng(42);
   std::vector<int32_t> prompt(static_cast<size_t>(g_context));
   for (auto& id : prompt) id = static_cast<int32_t>(rng.Next() % static_cast<uint64_t>(vocab));
   const kvq::Strategy strategy = kvq::Strategy::Parse(spec);
-  double seconds = 0;
-  int64_t steps = 0;
+  auto argmax = [](const std::vector<float>& logits) {
+    return static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+  };
+  double prefill_seconds = 0, decode_seconds = 0;
+  int64_t steps = 0, prefills = 0;
   for (auto _ : state) {
-    state.PauseTiming();
     kvq::Decoder decoder(model, &strategy);
+    auto start = std::chrono::steady_clock::now();
     const std::vector<float>* logits = &decoder.Prefill(prompt);
-    // One untimed step widens the resident weights on the first iteration.
-    logits = &decoder.Step(
-        static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin()));
-    state.ResumeTiming();
-    const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; i < kSteps; ++i) {
-      const auto next =
-          static_cast<int32_t>(std::max_element(logits->begin(), logits->end()) - logits->begin());
-      logits = &decoder.Step(next);
-    }
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    prefill_seconds += Seconds(start);
+    ++prefills;
+    // One untimed step: the first scans each layer's weights for NaN/Inf.
+    logits = &decoder.Step(argmax(*logits));
+    start = std::chrono::steady_clock::now();
+    for (int i = 0; i < kSteps; ++i) logits = &decoder.Step(argmax(*logits));
+    decode_seconds += Seconds(start);
     steps += kSteps;
   }
-  const double tokens_per_s = static_cast<double>(steps) / seconds;
+  const double tokens_per_s = static_cast<double>(steps) / decode_seconds;
+  const double prefill_per_s =
+      static_cast<double>(prefills * g_context) / std::max(prefill_seconds, 1e-9);
+  const double bytes = BytesPerToken(model.config(), g_context);
+  const double floor_per_s = bandwidth / bytes;
   state.counters["tok_per_s"] = tokens_per_s;
-  std::printf("decode %s at context %lld: %.2f tokens/s (%lld steps)\n", spec.c_str(),
-              static_cast<long long>(g_context), tokens_per_s, static_cast<long long>(steps));
+  state.counters["prefill_tok_per_s"] = prefill_per_s;
+  state.counters["of_floor"] = tokens_per_s / floor_per_s;
+  std::printf(
+      "%s at context %lld: prefill %.1f tokens/s; decode %.2f tokens/s (%lld steps); "
+      "memory-bound floor %.2f tokens/s (%.3f GB per token at %.1f GB/s): decode at %.0f%% of "
+      "it\n",
+      spec.c_str(), static_cast<long long>(g_context), prefill_per_s, tokens_per_s,
+      static_cast<long long>(steps), floor_per_s, bytes / 1e9, bandwidth / 1e9,
+      100 * tokens_per_s / floor_per_s);
 }
 
 }  // namespace
@@ -83,9 +134,13 @@ int main(int argc, char** argv) {
   kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (argc > 1) g_context = std::max<int64_t>(1, std::atoll(argv[1]));
+  const double bandwidth = MeasureReadBandwidth();
+  std::printf("read bandwidth %.1f GB/s (%d threads, streaming sum of 512 MiB, best of 5)\n",
+              bandwidth / 1e9, omp_get_max_threads());
   for (const char* spec : {"fp16", "int4:g32:token"}) {
-    benchmark::RegisterBenchmark((std::string("Decode/") + spec).c_str(),
-                                 [spec](benchmark::State& s) { Decode(s, spec); })
+    benchmark::RegisterBenchmark(
+        (std::string("Decode/") + spec).c_str(),
+        [spec, bandwidth](benchmark::State& s) { Decode(s, spec, bandwidth); })
         ->Iterations(1)
         ->Unit(benchmark::kSecond)
         ->UseRealTime();

@@ -259,7 +259,7 @@ GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
   GenerateReport report;
   report.prompt_tokens = static_cast<int64_t>(prompt.size());
   const Strategy fp16 = Strategy::Parse("fp16");
-  // Widens the model's resident decode weights (Model::ForwardAt) before any
+  // Scans the weights for NaN and Inf (Model::ForwardAt's first step) before any
   // timed decode step.
   Generate(model, prompt.first(1), nullptr, 2, {}, false);
   const DecodeRun base = Generate(model, prompt, &fp16, new_tokens, sampling, true, eos);

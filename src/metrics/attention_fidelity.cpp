@@ -60,6 +60,36 @@ double VectorCosine(const float* a, const float* b, int n) {
   return CosineOfSums(dot, aa, bb);
 }
 
+namespace {
+
+// Adds one (head, token) vector pair to s: one pass for the error sums and
+// the cosine's (VectorCosine's sums, in its order: sq is its a.a).
+void AddVector(FidelityStats& s, const float* a, const float* b, int head_dim, int head,
+               int64_t token) {
+  double err = 0, sq = 0, dot = 0, bb = 0, max_abs = s.max_abs;
+  for (int d = 0; d < head_dim; ++d) {
+    const double diff = static_cast<double>(a[d]) - b[d];
+    err += diff * diff;
+    sq += static_cast<double>(a[d]) * a[d];
+    dot += static_cast<double>(a[d]) * b[d];
+    bb += static_cast<double>(b[d]) * b[d];
+    max_abs = std::max(max_abs, std::abs(diff));
+  }
+  s.sum_sq_err += err;
+  s.sum_sq_ref += sq;
+  s.max_abs = max_abs;
+  const double c = CosineOfSums(dot, sq, bb);
+  s.sum_cos += c;
+  ++s.vectors;
+  if (s.cos_min_head < 0 || c < s.cos_min) {
+    s.cos_min = c;
+    s.cos_min_head = head;
+    s.cos_min_token = token;
+  }
+}
+
+}  // namespace
+
 std::vector<FidelityStats> CompareHeads(const float* ref, const float* got, int first_head,
                                         int count, int64_t tokens, int head_dim) {
   std::vector<FidelityStats> out(static_cast<size_t>(count));
@@ -68,33 +98,46 @@ std::vector<FidelityStats> CompareHeads(const float* ref, const float* got, int 
   // depend on the thread count.
 #pragma omp parallel for schedule(static)
   for (int h = 0; h < count; ++h) {
-    FidelityStats& s = out[static_cast<size_t>(h)];
     for (int64_t t = 0; t < tokens; ++t) {
-      const float* a = ref + h * per_head + t * head_dim;
-      const float* b = got + h * per_head + t * head_dim;
-      // One pass for the error sums and the cosine's (VectorCosine's sums,
-      // in its order: sq is its a.a).
-      double err = 0, sq = 0, dot = 0, bb = 0, max_abs = s.max_abs;
-      for (int d = 0; d < head_dim; ++d) {
-        const double diff = static_cast<double>(a[d]) - b[d];
-        err += diff * diff;
-        sq += static_cast<double>(a[d]) * a[d];
-        dot += static_cast<double>(a[d]) * b[d];
-        bb += static_cast<double>(b[d]) * b[d];
-        max_abs = std::max(max_abs, std::abs(diff));
-      }
-      s.sum_sq_err += err;
-      s.sum_sq_ref += sq;
-      s.max_abs = max_abs;
-      const double c = CosineOfSums(dot, sq, bb);
-      s.sum_cos += c;
-      if (s.cos_min_head < 0 || c < s.cos_min) {
-        s.cos_min = c;
-        s.cos_min_head = first_head + h;
-        s.cos_min_token = t;
-      }
+      AddVector(out[static_cast<size_t>(h)], ref + h * per_head + t * head_dim,
+                got + h * per_head + t * head_dim, head_dim, first_head + h, t);
     }
-    s.vectors = tokens;
+  }
+  return out;
+}
+
+int PositionBucket(int64_t position) {
+  KVQ_CHECK(position >= 0);
+  int bucket = 0;
+  for (int64_t end = kFirstPositionBucket; position >= end; end *= 2) ++bucket;
+  return bucket;
+}
+
+int64_t PositionBucketBegin(int bucket) {
+  return bucket == 0 ? 0 : kFirstPositionBucket << (bucket - 1);
+}
+
+int64_t PositionBucketEnd(int bucket) { return kFirstPositionBucket << bucket; }
+
+std::vector<FidelityStats> CompareByPosition(const float* ref, const float* got, int heads,
+                                             int64_t tokens, int head_dim, int64_t chunk_len) {
+  KVQ_CHECK(chunk_len > 0 && tokens % chunk_len == 0);
+  const auto buckets = static_cast<size_t>(PositionBucket(chunk_len - 1) + 1);
+  const int64_t per_head = tokens * head_dim;
+  // Per head in parallel, then merged in head order: thread-count independent.
+  std::vector<std::vector<FidelityStats>> per(static_cast<size_t>(heads),
+                                              std::vector<FidelityStats>(buckets));
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < heads; ++h) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      AddVector(per[static_cast<size_t>(h)][static_cast<size_t>(PositionBucket(t % chunk_len))],
+                ref + h * per_head + t * head_dim, got + h * per_head + t * head_dim, head_dim, h,
+                t);
+    }
+  }
+  std::vector<FidelityStats> out(buckets);
+  for (const auto& head : per) {
+    for (size_t b = 0; b < buckets; ++b) out[b].Merge(head[b]);
   }
   return out;
 }
@@ -166,6 +209,8 @@ LayerFidelity EvaluateLayerWith(const LayerReference& ref, std::span<const float
   result.heads = CompareHeads(ref.out.data(), workspace.out.data(), 0, shape.num_heads,
                               shape.tokens, shape.head_dim);
   for (const FidelityStats& h : result.heads) result.all.Merge(h);
+  result.positions = CompareByPosition(ref.out.data(), workspace.out.data(), shape.num_heads,
+                                       shape.tokens, shape.head_dim, shape.chunk_len);
   return result;
 }
 
@@ -253,6 +298,26 @@ std::vector<FidelityRow> LayerRows(const std::string& strategy, const LayerFidel
   return rows;
 }
 
+std::vector<PositionRow> PositionRows(const std::string& strategy,
+                                      std::span<const LayerFidelity> layers, int64_t chunk_len) {
+  std::vector<PositionRow> rows;
+  std::vector<FidelityStats> all;
+  auto add = [&](int layer, const std::vector<FidelityStats>& buckets) {
+    for (size_t b = 0; b < buckets.size(); ++b) {
+      const int bucket = static_cast<int>(b);
+      rows.push_back({strategy, layer, PositionBucketBegin(bucket),
+                      std::min(PositionBucketEnd(bucket), chunk_len), buckets[b]});
+    }
+  };
+  for (const LayerFidelity& l : layers) {
+    add(l.layer, l.positions);
+    if (all.size() < l.positions.size()) all.resize(l.positions.size());
+    for (size_t b = 0; b < l.positions.size(); ++b) all[b].Merge(l.positions[b]);
+  }
+  add(-1, all);
+  return rows;
+}
+
 namespace {
 
 // RFC 4180: quote a field holding a comma, quote or line break.
@@ -278,7 +343,18 @@ std::string FidelityCsv(std::span<const FidelityRow> rows) {
   return out;
 }
 
-std::string FidelityJson(std::span<const FidelityRow> rows) {
+std::string PositionCsv(std::span<const PositionRow> rows) {
+  std::string out = "strategy,layer,position_begin,position_end,vectors,nmse,cos\n";
+  for (const PositionRow& r : rows) {
+    out += fmt::format("{},{},{},{},{},{:.6e},{:.6f}\n", CsvField(r.strategy),
+                       r.layer < 0 ? std::string("all") : std::to_string(r.layer), r.begin, r.end,
+                       r.stats.vectors, r.stats.nmse(), r.stats.cos());
+  }
+  return out;
+}
+
+std::string FidelityJson(std::span<const FidelityRow> rows,
+                         std::span<const PositionRow> positions) {
   nlohmann::json list = nlohmann::json::array();
   for (const FidelityRow& r : rows) {
     nlohmann::json row;
@@ -299,9 +375,21 @@ std::string FidelityJson(std::span<const FidelityRow> rows) {
     row["max_abs"] = r.stats.max_abs;
     list.push_back(std::move(row));
   }
+  nlohmann::json by_position = nlohmann::json::array();
+  for (const PositionRow& r : positions) {
+    const double nmse = r.stats.nmse();
+    by_position.push_back({{"strategy", r.strategy},
+                           {"layer", r.layer < 0 ? nlohmann::json("all") : nlohmann::json(r.layer)},
+                           {"position_begin", r.begin},
+                           {"position_end", r.end},
+                           {"vectors", r.stats.vectors},
+                           {"nmse", std::isfinite(nmse) ? nlohmann::json(nmse) : nullptr},
+                           {"cos", r.stats.cos()}});
+  }
   nlohmann::json doc;
   doc["schema"] = "kvq.attn.v1";
   doc["rows"] = std::move(list);
+  doc["positions"] = std::move(by_position);
   return doc.dump(1) + "\n";
 }
 

@@ -165,10 +165,27 @@ ModelConfig ModelConfig::Parse(const std::string& json_text, const std::string& 
     c.tie_word_embeddings = Flag(config, "tie_word_embeddings", false);
     c.torch_dtype = config.value("torch_dtype", std::string("float32"));
     c.rope = ParseRope(config, where);
+    if (config.contains("max_position_embeddings") &&
+        !config["max_position_embeddings"].is_null()) {
+      const Json& max = config["max_position_embeddings"];
+      if (!max.is_number_integer() || max.get<int64_t>() <= 0) {
+        ThrowInput("{}: 'max_position_embeddings' must be a positive integer, got {}", where,
+                   Printable(max.dump(), 40));
+      }
+      c.max_position_embeddings = max.get<int64_t>();
+    }
+    c.source = where;
   } catch (const Json::exception& e) {
     ThrowInput("{}: unexpected value: {}", where, e.what());
   }
   return c;
+}
+
+void ModelConfig::CheckPositions(int64_t positions, std::string_view hint) const {
+  if (max_position_embeddings > 0 && positions > max_position_embeddings) {
+    ThrowInput("{}: {} positions are more than the model's max_position_embeddings {}; {}", source,
+               positions, max_position_embeddings, hint);
+  }
 }
 
 }  // namespace kvq

@@ -105,7 +105,9 @@ std::string ConfigJson(const ModelConfig& c) {
   j["hidden_size"] = c.hidden_size;
   j["initializer_range"] = 0.02;
   j["intermediate_size"] = c.intermediate_size;
-  j["max_position_embeddings"] = c.rope.scaling == "llama3" ? 131072 : 32768;
+  j["max_position_embeddings"] = c.max_position_embeddings > 0 ? c.max_position_embeddings
+                                 : c.rope.scaling == "llama3"  ? 131072
+                                                               : 32768;
   j["model_type"] = c.architecture == "Qwen2ForCausalLM"   ? "qwen2"
                     : c.architecture == "Qwen3ForCausalLM" ? "qwen3"
                                                            : "llama";

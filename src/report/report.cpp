@@ -652,6 +652,13 @@ ReportFiles BuildReport(const fs::path& run_dir) {
         }
         s += figures.Add(c.folder + "/fig_cos.svg", CosFigure(c.attn, floor, context),
                          "Attention output cosine by layer; dashed: the quality floor.");
+        // Runs made before attn_positions.csv existed have no such file.
+        if (fs::exists(dir / kAttnPositionsCsv)) {
+          s += figures.Add(c.folder + "/fig_attn_position.svg",
+                           PositionFigure(ReadAttnPositionsCsv(dir / kAttnPositionsCsv), context),
+                           "Attention NMSE by position in the prompt (all layers; log-log): does "
+                           "the damage grow with context?");
+        }
         s += figures.Add(c.folder + "/fig_pareto.svg", ParetoFigure(c.pareto, context),
                          "Bytes per token against mean attention NMSE.");
         if (c.has_ppl) {

@@ -90,6 +90,23 @@ std::vector<AttnRow> ReadAttnCsv(const std::filesystem::path& path) {
   return rows;
 }
 
+std::vector<AttnPositionRow> ReadAttnPositionsCsv(const std::filesystem::path& path) {
+  const CsvTable t = ReadCsv(path);
+  std::vector<AttnPositionRow> rows;
+  for (size_t i = 0; i < t.rows.size(); ++i) {
+    AttnPositionRow r;
+    r.strategy = t.Text(i, "strategy");
+    r.layer = t.Text(i, "layer") == "all" ? -1 : t.Int(i, "layer");
+    r.begin = static_cast<int64_t>(t.Number(i, "position_begin"));
+    r.end = static_cast<int64_t>(t.Number(i, "position_end"));
+    r.vectors = static_cast<int64_t>(t.Number(i, "vectors"));
+    r.nmse = t.Number(i, "nmse");
+    r.cos = t.Number(i, "cos");
+    rows.push_back(std::move(r));
+  }
+  return rows;
+}
+
 std::string BytesCsv(const std::vector<Strategy>& strategies, const KvGeometry& g,
                      int64_t prompt_len) {
   const double fp16 = 2.0 * 2 * g.num_layers * g.num_kv_heads * g.head_dim;
@@ -393,6 +410,37 @@ std::string HeatmapFigure(const std::vector<QuantRow>& rows, const std::string& 
   if (!any) ThrowInput("no rows for strategy '{}'", strategy);
   m.cell_width = layers <= 12 ? 40 : 28;
   return svg::RenderHeatmap(m);
+}
+
+std::string PositionFigure(const std::vector<AttnPositionRow>& rows, const std::string& context) {
+  svg::LineFigure fig;
+  fig.title = "Attention error by position";
+  fig.subtitle = Subtitle(context, "NMSE of the attention outputs per position bucket, all layers");
+  fig.panel_height = 320;
+  svg::Panel p;
+  p.x_label = "position in the prompt (bucket end; buckets [0,64), [64,128), [128,256), ...)";
+  p.y_label = "attention output NMSE";
+  p.x_log = true;
+  p.y_log = true;
+  std::vector<std::string> names;
+  for (const AttnPositionRow& r : rows) {
+    if (r.layer >= 0) continue;
+    auto at = std::find(names.begin(), names.end(), r.strategy);
+    if (at == names.end()) {
+      names.push_back(r.strategy);
+      p.series.push_back({});
+      p.series.back().name = r.strategy;
+      at = names.end() - 1;
+    }
+    svg::Series& s = p.series[static_cast<size_t>(at - names.begin())];
+    s.x.push_back(static_cast<double>(r.end));
+    s.y.push_back(r.nmse);
+    s.tips.push_back(fmt::format("{} positions [{}, {}): NMSE {}, cos {:.6f} ({} vectors)",
+                                 r.strategy, r.begin, r.end, svg::FormatValue(r.nmse, 6), r.cos,
+                                 r.vectors));
+  }
+  fig.panels.push_back(std::move(p));
+  return svg::RenderLines(fig);
 }
 
 std::string CosFigure(const std::vector<AttnRow>& rows, double floor, const std::string& context) {

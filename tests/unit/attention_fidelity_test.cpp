@@ -15,9 +15,12 @@
 #include <tuple>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "kvq/capture/dump.h"
 #include "kvq/capture/synthetic.h"
 #include "kvq/common/io.h"
+#include "kvq/common/random.h"
 #include "test_util.h"
 
 namespace kvq {
@@ -349,6 +352,131 @@ TEST_F(FidelityDumpTest, CliLayerSelectionAndErrors) {
   r = test::RunKvq("attn --kv " + (dir / "missing.safetensors").string() + " --strategy fp16");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.output.find("missing.safetensors"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace kvq
+
+namespace kvq {
+namespace {
+
+TEST(AttentionByPosition, BucketsDoubleFrom64) {
+  const std::vector<std::tuple<int64_t, int>> cases = {
+      {0, 0}, {63, 0}, {64, 1}, {127, 1}, {128, 2}, {255, 2}, {256, 3}, {32767, 9}, {32768, 10}};
+  for (const auto& [position, bucket] : cases) EXPECT_EQ(PositionBucket(position), bucket);
+  EXPECT_EQ(PositionBucketBegin(0), 0);
+  EXPECT_EQ(PositionBucketEnd(0), 64);
+  EXPECT_EQ(PositionBucketBegin(1), 64);
+  EXPECT_EQ(PositionBucketEnd(1), 128);
+  EXPECT_EQ(PositionBucketBegin(3), 256);
+  EXPECT_EQ(PositionBucketEnd(3), 512);
+}
+
+// Per-bucket NMSE and cos recomputed here from the full attention outputs
+// (the reference's and the quantized ones), with the formulas written out.
+TEST(AttentionByPosition, MatchesRecomputationFromFullOutputs) {
+  const int heads = 4, kv_heads = 2, hd = 16;
+  const int64_t chunk = 300, T = 2 * chunk;  // Buckets [0,64) .. [256,300).
+  SplitMix64 rng(3);
+  auto fill = [&rng](std::vector<float>& x, size_t n) {
+    x.resize(n);
+    for (float& v : x) v = static_cast<float>(rng.Normal());
+  };
+  const Strategy strategy = Strategy::Parse("strat1");
+  std::vector<LayerFidelity> layers;
+  std::vector<std::vector<double>> expected_err(2), expected_ref(2), expected_cos(2);
+  for (int layer = 0; layer < 2; ++layer) {
+    std::vector<float> q, k, v;
+    fill(q, static_cast<size_t>(heads * T * hd));
+    fill(k, static_cast<size_t>(kv_heads * T * hd));
+    fill(v, k.size());
+    LayerContext ctx;
+    ctx.num_kv_heads = kv_heads;
+    ctx.head_dim = hd;
+    ctx.chunk_len = chunk;
+    LayerReference ref;
+    ref.Set(layer, {heads, kv_heads, hd, T, chunk, 0.25f}, q, k, v, ctx);
+    FidelityWorkspace ws;
+    layers.push_back(EvaluateLayer(ref, strategy, ws));
+    const LayerFidelity& f = layers.back();
+    ASSERT_EQ(f.positions.size(), 4u);
+    std::vector<double> err(4), sq(4), cos(4);
+    std::vector<int64_t> vectors(4);
+    for (int h = 0; h < heads; ++h) {
+      for (int64_t t = 0; t < T; ++t) {
+        const int64_t p = t % chunk;
+        const size_t b = p < 64 ? 0 : p < 128 ? 1 : p < 256 ? 2 : 3;
+        double dot = 0, aa = 0, bb = 0;
+        for (int d = 0; d < hd; ++d) {
+          const double a = ref.out[static_cast<size_t>((h * T + t) * hd + d)];
+          const double o = ws.out[static_cast<size_t>((h * T + t) * hd + d)];
+          err[b] += (a - o) * (a - o);
+          sq[b] += a * a;
+          dot += a * o;
+          aa += a * a;
+          bb += o * o;
+        }
+        cos[b] += dot / std::sqrt(aa * bb);
+        ++vectors[b];
+      }
+    }
+    const int64_t widths[] = {64, 64, 128, 44};
+    for (size_t b = 0; b < 4; ++b) {
+      const FidelityStats& s = f.positions[b];
+      EXPECT_EQ(s.vectors, widths[b] * 2 * heads) << b;
+      EXPECT_EQ(s.vectors, vectors[b]);
+      EXPECT_GT(err[b], 0) << b;  // int8 shows.
+      EXPECT_NEAR(s.nmse(), err[b] / sq[b], 1e-12 * err[b] / sq[b]) << "layer " << layer;
+      EXPECT_NEAR(s.cos(), cos[b] / static_cast<double>(vectors[b]), 1e-12) << b;
+    }
+    expected_err[static_cast<size_t>(layer)] = err;
+    expected_ref[static_cast<size_t>(layer)] = sq;
+    expected_cos[static_cast<size_t>(layer)] = cos;
+  }
+  // Rows: layer 0's buckets, layer 1's, then all layers merged; ends clipped
+  // at the prompt length.
+  const std::vector<PositionRow> rows = PositionRows("strat1", layers, chunk);
+  ASSERT_EQ(rows.size(), 12u);
+  EXPECT_EQ(rows[3].layer, 0);
+  EXPECT_EQ(rows[3].begin, 256);
+  EXPECT_EQ(rows[3].end, 300);
+  EXPECT_EQ(rows[8].layer, -1);
+  for (size_t b = 0; b < 4; ++b) {
+    const FidelityStats& all = rows[8 + b].stats;
+    const double err = expected_err[0][b] + expected_err[1][b];
+    const double sq = expected_ref[0][b] + expected_ref[1][b];
+    EXPECT_NEAR(all.nmse(), err / sq, 1e-12 * err / sq) << b;
+    EXPECT_NEAR(all.cos(),
+                (expected_cos[0][b] + expected_cos[1][b]) / static_cast<double>(all.vectors),
+                1e-12);
+  }
+  const std::vector<std::string> csv = Lines(PositionCsv(rows));
+  EXPECT_EQ(csv[0], "strategy,layer,position_begin,position_end,vectors,nmse,cos");
+  EXPECT_EQ(csv[9].rfind("strat1,all,0,64,1024,", 0), 0u) << csv[9];
+}
+
+TEST_F(FidelityDumpTest, CliWritesErrorByPosition) {
+  test::ScratchDir dir;
+  const auto r =
+      test::RunKvq("attn --kv " + Path().string() + " --strategy strat1 --json " +
+                   (dir / "a.json").string() + " --positions-csv " + (dir / "p.csv").string());
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const KvDump dump = KvDump::Open(Path());
+  LayerReference ref;
+  FidelityWorkspace ws;
+  std::vector<LayerFidelity> layers;
+  for (int layer = 0; layer < 2; ++layer) {
+    ref.Load(dump, layer);
+    layers.push_back(EvaluateLayer(ref, Strategy::Parse("strat1"), ws));
+  }
+  // Prompts of 128: buckets [0,64) and [64,128), per layer and all.
+  EXPECT_EQ(ReadTextFile(dir / "p.csv"), PositionCsv(PositionRows("strat1", layers, 128)));
+  EXPECT_EQ(Lines(ReadTextFile(dir / "p.csv")).size(), 1u + 3 * 2);
+  const auto json = nlohmann::json::parse(ReadTextFile(dir / "a.json"));
+  ASSERT_EQ(json.at("positions").size(), 6u);
+  EXPECT_EQ(json.at("positions")[4].at("layer"), "all");
+  EXPECT_EQ(json.at("positions")[5].at("position_begin"), 64);
+  EXPECT_EQ(json.at("positions")[5].at("position_end"), 128);
 }
 
 }  // namespace

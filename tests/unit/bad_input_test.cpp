@@ -270,6 +270,97 @@ TEST(BadInput, NonFiniteWeightsNameTheTensorAndExit2) {
             out);
 }
 
+// Prompts longer than the trained context are refused before any work,
+// naming the flag that sets their length; the library refuses them too.
+TEST(BadInput, PromptsPastMaxPositionEmbeddingsNameTheFlag) {
+  test::ScratchDir dir;
+  const fs::path model = dir / "short-context";
+  fs::create_directory(model);
+  nlohmann::json config = nlohmann::json::parse(ReadTextFile(GoodModel() / "config.json"));
+  config["max_position_embeddings"] = 16;
+  WriteTextFileAtomic(model / "config.json", config.dump());
+  fs::copy(GoodModel() / "model.safetensors", model / "model.safetensors");
+  const fs::path out = dir / "out.safetensors";
+  const std::string limit =
+      "config.json: 32 positions are more than the model's "
+      "max_position_embeddings 16; ";
+  ExpectRow(Capture(model, out, " --tokens 32 --chunk-len 32"), 2, limit + "lower --chunk-len 32",
+            out);
+  ExpectRow("ppl --model " + model.string() + " --input-ids " + GoodIds() +
+                " --tokens 32 --strategy strat1 --json " + (dir / "p.json").string(),
+            2, limit + "the 32 tokens are one prompt: split them with --chunk-len", dir / "p.json");
+  // Prompts of 16 fit.
+  EXPECT_EQ(RunKvq(Capture(model, out, " --tokens 32 --chunk-len 16")).exit_code, 0);
+  Model loaded = Model::Load(model);
+  const std::vector<int32_t> ids = ReadInputIdsJson(GoodIds());
+  try {
+    loaded.Forward(std::span(ids).first(17), 17, nullptr, nullptr);
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("17 positions are more than the model's "
+                                         "max_position_embeddings 16"),
+              std::string::npos)
+        << e.what();
+  }
+  // max_position_embeddings must be a positive integer when given.
+  config["max_position_embeddings"] = -1;
+  WriteTextFileAtomic(model / "config.json", config.dump());
+  ExpectRow(Capture(model, dir / "out2.safetensors"), 2,
+            "'max_position_embeddings' must be a positive integer, got -1",
+            dir / "out2.safetensors");
+}
+
+// Decode steps read the stored matrices (no float32 copy): a NaN there is
+// found by the step's own scan, named like the forward pass names it, and
+// found again on the next step (a scan that threw marks nothing checked).
+TEST(BadInput, NonFiniteWeightsAreFoundByDecodeSteps) {
+  test::ScratchDir dir;
+  const std::string up = "model.layers.1.mlp.up_proj.weight";
+  Model model = Model::Load(
+      EditedModel(dir.path(), "nan", [&](auto& t) { SetBf16(Named(t, up), 170, NAN); }));
+  // Attention over a one-token cache is that token's v (softmax of one key).
+  struct CopyV : CachedAttention {
+    int group = 0, head_dim = 0;
+    void Attend(const LayerKV& kv, int64_t, float* attn) override {
+      for (int h = 0; h < group * 2; ++h) {
+        std::copy_n(kv.v + (h / group) * head_dim, head_dim, attn + h * head_dim);
+      }
+    }
+  } attention;
+  attention.head_dim = model.config().head_dim;
+  attention.group = model.config().group_size();
+  ASSERT_EQ(model.config().num_kv_heads, 2);
+  const int32_t id[1] = {5};
+  std::vector<float> hidden;
+  for (int call = 0; call < 2; ++call) {
+    try {
+      model.ForwardAt(id, 0, attention, &hidden);
+      ADD_FAILURE() << "call " << call << ": no error";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("tensor '" + up +
+                                           "' holds nan at element 170 (row 2, column 42)"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  // The tied head, read in place by a one-row Logits: an embedding row the
+  // forward pass never widened.
+  Model inf_head = Model::Load(EditedModel(dir.path(), "head", [&](auto& t) {
+    SetBf16(Named(t, "model.embed_tokens.weight"), 200 * 64 + 3, INFINITY);
+  }));
+  std::vector<float> row(64, 0.5f), logits(static_cast<size_t>(inf_head.config().vocab_size));
+  try {
+    inf_head.Logits(row.data(), 1, logits.data());
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(
+        std::string(e.what()).find("tensor 'model.embed_tokens.weight' holds inf at element " +
+                                   std::to_string(200 * 64 + 3) + " (row 200, column 3)"),
+        std::string::npos)
+        << e.what();
+  }
+}
+
 // ---- KV dumps. ----
 
 // A valid dump: 1 layer, 2 heads, 1 kv head, head_dim 4, 8 tokens, F16, with

@@ -153,10 +153,13 @@ TEST_F(RunCli, CsvsParseAndMatchTheStandaloneCommands) {
                                       dump.string(), strategies, (scratch / "q.csv").string()));
     ASSERT_EQ(q.exit_code, 0) << q.output;
     EXPECT_EQ(renamed(ReadTextFile(scratch / "q.csv")), ReadTextFile(dir / "quant.csv")) << corpus;
-    const auto a = RunKvq(fmt::format("attn --kv {} --strategy '{}' --csv {}", dump.string(),
-                                      strategies, (scratch / "a.csv").string()));
+    const auto a = RunKvq(fmt::format("attn --kv {} --strategy '{}' --csv {} --positions-csv {}",
+                                      dump.string(), strategies, (scratch / "a.csv").string(),
+                                      (scratch / "p.csv").string()));
     ASSERT_EQ(a.exit_code, 0) << a.output;
     EXPECT_EQ(renamed(ReadTextFile(scratch / "a.csv")), ReadTextFile(dir / "attn.csv")) << corpus;
+    EXPECT_EQ(renamed(ReadTextFile(scratch / "p.csv")), ReadTextFile(dir / "attn_positions.csv"))
+        << corpus;
     // 4 strategies + 2 plans: x 2 tensors x 2 layers x 2 kv heads; x 2 layers x (1 + 4 heads).
     EXPECT_EQ(ReadCsv(dir / "quant.csv").rows.size(), 48u);
     EXPECT_EQ(ReadCsv(dir / "attn.csv").rows.size(), 60u);
@@ -226,8 +229,9 @@ TEST_F(RunCli, FiguresAreWellFormedRenderAndAreInTheReport) {
     EXPECT_NE(html.find(text), std::string::npos) << text;
   }
   const auto figures = FilesWithExtension(out(), ".svg");
-  // bytes, then per corpus: nmse, 6 heatmaps (4 + 2 plans), cos, pareto, ppl, kl, frontier.
-  EXPECT_EQ(figures.size(), 1u + 2 * 12);
+  // bytes, then per corpus: nmse, 6 heatmaps (4 + 2 plans), cos, error by position, pareto,
+  // ppl, kl, frontier.
+  EXPECT_EQ(figures.size(), 1u + 2 * 13);
   test::ScratchDir scratch;
   int index = 0;
   for (const fs::path& f : figures) {

@@ -31,6 +31,7 @@ struct Options {
   double floor = 0.99;
   std::string csv;
   std::string json;
+  std::string positions_csv;
 };
 
 // all | spot (0, 7, 8, 23: those that exist) | a comma list of layer numbers.
@@ -93,7 +94,8 @@ void PrintStrategy(const std::string& name, const std::vector<LayerFidelity>& la
 void Run(const Options& o) {
   std::vector<PathArg> inputs = PlanInputs("--strategy", o.strategies);
   inputs.push_back({"--kv", o.kv});
-  CheckOutputs({{"--csv", o.csv}, {"--json", o.json}}, inputs);
+  CheckOutputs({{"--csv", o.csv}, {"--json", o.json}, {"--positions-csv", o.positions_csv}},
+               inputs);
   const std::vector<Strategy> strategies = ParseStrategyList(o.strategies);
   if (strategies.empty()) ThrowInput("--strategy: no strategy given");
   if (!(o.floor >= -1 && o.floor <= 1))
@@ -106,8 +108,10 @@ void Run(const Options& o) {
   const std::vector<int> layers = ParseLayers(o.layers, info.num_layers);
   // Open the outputs first: a bad path fails before the work, and nothing
   // appears at either path unless the run completes.
-  std::optional<AtomicFile> csv, json;
-  for (auto [flag, path, file] : {std::tuple{"--csv", &o.csv, &csv}, {"--json", &o.json, &json}}) {
+  std::optional<AtomicFile> csv, json, positions_csv;
+  for (auto [flag, path, file] : {std::tuple{"--csv", &o.csv, &csv},
+                                  {"--json", &o.json, &json},
+                                  {"--positions-csv", &o.positions_csv, &positions_csv}}) {
     if (path->empty()) continue;
     try {
       file->emplace(*path);
@@ -131,10 +135,14 @@ void Run(const Options& o) {
   if (progress) std::fprintf(stderr, "\r%40s\r", "");
 
   std::vector<FidelityRow> rows;
+  std::vector<PositionRow> position_rows;
   for (size_t s = 0; s < strategies.size(); ++s) {
     PrintStrategy(strategies[s].name, results[s], o.floor);
     for (const LayerFidelity& l : results[s]) {
       for (FidelityRow& r : LayerRows(strategies[s].name, l)) rows.push_back(std::move(r));
+    }
+    for (PositionRow& r : PositionRows(strategies[s].name, results[s], info.chunk_len)) {
+      position_rows.push_back(std::move(r));
     }
   }
   if (csv) {
@@ -142,8 +150,12 @@ void Run(const Options& o) {
     csv->Commit();
   }
   if (json) {
-    json->Write(FidelityJson(rows));
+    json->Write(FidelityJson(rows, position_rows));
     json->Commit();
+  }
+  if (positions_csv) {
+    positions_csv->Write(PositionCsv(position_rows));
+    positions_csv->Commit();
   }
 }
 
@@ -159,7 +171,13 @@ Runner Setup(CLI::App& app) {
   app.add_option("--floor", o->floor, "Quality floor on a layer's mean cosine for the verdict")
       ->capture_default_str();
   app.add_option("--csv", o->csv, "Write rows strategy,layer,head,nmse,cos,cos_min");
-  app.add_option("--json", o->json, "Write the same rows as JSON (with worst position, max abs)");
+  app.add_option("--json", o->json,
+                 "Write the same rows as JSON (with worst position, max abs) and the error by "
+                 "position");
+  app.add_option("--positions-csv", o->positions_csv,
+                 "Write NMSE and cos per position bucket ([0,64), [64,128), [128,256), ...) per "
+                 "strategy and layer (and all layers): strategy,layer,position_begin,position_end,"
+                 "vectors,nmse,cos");
   return [o] { Run(*o); };
 }
 

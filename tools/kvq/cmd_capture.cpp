@@ -24,6 +24,7 @@ void Run(const Options& o) {
   CheckOutputs({{"--out", o.out}}, o.source.Inputs(dir));
   const std::vector<int32_t> ids = o.source.Load(dir);
   Model model = Model::Load(dir);
+  o.source.CheckPromptLength(model.config(), static_cast<int64_t>(ids.size()));
   CaptureOptions options;
   options.chunk_len = o.source.chunk_len;
   options.dtype = o.dtype == "f32" ? DType::kF32 : DType::kF16;

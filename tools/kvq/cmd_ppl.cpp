@@ -27,6 +27,7 @@ void Run(const Options& o) {
   CheckOutputs({{"--json", o.json}, {"--csv", o.csv}}, inputs);
   const std::vector<int32_t> ids = o.source.Load(dir);
   Model model = Model::Load(dir);
+  o.source.CheckPromptLength(model.config(), static_cast<int64_t>(ids.size()));
   const int passes = 1 + static_cast<int>(strategies.size());
   const auto start = std::chrono::steady_clock::now();
   const PerplexityReport report =

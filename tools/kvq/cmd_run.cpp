@@ -356,12 +356,17 @@ ordered_json RunCorpus(const Options& o, ModelPlan& m, Model& model, const Token
     }
     progress.Finish();
     std::vector<FidelityRow> rows;
+    std::vector<PositionRow> position_rows;
     for (size_t s = 0; s < strategies.size(); ++s) {
       for (const LayerFidelity& lf : results[s]) {
         for (FidelityRow& r : LayerRows(strategies[s].name, lf)) rows.push_back(std::move(r));
       }
+      for (PositionRow& r : PositionRows(strategies[s].name, results[s], dump.info().chunk_len)) {
+        position_rows.push_back(std::move(r));
+      }
     }
     WriteTextFileAtomic(dir / report::kAttnCsv, FidelityCsv(rows));
+    WriteTextFileAtomic(dir / report::kAttnPositionsCsv, PositionCsv(position_rows));
   }
   timings["attn"] = Since(start);
   Step(where, fmt::format("attn: {} layers x {} strategies in {:.1f} s -> {}/{}", layers,
@@ -524,6 +529,7 @@ void RunInto(const Options& o, const fs::path& out, Clock::time_point run_start,
                               s["reason"].get<std::string>()));
     }
     Model model = Model::Load(m.dir);
+    model.config().CheckPositions(o.chunk_len, fmt::format("lower --chunk-len {}", o.chunk_len));
     const Tokenizer tokenizer = Tokenizer::Load(m.dir);
     const std::string identity = ModelIdentity(m.dir);
     fs::create_directories(out / m.folder);

@@ -1,5 +1,7 @@
 #include "token_source.h"
 
+#include <fmt/format.h>
+
 #include "kvq/capture/capture.h"
 #include "kvq/common/error.h"
 #include "kvq/tokenizer/corpus.h"
@@ -45,6 +47,16 @@ std::vector<int32_t> TokenSource::Load(const std::filesystem::path& model_dir) c
   }
   const Tokenizer tok = Tokenizer::Load(tokenizer_path);
   return CorpusTokens(tok, corpus, tokens > 0 ? tokens : 4096);
+}
+
+void TokenSource::CheckPromptLength(const ModelConfig& config, int64_t loaded) const {
+  if (chunk_len > 0) {
+    config.CheckPositions(chunk_len, fmt::format("lower --chunk-len {}", chunk_len));
+  } else {
+    config.CheckPositions(loaded, fmt::format("the {} tokens are one prompt: split them with "
+                                              "--chunk-len or use fewer (--tokens)",
+                                              loaded));
+  }
 }
 
 std::vector<PathArg> TokenSource::Inputs(const std::filesystem::path& model_dir) const {

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "kvq/common/io.h"
+#include "kvq/model/config.h"
 
 namespace kvq::cli {
 
@@ -20,6 +21,9 @@ struct TokenSource {
   // Declares the flags. `default_chunk_len` is shown as the default.
   void AddOptions(CLI::App& app, int64_t default_chunk_len = 0);
   std::vector<int32_t> Load(const std::filesystem::path& model_dir) const;
+  // InputError naming --chunk-len or --tokens when the prompts of the
+  // `loaded` tokens are longer than the model's max_position_embeddings.
+  void CheckPromptLength(const ModelConfig& config, int64_t loaded) const;
   // The files this source reads (and the model folder), for CheckOutputs.
   std::vector<PathArg> Inputs(const std::filesystem::path& model_dir) const;
   // "corpus:wikitext" or "input_ids:FILE", for metadata.

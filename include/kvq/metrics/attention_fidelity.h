@@ -56,10 +56,27 @@ double VectorCosine(const float* a, const float* b, int n);
 std::vector<FidelityStats> CompareHeads(const float* ref, const float* got, int first_head,
                                         int count, int64_t tokens, int head_dim);
 
+// Error by position: the (head, token) vectors grouped by the token's
+// position p inside its prompt (0 .. chunk_len - 1), in buckets that double
+// from 64: [0, 64), [64, 128), [128, 256), [256, 512), ...; bucket b >= 1
+// holds [64 * 2^(b-1), 64 * 2^b). Fixed edges, so runs of any length line up.
+inline constexpr int64_t kFirstPositionBucket = 64;
+int PositionBucket(int64_t position);
+int64_t PositionBucketBegin(int bucket);
+int64_t PositionBucketEnd(int bucket);  // Exclusive.
+
+// Stats per position bucket over all `heads` heads: ref, got [heads, tokens,
+// head_dim], token t at position t % chunk_len. Buckets 0 ..
+// PositionBucket(chunk_len - 1); cos_min_head and cos_min_token as in
+// CompareHeads (heads numbered from 0).
+std::vector<FidelityStats> CompareByPosition(const float* ref, const float* got, int heads,
+                                             int64_t tokens, int head_dim, int64_t chunk_len);
+
 struct LayerFidelity {
   int layer = 0;
-  FidelityStats all;                 // The whole layer.
-  std::vector<FidelityStats> heads;  // [num_heads], per query head.
+  FidelityStats all;                     // The whole layer.
+  std::vector<FidelityStats> heads;      // [num_heads], per query head.
+  std::vector<FidelityStats> positions;  // Per position bucket (EvaluateLayer*), all heads.
 };
 
 // The original side of one layer, computed once and shared by every strategy
@@ -132,12 +149,31 @@ struct FidelityRow {
 // Rows of a layer: the layer row, then one row per query head.
 std::vector<FidelityRow> LayerRows(const std::string& strategy, const LayerFidelity& layer);
 
+// Error by position of a strategy: per layer (in the given order) the rows
+// of its position buckets, then the same buckets merged over those layers
+// (layer -1, printed "all"). begin, end: the bucket's positions, end
+// exclusive and at most chunk_len.
+struct PositionRow {
+  std::string strategy;
+  int layer = -1;
+  int64_t begin = 0, end = 0;
+  FidelityStats stats;
+};
+std::vector<PositionRow> PositionRows(const std::string& strategy,
+                                      std::span<const LayerFidelity> layers, int64_t chunk_len);
+// CSV: header `strategy,layer,position_begin,position_end,vectors,nmse,cos`
+// (nmse %.6e, cos %.6f).
+std::string PositionCsv(std::span<const PositionRow> rows);
+
 // CSV: header `strategy,layer,head,nmse,cos,cos_min`, nmse as %.6e, cosines as
 // %.6f (the reference system's attention CSVs carry the same layer/head
 // rows).
 std::string FidelityCsv(std::span<const FidelityRow> rows);
 // JSON: {"schema": "kvq.attn.v1", "rows": [{strategy, layer, head ("all" or a
-// number), nmse, cos, cos_min, cos_min_head, cos_min_token, max_abs}, ...]}.
-std::string FidelityJson(std::span<const FidelityRow> rows);
+// number), nmse, cos, cos_min, cos_min_head, cos_min_token, max_abs}, ...],
+// "positions": [{strategy, layer ("all" or a number), position_begin,
+// position_end, vectors, nmse, cos}, ...]}.
+std::string FidelityJson(std::span<const FidelityRow> rows,
+                         std::span<const PositionRow> positions = {});
 
 }  // namespace kvq

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 
 #include "kvq/model/rope.h"
 
@@ -24,6 +25,10 @@ struct ModelConfig {
   int64_t max_position_embeddings = 0;  // The context the model was trained for; 0: not given.
   bool tie_word_embeddings = false;
   std::string torch_dtype;
+  // The longest sequence the model was trained for: positions 0..max - 1. 0
+  // when config.json does not say.
+  int64_t max_position_embeddings = 0;
+  std::string source;  // Where the config was read (for messages).
 
   bool qkv_bias = false;  // Qwen2; Llama with attention_bias.
   bool o_bias = false;    // Llama with attention_bias.
@@ -31,6 +36,10 @@ struct ModelConfig {
   bool qk_norm = false;   // Qwen3.
 
   int group_size() const { return num_heads / num_kv_heads; }
+  // InputError "<source>: N positions are more than the model's
+  // max_position_embeddings M; <hint>" when a sequence of `positions` tokens
+  // would run past the trained context (no check when the config states none).
+  void CheckPositions(int64_t positions, std::string_view hint) const;
   // Throws InputError naming the file and key for anything missing,
   // inconsistent or not implemented.
   static ModelConfig Load(const std::filesystem::path& config_json);

@@ -1,11 +1,13 @@
 #pragma once
 // A decoder-only transformer (Qwen2, Qwen3, Llama) run natively in float32.
 //
-// Weights stay memory-mapped in their stored dtype (F32, F16 or BF16); each
-// layer's weights are widened into one reused float32 arena just before the
-// layer runs, so peak memory is one layer of float32 weights plus the
-// activations. The whole token stream goes through each layer at once (big
-// GEMMs); attention keeps prompts of chunk_len tokens apart.
+// Weights stay memory-mapped in their stored dtype (F32, F16 or BF16). For a
+// forward pass each layer's weights are widened into one reused float32
+// arena just before the layer runs, so peak memory is one layer of float32
+// weights plus the activations. The whole token stream goes through each
+// layer at once (big GEMMs over blocks of rows); attention keeps prompts of
+// chunk_len tokens apart. Decode steps (ForwardAt) read the stored weights
+// directly instead (docs/generate.md). Memory per token: docs/long-context.md.
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -88,15 +90,26 @@ class Model {
   // Incremental decoding: runs `ids`, the tokens at positions [position,
   // position + ids.size()) of one sequence, through the same layer code as
   // Forward (RoPE at those absolute positions), with attention delegated to
-  // `attention`, which holds the KV cache. Every layer's float32 weights are
-  // widened once and kept (float32 copies of all layers stay resident for the
-  // Model's lifetime): a one-token step is too small to amortise widening.
+  // `attention`, which holds the KV cache. The weight matrices are read as
+  // stored (bf16 or f16 widened in registers: MatVec, one matrix-vector
+  // product per token and matrix), never copied to float32: a decode step is
+  // bound by the bytes of weights it reads. Each layer's matrices are scanned
+  // for NaN and Inf on the first call.
   void ForwardAt(std::span<const int32_t> ids, int64_t position, CachedAttention& attention,
                  std::vector<float>* final_hidden);
 
   // logits = hidden . W_lm^T for `rows` rows of final hidden states:
-  // hidden [rows, hidden_size] -> logits [rows, vocab_size].
+  // hidden [rows, hidden_size] -> logits [rows, vocab_size]. One row (a
+  // decode step) reads the stored head directly; more rows use a float32
+  // copy of it (widened once and kept) and one GEMM.
   void Logits(const float* hidden, int64_t rows, float* logits);
+
+  // Bytes of the forward pass's working buffers now allocated (the float32
+  // layer arena, the activations and the RoPE table; not the mapped
+  // weights, the lm_head copy or a hook's buffers): for T tokens in prompts
+  // of L, about T x (2 hidden + 2 num_heads x head_dim + 2 num_kv_heads x
+  // head_dim) floats plus terms that do not grow with T (docs/long-context.md).
+  size_t ScratchBytes() const;
 
  private:
   Model() = default;
@@ -108,8 +121,8 @@ class Model {
   ModelConfig config_;
   TensorStore store_;
   std::unique_ptr<Scratch> scratch_;
-  HugeVector<float> lm_head_;     // Widened lazily when the stored dtype is not F32.
-  bool lm_head_checked_ = false;  // An F32 head is used in place, scanned for NaN/Inf once.
+  HugeVector<float> lm_head_;     // Widened lazily for GEMMs when the stored dtype is not F32.
+  bool lm_head_checked_ = false;  // A head read in place (one row, or F32) is scanned once.
 };
 
 }  // namespace kvq

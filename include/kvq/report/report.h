@@ -14,6 +14,7 @@ inline constexpr const char* kRunJson = "run.json";
 inline constexpr const char* kReportHtml = "report.html";
 inline constexpr const char* kQuantCsv = "quant.csv";
 inline constexpr const char* kAttnCsv = "attn.csv";
+inline constexpr const char* kAttnPositionsCsv = "attn_positions.csv";
 inline constexpr const char* kPplJson = "ppl.json";
 inline constexpr const char* kPplCsv = "ppl.csv";
 inline constexpr const char* kBytesCsv = "bytes.csv";

@@ -34,6 +34,16 @@ struct AttnRow {
 };
 std::vector<AttnRow> ReadAttnCsv(const std::filesystem::path& path);
 
+// attn_positions.csv (kvq attn --positions-csv): per (strategy, layer or
+// all = -1) the NMSE and cos of each position bucket [begin, end).
+struct AttnPositionRow {
+  std::string strategy;
+  int layer = -1;
+  int64_t begin = 0, end = 0, vectors = 0;
+  double nmse = 0, cos = 1;
+};
+std::vector<AttnPositionRow> ReadAttnPositionsCsv(const std::filesystem::path& path);
+
 // bytes.csv: strategy,bytes_per_token,per_sequence_bytes,fraction_of_fp16
 // for sequences of `prompt_len` tokens.
 struct BytesRow {
@@ -133,6 +143,9 @@ std::string NmseFigure(const std::vector<QuantRow>& rows, const std::string& con
 std::string HeatmapFigure(const std::vector<QuantRow>& rows, const std::string& strategy,
                           const std::string& context);
 std::string CosFigure(const std::vector<AttnRow>& rows, double floor, const std::string& context);
+// Attention NMSE against position (the all-layers rows), one line per
+// strategy, log-log.
+std::string PositionFigure(const std::vector<AttnPositionRow>& rows, const std::string& context);
 std::string BytesFigure(const std::vector<BytesRow>& rows, const std::string& context);
 std::string ParetoFigure(const std::vector<ParetoPoint>& points, const std::string& context);
 std::string PplFigure(const PplData& ppl, const std::string& context);  // delta ppl
