@@ -153,15 +153,6 @@ ModelConfig ModelConfig::Parse(const std::string& json_text, const std::string& 
       }
       c.rms_norm_eps = eps.get<double>();
     }
-    if (config.contains("max_position_embeddings") &&
-        !config["max_position_embeddings"].is_null()) {
-      const Json& max_position = config["max_position_embeddings"];
-      if (!max_position.is_number_integer() || max_position.get<int64_t>() <= 0) {
-        ThrowInput("{}: 'max_position_embeddings' must be a positive integer, got {}", where,
-                   Printable(max_position.dump(), 40));
-      }
-      c.max_position_embeddings = max_position.get<int64_t>();
-    }
     c.tie_word_embeddings = Flag(config, "tie_word_embeddings", false);
     c.torch_dtype = config.value("torch_dtype", std::string("float32"));
     c.rope = ParseRope(config, where);

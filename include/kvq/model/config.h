@@ -22,7 +22,6 @@ struct ModelConfig {
   int vocab_size = 0;
   double rms_norm_eps = 1e-6;
   RopeConfig rope;
-  int64_t max_position_embeddings = 0;  // The context the model was trained for; 0: not given.
   bool tie_word_embeddings = false;
   std::string torch_dtype;
   // The longest sequence the model was trained for: positions 0..max - 1. 0
