@@ -14,8 +14,9 @@ all: build
 setup:
 	@scripts/setup.sh
 
+# WERROR=ON (CI's setting) makes every compiler warning an error.
 configure: setup
-	@cmake --preset $(PRESET) >/dev/null
+	@cmake --preset $(PRESET) $(if $(WERROR),-DKVQ_WERROR=$(WERROR)) >/dev/null
 
 build: configure
 	@cmake --build --preset $(PRESET) -j $(JOBS)

@@ -20,10 +20,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -128,12 +130,45 @@ void Decode(benchmark::State& state, const std::string& spec, double bandwidth) 
       100 * tokens_per_s / floor_per_s);
 }
 
+// Before timing: with an fp32 cache, three decode steps after a 32-token
+// prefill give the logits of full forward passes over the same prefixes
+// (within 5e-6 of the largest logit, the suite's bound).
+bool DecodeMatchesFullForwardPasses() {
+  kvq::Model model = kvq::Model::Load(ModelDir());
+  const int64_t vocab = model.config().vocab_size, hidden_size = model.config().hidden_size;
+  kvq::SplitMix64 rng(7);
+  std::vector<int32_t> ids(35);
+  for (auto& id : ids) id = static_cast<int32_t>(rng.Next() % static_cast<uint64_t>(vocab));
+  kvq::Decoder decoder(model, nullptr);
+  const std::vector<float>* got = &decoder.Prefill(std::span(ids).first(32));
+  std::vector<float> hidden, expected(static_cast<size_t>(vocab));
+  for (size_t t = 32; t <= ids.size(); ++t) {
+    if (t > 32) got = &decoder.Step(ids[t - 1]);
+    const auto n = static_cast<int64_t>(t);
+    model.Forward(std::span(ids).first(t), n, nullptr, &hidden);
+    model.Logits(hidden.data() + (n - 1) * hidden_size, 1, expected.data());
+    double largest = 0, worst = 0;
+    for (int64_t i = 0; i < vocab; ++i) {
+      const auto k = static_cast<size_t>(i);
+      largest = std::max(largest, std::fabs(static_cast<double>(expected[k])));
+      worst = std::max(worst, std::fabs(static_cast<double>((*got)[k]) - expected[k]));
+    }
+    if (!(worst <= 5e-6 * std::max(largest, 1.0))) {
+      std::printf("decode after %zu tokens: off by %.3g\n", t, worst);
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (argc > 1) g_context = std::max<int64_t>(1, std::atoll(argv[1]));
+  kvq::bench::RequireValid(DecodeMatchesFullForwardPasses(),
+                           "fp32-cache decode steps give the full forward pass's logits");
   const double bandwidth = MeasureReadBandwidth();
   std::printf("read bandwidth %.1f GB/s (%d threads, streaming sum of 512 MiB, best of 5)\n",
               bandwidth / 1e9, omp_get_max_threads());

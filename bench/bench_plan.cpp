@@ -16,6 +16,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <string>
@@ -43,15 +44,34 @@ double Since(std::chrono::steady_clock::time_point start) {
 }
 
 struct TempDump {
-  std::filesystem::path path = std::filesystem::temp_directory_path() /
-                               ("kvq-bench-plan-" + std::to_string(::getpid()) + ".safetensors");
-  TempDump() {
-    kvq::SyntheticDumpOptions o;  // Qwen2.5-0.5B geometry, 4096 tokens.
+  std::filesystem::path path;
+  // Qwen2.5-0.5B geometry (24 layers unless `layers`), 8 x 512 tokens.
+  explicit TempDump(int layers = 0)
+      : path(std::filesystem::temp_directory_path() /
+             ("kvq-bench-plan-" + std::to_string(::getpid()) + "-" + std::to_string(layers) +
+              ".safetensors")) {
+    kvq::SyntheticDumpOptions o;
     o.chunk_len = 512;
+    if (layers > 0) o.num_layers = layers;
     kvq::WriteSyntheticDump(path, o);
   }
   ~TempDump() { std::filesystem::remove(path); }
 };
+
+// Before timing, on the first two layers: the plan's predicted worst layer
+// cosine (sums of per-unit measurements) is what measuring the planned
+// strategy gives.
+bool PredictionMatchesMeasurement() {
+  const TempDump small(2);
+  const kvq::KvDump dump = kvq::KvDump::Open(small.path);
+  const auto k_formats = kvq::DefaultPlanFormats(kvq::KvTensor::kK, dump.info());
+  const auto v_formats = kvq::DefaultPlanFormats(kvq::KvTensor::kV, dump.info());
+  const kvq::UnitTable table = kvq::MeasureUnits(dump, k_formats, v_formats);
+  const kvq::PlanSolution plan = kvq::SolvePlan(table, kvq::PlanObjective::kWorstCos, 6720);
+  const kvq::StrategyFidelity measured =
+      kvq::MeasureStrategies(dump, std::vector<kvq::Strategy>{plan.strategy})[0];
+  return std::fabs(plan.worst_cos - measured.worst_cos) <= 1e-9;
+}
 
 void BM_Plan(benchmark::State& state) {
   static const TempDump dump_file;
@@ -100,6 +120,8 @@ int main(int argc, char** argv) {
       "process CPU time (all threads): on free cores the wall time is at most cpu_s / cores.\n\n",
       kTargetSeconds);
   kvq::bench::Setup(argc, argv);
+  kvq::bench::RequireValid(PredictionMatchesMeasurement(),
+                           "the plan's predicted worst cosine is the measured one (2 layers)");
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();

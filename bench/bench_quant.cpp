@@ -20,12 +20,14 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <iostream>
 #include <iterator>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "kvq/common/half.h"
 
@@ -188,10 +190,47 @@ BENCHMARK(BM_QuantizeLayer)
     ->UseRealTime()
     ->MeasureProcessCPUTime();
 
+// Before timing: on the first two layers, every strategy's error sums from
+// MeasureDump (fused kernels straight from the fp16 dump) equal those of the
+// scalar reference kernels (HeadContext::use_reference) on the same values,
+// within the float lanes' summation rounding.
+bool MeasureDumpMatchesTheReference() {
+  Fixture& f = Get();
+  const auto& info = f.dump->info();
+  const int64_t per_head = info.tokens * info.head_dim;
+  std::vector<float> y(static_cast<size_t>(per_head));
+  for (const char* spec : kStrategies) {
+    const auto strategy = kvq::Strategy::Parse(spec);
+    for (const kvq::ErrorRow& row : kvq::MeasureDump(*f.dump, strategy)) {
+      if (row.layer >= 2) continue;
+      const auto& layer = row.tensor == kvq::KvTensor::kK ? f.k : f.v;
+      const float* x = layer[static_cast<size_t>(row.layer)].data() + row.head * per_head;
+      kvq::HeadContext ctx = f.ctx.ForHead(row.tensor, row.head);
+      ctx.use_reference = true;
+      kvq::QuantizeHead(strategy.Format(row.tensor, row.layer, row.head), ctx, x, y.data(),
+                        info.tokens, info.head_dim);
+      double sse = 0;
+      for (int64_t i = 0; i < per_head; ++i) {
+        const double e = static_cast<double>(x[i]) - y[static_cast<size_t>(i)];
+        sse += e * e;
+      }
+      if (!(std::fabs(row.error.sse - sse) <= 1e-5 * sse)) {
+        std::printf("%s: layer %d head %d: sse %.9g, reference %.9g\n", spec, row.layer, row.head,
+                    row.error.sse, sse);
+        return false;
+      }
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   kvq::bench::Setup(argc, argv);  // --target=NAME, the machine line.
+  kvq::bench::RequireValid(MeasureDumpMatchesTheReference(),
+                           "every strategy's error sums equal the scalar reference's "
+                           "(layers 0-1, relative 1e-5)");
   benchmark::AddCustomContext("simd_target", kvq::SimdTarget());
   benchmark::AddCustomContext("input", "Qwen2.5-0.5B-shaped K+V, 4096 tokens, 50.3 MB fp16");
   benchmark::AddCustomContext(

@@ -7,6 +7,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdio>
+#include <vector>
 
 #include "bench_common.h"
 #include "kvq/common/io.h"
@@ -73,6 +74,14 @@ BENCHMARK(BM_LoadTokenizer)->Unit(benchmark::kMillisecond)->Iterations(3);
 
 int main(int argc, char** argv) {
   kvq::bench::Setup(argc, argv);
+  {
+    // Hugging Face's tokenizer gives 299,078 ids for this file, and byte-level
+    // BPE decodes back to the exact text.
+    const std::vector<int32_t> ids = Qwen().Encode(WikitextRaw());
+    kvq::bench::RequireValid(
+        ids.size() == 299078 && Qwen().Decode(ids) == WikitextRaw(),
+        "wiki.test.raw encodes to Hugging Face's 299,078 ids and decodes back to the same text");
+  }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   std::printf(

@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The checks CI runs after `make test` (called from .ci/run):
 #   1. clang-format and clang-tidy (the checked-in .clang-format/.clang-tidy);
-#   2. the whole suite under ASan + UBSan (the asan preset), built with
-#      -Werror;
+#   2. the whole suite under ASan + UBSan (the asan preset);
 #   3. every libFuzzer target for FUZZ_SECONDS (default 60) with sanitizers;
 #   4. the kernel tests cross-built for aarch64 and run under qemu-user on
 #      the NEON and SVE targets (`make test-arm64` builds every Arm target and
@@ -27,7 +26,7 @@ step() {
 
 step "format check" make --no-print-directory format-check
 step "clang-tidy" make --no-print-directory tidy
-step "asan build (-Werror)" bash -c "cmake --preset asan -DKVQ_WERROR=ON >/dev/null &&
+step "asan build" bash -c "cmake --preset asan >/dev/null &&
   cmake --build --preset asan -j $JOBS --target kvq kvq_tests"
 step "asan tests" ctest --preset asan -j "$JOBS"
 step "fuzz (${FUZZ_SECONDS:-60} s per target)" scripts/fuzz.sh

@@ -71,4 +71,10 @@ double MeasureSgemmGflops() {
   return 2.0 * n * n * n / best / 1e9;
 }
 
+void RequireValid(bool ok, const std::string& what) {
+  std::printf("%s: %s\n", ok ? "validated" : "NOT VALIDATED", what.c_str());
+  std::fflush(stdout);
+  if (!ok) std::exit(1);
+}
+
 }  // namespace kvq::bench

@@ -3,6 +3,8 @@
 // (CPU model, SIMD target, OpenBLAS kernel, threads), `--target=NAME` to pin
 // the SIMD target (so that an AVX-512 machine also measures its AVX2, SSE4
 // and scalar paths), and a same-run sgemm figure to compare kernels with.
+#include <string>
+
 namespace kvq::bench {
 
 // Removes and applies --target=NAME from argv (before benchmark::Initialize),
@@ -13,5 +15,10 @@ void Setup(int& argc, char** argv);
 // of 3): the reference a kernel's FLOP rate is compared with, measured in
 // the same run because these machines are shared and noisy.
 double MeasureSgemmGflops();
+
+// Every benchmark checks its kernel's result before it times it (the llm.c
+// habit): prints "validated: <what>" when `ok`, else "NOT VALIDATED: <what>"
+// and exits with status 1, so that no figure of a wrong kernel is printed.
+void RequireValid(bool ok, const std::string& what);
 
 }  // namespace kvq::bench

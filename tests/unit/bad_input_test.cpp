@@ -24,6 +24,7 @@
 #include <thread>
 #include <tuple>
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "kvq/capture/capture.h"
@@ -1202,9 +1203,10 @@ TEST(HostileInput, ReportRefusesRunFilesThatLeaveTheFolderOrLackKeys) {
   ExpectRow("report --run " + run.string(), 2, "run.json: missing or malformed field");
   for (const char* folder : {"../outside", "/tmp", "a/../../b"}) {
     WriteTextFileAtomic(run / "run.json",
-                        std::string(R"({"schema": "kvq.run.v1", "settings": {"chunk_len": 8},)") +
-                            R"("models": [{"model": "m", "folder": ")" + folder +
-                            R"(", "geometry": {}}]})");
+                        fmt::format(R"({{"schema": "kvq.run.v1", "settings": {{"chunk_len": 8}},)"
+                                    R"("models": [{{"model": "m", "folder": "{}", )"
+                                    R"("geometry": {{}}}}]}})",
+                                    folder));
     ExpectRow("report --run " + run.string(), 2, "leaves the run folder");
   }
   EXPECT_FALSE(fs::exists(dir / "outside"));

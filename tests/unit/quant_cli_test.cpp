@@ -52,7 +52,7 @@ TEST(QuantCli, BytesPrintsEveryTableFormat) {
   const auto r = RunKvq("bytes --preset qwen2.5-0.5b --tokens 4096 --strategy '" + list + "'");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   for (const FormatSpec& spec : specs) {
-    const size_t at = r.output.find("\n" + spec.Name() + " ");
+    const size_t at = r.output.find(fmt::format("\n{} ", spec.Name()));
     ASSERT_NE(at, std::string::npos) << spec.Name();
     std::string figure;
     std::istringstream(r.output.substr(at + 1)) >> figure >> figure;  // name, bytes/token

@@ -27,7 +27,9 @@ TEST(SimdTarget, BestIsFirstAndPinningSelects) {
   EXPECT_EQ(SimdTarget(), targets.front());
   // The portable fallback is supported everywhere and comes last, unless the
   // build leaves it out (KVQ_DISABLED_SIMD_TARGETS: CI's arm64 job).
-  if ((HWY_TARGETS & HWY_BASELINE_SCALAR) != 0) EXPECT_EQ(targets.back(), kFallback);
+  if ((HWY_TARGETS & HWY_BASELINE_SCALAR) != 0) {
+    EXPECT_EQ(targets.back(), kFallback);
+  }
   std::vector<std::string> seen;
   test::ForEachSimdTarget([&](const std::string& target) {
     EXPECT_EQ(SimdTarget(), target);
