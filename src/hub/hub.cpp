@@ -195,7 +195,7 @@ class Repository {
       fs::create_directories(ref.parent_path());
       if (!Exists(ref) || Trim(ReadTextFile(ref)) != commit) WriteTextFileAtomic(ref, commit);
     }
-    const fs::path snapshot = dir_ / "snapshots" / commit;
+    fs::path snapshot = dir_ / "snapshots" / commit;
     // Fetch config.json from the commit just resolved, not from a branch that may move.
     FileMetadata pinned = config;
     if (pinned.download_url == ResolveUrl(id_.revision, kConfig)) {
@@ -226,7 +226,7 @@ class Repository {
   const ModelId& id() const { return id_; }
 
  private:
-  static std::string FolderName(std::string repo) {
+  static std::string FolderName(const std::string& repo) {
     std::string name;
     for (char c : repo) name += c == '/' ? std::string("--") : std::string(1, c);
     return name;
@@ -301,9 +301,10 @@ class Repository {
         ThrowRuntime("{}", message);
       }
       const std::string location = result.Header("location");
-      const bool relative = location.rfind("/", 0) == 0 && location.rfind("//", 0) != 0;
+      const bool relative = location.rfind('/', 0) == 0 && location.rfind("//", 0) != 0;
       if (result.status < 300 || result.status >= 400 || !relative || hop == 10) break;
-      url = hub::Origin(url) + location;
+      url = hub::Origin(url);
+      url += location;
     }
     if (result.status >= 400) {
       const std::string code = result.Header("x-error-code");
@@ -598,7 +599,7 @@ std::optional<ModelId> ParseModelId(std::string_view text) {
 }
 
 std::filesystem::path ResolveModel(std::string_view model_arg, const HubOptions& options) {
-  const fs::path as_path(model_arg);
+  fs::path as_path(model_arg);
   std::error_code error;
   if (fs::exists(as_path, error)) {
     if (fs::is_directory(as_path, error)) return as_path;

@@ -187,6 +187,7 @@ void WriteRandomModel(const ModelConfig& config, uint64_t seed, DType dtype,
   if (!c.tie_word_embeddings) add("lm_head.weight", {V, H}, Init::kLinear);
 
   std::vector<TensorSpec> specs;
+  specs.reserve(entries.size());
   for (const auto& e : entries) specs.push_back(e.spec);
   SafeTensorsWriter writer(dir / "model.safetensors", specs, {{"format", "pt"}});
   std::vector<uint8_t> bytes;

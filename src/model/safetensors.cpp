@@ -318,6 +318,7 @@ void SafeTensorsWriter::Commit() {
 void WriteSafeTensors(const std::filesystem::path& path, const std::vector<OwnedTensor>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   std::vector<TensorSpec> specs;
+  specs.reserve(tensors.size());
   for (const auto& t : tensors) specs.push_back(t.spec);
   SafeTensorsWriter writer(path, specs, metadata);
   for (const auto& t : tensors) writer.Write(t.spec.name, t.bytes.data(), t.bytes.size());

@@ -253,7 +253,10 @@ void QuantizeQ4_1(const float* x, uint8_t* out, bool) {
   uint8_t q[32];
   for (int j = 0; j < 32; ++j) {
     const float v = (x[j] - min) * id;
-    q[j] = static_cast<uint8_t>(std::min(15, static_cast<int>(v + 0.5f)));
+    // ggml's q4_1 reference rounds v >= 0 by adding 1/2 and truncating; kvq
+    // reproduces its blocks bit for bit.
+    q[j] = static_cast<uint8_t>(
+        std::min(15, static_cast<int>(v + 0.5f)));  // NOLINT(bugprone-incorrect-roundings)
   }
   PackNibbles(q, out + 4);
 }

@@ -264,7 +264,7 @@ std::filesystem::path DataDir() {
 std::filesystem::path CorpusFile(std::string_view name_or_path) {
   if (name_or_path == "wikitext") return DataDir() / kWikitextFile;
   if (name_or_path == "c4") return DataDir() / kC4File;
-  const std::filesystem::path file(name_or_path);
+  std::filesystem::path file(name_or_path);
   std::error_code ec;
   const auto status = std::filesystem::status(file, ec);
   if (status.type() == std::filesystem::file_type::not_found || ec) {

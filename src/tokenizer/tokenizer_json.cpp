@@ -152,8 +152,11 @@ class TokenizerJsonSax : public nlohmann::json_sax<json> {
         return true;
       case Mode::kMergePair: {
         MergeEntry& entry = merges.back();
-        if (entry.parts == 0) entry.left = std::move(value);
-        if (entry.parts == 1) entry.right = std::move(value);
+        if (entry.parts == 0) {
+          entry.left = std::move(value);
+        } else if (entry.parts == 1) {
+          entry.right = std::move(value);
+        }
         ++entry.parts;
         return true;
       }
@@ -476,8 +479,8 @@ void LoadModel(Tokenizer::Impl& impl, const Reader& reader, TokenizerJsonSax& sa
     }
     max_id = std::max(max_id, static_cast<int32_t>(id));
   }
-  impl.token_bytes.assign(static_cast<size_t>(max_id + 1), {});
-  impl.token_present.assign(static_cast<size_t>(max_id + 1), 0);
+  impl.token_bytes.assign(static_cast<size_t>(max_id) + 1, {});
+  impl.token_present.assign(static_cast<size_t>(max_id) + 1, 0);
   impl.bytes_to_id.reserve(sax.vocab.size());
   std::string bytes;
   for (const auto& [key, id64] : sax.vocab) {
