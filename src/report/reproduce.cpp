@@ -84,6 +84,7 @@ double PublishedSseSum(const PublishedResults& p, const std::string& corpus, int
 // (layer, head) -> sse; 0 when the head is absent.
 std::vector<double> OutlierRanks(const std::map<std::pair<int, int>, double>& k_sse) {
   std::vector<std::pair<double, std::pair<int, int>>> order;
+  order.reserve(k_sse.size());
   for (const auto& [key, sse] : k_sse) order.push_back({sse, key});
   std::stable_sort(order.begin(), order.end(),
                    [](const auto& a, const auto& b) { return a.first > b.first; });
@@ -213,6 +214,7 @@ Claim OutlierClaim(const PublishedResults& p, const std::string& corpus,
   c.verdict = top6 ? Verdict::kReproduced : Verdict::kDiffers;
   if (!top6) {
     std::vector<std::pair<double, std::pair<int, int>>> order;
+    order.reserve(mea.size());
     for (const auto& [key, sse] : mea) order.push_back({sse, key});
     std::stable_sort(order.begin(), order.end(),
                      [](const auto& a, const auto& b) { return a.first > b.first; });
