@@ -47,7 +47,7 @@ QuantizedKvCache::QuantizedKvCache(const ModelConfig& c, const Strategy* strateg
       head_dim_(c.head_dim),
       rope_config_(c.rope) {
   if (strategy) strategy->Validate({c.num_layers, c.num_kv_heads, c.head_dim});
-  heads_.resize(static_cast<size_t>(2 * num_layers_ * num_kv_heads_));
+  heads_.resize(size_t{2} * static_cast<size_t>(num_layers_) * static_cast<size_t>(num_kv_heads_));
   for (KvTensor tensor : {KvTensor::kK, KvTensor::kV}) {
     for (int l = 0; l < num_layers_; ++l) {
       for (int h = 0; h < num_kv_heads_; ++h) {
@@ -71,7 +71,7 @@ QuantizedKvCache::~QuantizedKvCache() = default;
 QuantizedKvCache::Head& QuantizedKvCache::At(KvTensor tensor, int layer, int head) {
   KVQ_CHECK(layer >= 0 && layer < num_layers_ && head >= 0 && head < num_kv_heads_);
   return heads_[static_cast<size_t>(
-      (static_cast<int>(tensor) * num_layers_ + layer) * num_kv_heads_ + head)];
+      (int64_t{static_cast<int>(tensor)} * num_layers_ + layer) * num_kv_heads_ + head)];
 }
 
 const QuantizedKvCache::Head& QuantizedKvCache::At(KvTensor tensor, int layer, int head) const {

@@ -122,7 +122,7 @@ int64_t PositionBucketEnd(int bucket) { return kFirstPositionBucket << bucket; }
 std::vector<FidelityStats> CompareByPosition(const float* ref, const float* got, int heads,
                                              int64_t tokens, int head_dim, int64_t chunk_len) {
   KVQ_CHECK(chunk_len > 0 && tokens % chunk_len == 0);
-  const auto buckets = static_cast<size_t>(PositionBucket(chunk_len - 1) + 1);
+  const size_t buckets = static_cast<size_t>(PositionBucket(chunk_len - 1)) + 1;
   const int64_t per_head = tokens * head_dim;
   // Per head in parallel, then merged in head order: thread-count independent.
   std::vector<std::vector<FidelityStats>> per(static_cast<size_t>(heads),

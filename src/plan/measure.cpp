@@ -1,9 +1,9 @@
 // The planner's measuring passes (steps 1 and 4 of kvq/plan/planner.h) and
 // its candidate lists.
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <exception>
-#include <cmath>
 #include <limits>
 
 #include <fmt/format.h>
@@ -177,7 +177,8 @@ void MeasureLayerUnits(const LayerReference& ref, UnitTable& table, UnitWorkspac
   const int v_count = static_cast<int>(table.v_formats.size());
   const double share = static_cast<double>(g.num_kv_heads) * (2 * k_count + 1 + v_count) / threads;
   int v_runs = 1;
-  while (v_runs < v_count && 1 + (v_count + v_runs - 1) / v_runs > share) ++v_runs;
+  const auto run_cost = [&](int runs) { return 1 + (v_count + runs - 1) / runs; };
+  while (v_runs < v_count && run_cost(v_runs) > share) ++v_runs;
   const int v_run = (v_count + v_runs - 1) / v_runs;
   // The long V runs first, so the short K items fill the gaps at the end.
   std::vector<Item> items;

@@ -275,6 +275,7 @@ std::vector<ParetoPoint> ReadParetoCsv(const std::filesystem::path& path) {
 
 std::vector<BudgetPick> BestUnderBudgets(const std::vector<ParetoPoint>& points) {
   std::vector<double> budgets;
+  budgets.reserve(points.size());
   for (const ParetoPoint& p : points) budgets.push_back(p.bytes_per_token);
   std::sort(budgets.begin(), budgets.end());
   budgets.erase(std::unique(budgets.begin(), budgets.end()), budgets.end());
@@ -401,7 +402,8 @@ std::string HeatmapFigure(const std::vector<QuantRow>& rows, const std::string& 
   for (const QuantRow& r : rows) {
     if (r.strategy != strategy) continue;
     any = true;
-    const auto row = static_cast<size_t>((r.tensor == KvTensor::kK ? 0 : heads) + r.head);
+    const size_t row =
+        static_cast<size_t>(r.tensor == KvTensor::kK ? 0 : heads) + static_cast<size_t>(r.head);
     const auto col = static_cast<size_t>(r.layer);
     m.values[row][col] = r.nmse;
     m.tips[row][col] = fmt::format("{} layer {} head {}: NMSE {} ({})", KvTensorName(r.tensor),
