@@ -33,22 +33,11 @@
 #include "kvq/common/huge_pages.h"
 #include "kvq/common/random.h"
 #include "kvq/generate/generate.h"
-#include "kvq/model/random_model.h"
 
 namespace {
 
 int64_t g_context = 4096;
 constexpr int kSteps = 16;
-
-std::filesystem::path ModelDir() {
-  const auto dir =
-      std::filesystem::temp_directory_path() / "kvq-bench-models" / "qwen2.5-0.5b-bf16";
-  if (!std::filesystem::exists(dir / "config.json")) {
-    std::fprintf(stderr, "writing %s (once) ...\n", dir.c_str());
-    kvq::WriteRandomModel(kvq::FindModelPreset("qwen2.5-0.5b").config, 1, kvq::DType::kBF16, dir);
-  }
-  return dir;
-}
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -89,7 +78,7 @@ double BytesPerToken(const kvq::ModelConfig& c, int64_t context) {
 }
 
 void Decode(benchmark::State& state, const std::string& spec, double bandwidth) {
-  kvq::Model model = kvq::Model::Load(ModelDir());
+  kvq::Model model = kvq::Model::Load(kvq::bench::QwenBf16ModelDir());
   const int vocab = model.config().vocab_size;
   kvq::SplitMix64 rng(42);
   std::vector<int32_t> prompt(static_cast<size_t>(g_context));
@@ -134,7 +123,7 @@ void Decode(benchmark::State& state, const std::string& spec, double bandwidth) 
 // prefill give the logits of full forward passes over the same prefixes
 // (within 5e-6 of the largest logit, the suite's bound).
 bool DecodeMatchesFullForwardPasses() {
-  kvq::Model model = kvq::Model::Load(ModelDir());
+  kvq::Model model = kvq::Model::Load(kvq::bench::QwenBf16ModelDir());
   const int64_t vocab = model.config().vocab_size, hidden_size = model.config().hidden_size;
   kvq::SplitMix64 rng(7);
   std::vector<int32_t> ids(35);

@@ -36,16 +36,6 @@ namespace {
 constexpr double kBoundMiB = 8192;
 constexpr const char* kStrategy = "int4:g32:token";
 
-std::filesystem::path ModelDir() {
-  const auto dir =
-      std::filesystem::temp_directory_path() / "kvq-bench-models" / "qwen2.5-0.5b-bf16";
-  if (!std::filesystem::exists(dir / "config.json")) {
-    std::fprintf(stderr, "writing %s (once) ...\n", dir.c_str());
-    kvq::WriteRandomModel(kvq::FindModelPreset("qwen2.5-0.5b").config, 1, kvq::DType::kBF16, dir);
-  }
-  return dir;
-}
-
 // Runs `body` in a child process; prints its peak RSS and wall time.
 // Returns whether it succeeded.
 bool Measure(const char* name, int64_t tokens, const std::function<void()>& body) {
@@ -82,7 +72,7 @@ int main(int argc, char** argv) {
   std::vector<int64_t> lengths;
   for (int i = 1; i < argc; ++i) lengths.push_back(std::atoll(argv[i]));
   if (lengths.empty()) lengths.push_back(4096);
-  const auto model_dir = ModelDir();
+  const auto model_dir = kvq::bench::QwenBf16ModelDir();
   const auto scratch =
       std::filesystem::temp_directory_path() / ("kvq-bench-long-" + std::to_string(::getpid()));
   std::filesystem::create_directories(scratch);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "kvq/common/blas.h"
 #include "kvq/common/error.h"
 #include "kvq/common/simd_target.h"
+#include "kvq/model/random_model.h"
 
 namespace kvq::bench {
 namespace {
@@ -75,6 +77,16 @@ void RequireValid(bool ok, const std::string& what) {
   std::printf("%s: %s\n", ok ? "validated" : "NOT VALIDATED", what.c_str());
   std::fflush(stdout);
   if (!ok) std::exit(1);
+}
+
+std::filesystem::path QwenBf16ModelDir() {
+  const auto dir =
+      std::filesystem::temp_directory_path() / "kvq-bench-models" / "qwen2.5-0.5b-bf16";
+  if (!std::filesystem::exists(dir / "config.json")) {
+    std::fprintf(stderr, "writing %s (once) ...\n", dir.c_str());
+    WriteRandomModel(FindModelPreset("qwen2.5-0.5b").config, 1, DType::kBF16, dir);
+  }
+  return dir;
 }
 
 }  // namespace kvq::bench

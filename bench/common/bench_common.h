@@ -3,6 +3,7 @@
 // (CPU model, SIMD target, OpenBLAS kernel, threads), `--target=NAME` to pin
 // the SIMD target (so that an AVX-512 machine also measures its AVX2, SSE4
 // and scalar paths), and a same-run sgemm figure to compare kernels with.
+#include <filesystem>
 #include <string>
 
 namespace kvq::bench {
@@ -20,5 +21,9 @@ double MeasureSgemmGflops();
 // habit): prints "validated: <what>" when `ok`, else "NOT VALIDATED: <what>"
 // and exits with status 1, so that no figure of a wrong kernel is printed.
 void RequireValid(bool ok, const std::string& what);
+
+// A random-weight Qwen2.5-0.5B-shaped model in bf16, written once under the
+// system temp folder (kvq-bench-models/) and reused by later runs.
+std::filesystem::path QwenBf16ModelDir();
 
 }  // namespace kvq::bench
