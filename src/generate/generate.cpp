@@ -214,9 +214,25 @@ GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
                                  std::span<const int32_t> eos) {
   if (new_tokens <= 0) ThrowInput("--max-new-tokens must be positive");
   const ModelConfig& c = model.config();
+  // The prompt and every new token but the last (which is only picked) go
+  // through the model: prompt + new_tokens - 1 positions, checked before any
+  // work rather than when a decode step reaches the limit.
+  const auto prompt_tokens = static_cast<int64_t>(prompt.size());
+  const int64_t limit = c.max_position_embeddings;
+  if (limit > 0 && prompt_tokens > limit) {
+    ThrowInput("the prompt's {} tokens are more than the model's max_position_embeddings {}",
+               prompt_tokens, limit);
+  }
+  if (limit > 0 && prompt_tokens + new_tokens - 1 > limit) {
+    ThrowInput(
+        "--max-new-tokens {} after a prompt of {} tokens needs {} positions, more than the model's "
+        "max_position_embeddings {}: at most {} new tokens fit",
+        new_tokens, prompt_tokens, prompt_tokens + new_tokens - 1, limit,
+        limit - prompt_tokens + 1);
+  }
   const int64_t V = c.vocab_size;
   GenerateReport report;
-  report.prompt_tokens = static_cast<int64_t>(prompt.size());
+  report.prompt_tokens = prompt_tokens;
   const Strategy fp16 = Strategy::Parse("fp16");
   // Scans the weights for NaN and Inf (Model::ForwardAt's first step) before any
   // timed decode step.
