@@ -1,8 +1,9 @@
 // Decode throughput: tokens/s of incremental decoding (kvq generate's
 // Decoder) at a given context (default 4096) on a random-weight
 // Qwen2.5-0.5B-shaped model (bf16 weights on disk), with an fp16 cache and
-// with int4:g32:token, beside the prefill's tokens/s over the same context.
-// Each timed step is one Model::ForwardAt + lm_head + argmax; the weights are
+// with int4:g32:token, beside the prefill's tokens/s over the same context,
+// and DecodeAttention alone at that context (no prefill: a quick figure at
+// 32k). Each timed step is one Model::ForwardAt + lm_head + argmax; the weights are
 // read as stored (bf16, MatVec), never copied to float32.
 //
 // Anchor: decoding one token must read every weight once and the whole KV
