@@ -16,7 +16,6 @@
 // of this run (sgemm_half_ratio >= 1: at least half of it).
 #include <benchmark/benchmark.h>
 
-#include <sys/resource.h>
 #include <unistd.h>
 #include <algorithm>
 #include <chrono>
@@ -76,16 +75,6 @@ TempDumps& Dumps() {
   return dumps;
 }
 
-// CPU seconds of the whole process (all threads): on a shared machine the
-// wall time also counts other jobs, while flops / cpu_seconds * cores
-// projects the wall time this code would reach alone.
-double ProcessCpuSeconds() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
-}
-
 void SetFlopCounters(benchmark::State& state, double flops, double seconds, double cpu_seconds) {
   state.counters["cpu_s"] = cpu_seconds;
   state.counters["GFLOP/cpu_s"] = flops / cpu_seconds / 1e9;
@@ -102,7 +91,7 @@ void BM_FullValidation(benchmark::State& state) {
   double worst_cos = 1;
   double seconds = 0, cpu_seconds = 0;
   for (auto _ : state) {
-    const double cpu_start = ProcessCpuSeconds();
+    const double cpu_start = kvq::bench::ProcessCpuSeconds();
     const auto start = std::chrono::steady_clock::now();
     const kvq::KvDump dump = kvq::KvDump::Open(path);
     kvq::LayerReference ref;
@@ -113,7 +102,7 @@ void BM_FullValidation(benchmark::State& state) {
       worst_cos = std::min(worst_cos, f.all.cos());
     }
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    cpu_seconds = ProcessCpuSeconds() - cpu_start;
+    cpu_seconds = kvq::bench::ProcessCpuSeconds() - cpu_start;
   }
   const double flops = UsefulFlops(Options(chunk_len));
   SetFlopCounters(state, flops, seconds, cpu_seconds);
@@ -133,7 +122,7 @@ void BM_AttentionKernel(benchmark::State& state) {
   const int64_t per_head = o.tokens * o.head_dim;
   double seconds = 0, cpu_seconds = 0;
   for (auto _ : state) {
-    const double cpu_start = ProcessCpuSeconds();
+    const double cpu_start = kvq::bench::ProcessCpuSeconds();
     const auto start = std::chrono::steady_clock::now();
     for (int call = 0; call < 2 * o.num_layers; ++call) {
       kvq::CausalAttention(
@@ -141,7 +130,7 @@ void BM_AttentionKernel(benchmark::State& state) {
           {ref.v.data(), per_head, o.head_dim}, {out.data(), per_head, o.head_dim});
     }
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    cpu_seconds = ProcessCpuSeconds() - cpu_start;
+    cpu_seconds = kvq::bench::ProcessCpuSeconds() - cpu_start;
     benchmark::DoNotOptimize(out.data());
   }
   SetFlopCounters(state, UsefulFlops(o), seconds, cpu_seconds);

@@ -1,8 +1,9 @@
 // Decode throughput: tokens/s of incremental decoding (kvq generate's
 // Decoder) at a given context (default 4096) on a random-weight
 // Qwen2.5-0.5B-shaped model (bf16 weights on disk), with an fp16 cache and
-// with int4:g32:token, beside the prefill's tokens/s over the same context.
-// Each timed step is one Model::ForwardAt + lm_head + argmax; the weights are
+// with int4:g32:token, beside the prefill's tokens/s over the same context,
+// and DecodeAttention alone at that context (no prefill: a quick figure at
+// 32k). Each timed step is one Model::ForwardAt + lm_head + argmax; the weights are
 // read as stored (bf16, MatVec), never copied to float32.
 //
 // Anchor: decoding one token must read every weight once and the whole KV
@@ -119,6 +120,52 @@ void Decode(benchmark::State& state, const std::string& spec, double bandwidth) 
       100 * tokens_per_s / floor_per_s);
 }
 
+// DecodeAttention alone, as one decode step calls it: one new token at
+// position context - 1, Qwen2.5-0.5B's 14 query heads on 2 kv heads of 64
+// dims, over 24 layers' caches of random values (the 24 layers, 201 MB at
+// 4k, do not fit the caches, as in a real step). Reports ms per token, the
+// CPU seconds it took (all threads: wall time on a shared machine also counts
+// other jobs) and the cache bytes read per wall second.
+void Attention(benchmark::State& state) {
+  constexpr int kLayers = 24, kHeads = 14, kKvHeads = 2, kHeadDim = 64;
+  const auto per_head = static_cast<size_t>(g_context * kHeadDim);
+  kvq::SplitMix64 rng(3);
+  std::vector<std::vector<float>> k(kLayers * kKvHeads), v(kLayers * kKvHeads);
+  for (auto* tensors : {&k, &v}) {
+    for (auto& head : *tensors) {
+      head.resize(per_head);
+      for (float& x : head) x = static_cast<float>(rng.Uniform() * 2 - 1);
+    }
+  }
+  std::vector<float> q(kHeads * kHeadDim), out(q.size());
+  for (float& x : q) x = static_cast<float>(rng.Uniform() * 2 - 1);
+  constexpr int kRepeats = 8;
+  double seconds = 0, cpu_seconds = 0;
+  for (auto _ : state) {
+    const double cpu_start = kvq::bench::ProcessCpuSeconds();
+    const auto start = std::chrono::steady_clock::now();
+    for (int repeat = 0; repeat < kRepeats; ++repeat) {
+      for (int layer = 0; layer < kLayers; ++layer) {
+        const std::vector<const float*> kh = {k[2 * layer].data(), k[2 * layer + 1].data()};
+        const std::vector<const float*> vh = {v[2 * layer].data(), v[2 * layer + 1].data()};
+        kvq::DecodeAttention(kHeads, kKvHeads, kHeadDim, g_context - 1, 1, q.data(), kh, vh,
+                             out.data());
+      }
+    }
+    seconds = Seconds(start) / kRepeats;
+    cpu_seconds = (kvq::bench::ProcessCpuSeconds() - cpu_start) / kRepeats;
+    benchmark::DoNotOptimize(out.data());
+  }
+  const double bytes = 2.0 * kLayers * kKvHeads * static_cast<double>(per_head) * sizeof(float);
+  state.counters["ms_per_token"] = 1e3 * seconds;
+  state.counters["cpu_ms_per_token"] = 1e3 * cpu_seconds;
+  state.counters["cache_GB_per_s"] = bytes / seconds / 1e9;
+  std::printf(
+      "DecodeAttention at context %lld: %.2f ms per token (24 layers; %.2f CPU ms), %.1f GB/s "
+      "of cache read\n",
+      static_cast<long long>(g_context), 1e3 * seconds, 1e3 * cpu_seconds, bytes / seconds / 1e9);
+}
+
 // Before timing: with an fp32 cache, three decode steps after a 32-token
 // prefill give the logits of full forward passes over the same prefixes
 // (within 5e-6 of the largest logit, the suite's bound).
@@ -161,6 +208,10 @@ int main(int argc, char** argv) {
   const double bandwidth = MeasureReadBandwidth();
   std::printf("read bandwidth %.1f GB/s (%d threads, streaming sum of 512 MiB, best of 5)\n",
               bandwidth / 1e9, omp_get_max_threads());
+  benchmark::RegisterBenchmark("DecodeAttention", Attention)
+      ->Iterations(1)
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
   for (const char* spec : {"fp16", "int4:g32:token"}) {
     benchmark::RegisterBenchmark(
         (std::string("Decode/") + spec).c_str(),

@@ -13,7 +13,6 @@
 // cpu_s / cores).
 #include <benchmark/benchmark.h>
 
-#include <sys/resource.h>
 #include <unistd.h>
 #include <chrono>
 #include <cmath>
@@ -31,13 +30,6 @@
 namespace {
 
 constexpr double kTargetSeconds = 60.0;
-
-double ProcessCpuSeconds() {
-  rusage usage{};
-  ::getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
-         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
-}
 
 double Since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -82,7 +74,7 @@ void BM_Plan(benchmark::State& state) {
   kvq::PlanSolution plan;
   kvq::StrategyFidelity measured;
   for (auto _ : state) {
-    const double cpu_start = ProcessCpuSeconds();
+    const double cpu_start = kvq::bench::ProcessCpuSeconds();
     auto start = std::chrono::steady_clock::now();
     const kvq::UnitTable table = kvq::MeasureUnits(dump, k_formats, v_formats);
     measure_s = Since(start);
@@ -92,7 +84,7 @@ void BM_Plan(benchmark::State& state) {
     start = std::chrono::steady_clock::now();
     measured = kvq::MeasureStrategies(dump, std::vector<kvq::Strategy>{plan.strategy})[0];
     validate_s = Since(start);
-    cpu_s = ProcessCpuSeconds() - cpu_start;
+    cpu_s = kvq::bench::ProcessCpuSeconds() - cpu_start;
   }
   const double total = measure_s + solve_s + validate_s;
   state.counters["seconds"] = total;

@@ -1,5 +1,7 @@
 #include "bench_common.h"
 
+#include <sys/resource.h>
+
 #include <cblas.h>
 #include <omp.h>
 
@@ -87,6 +89,13 @@ std::filesystem::path QwenBf16ModelDir() {
     WriteRandomModel(FindModelPreset("qwen2.5-0.5b").config, 1, DType::kBF16, dir);
   }
   return dir;
+}
+
+double ProcessCpuSeconds() {
+  rusage usage{};
+  ::getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec);
 }
 
 }  // namespace kvq::bench

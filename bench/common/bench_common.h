@@ -26,4 +26,9 @@ void RequireValid(bool ok, const std::string& what);
 // system temp folder (kvq-bench-models/) and reused by later runs.
 std::filesystem::path QwenBf16ModelDir();
 
+// CPU seconds of the whole process (all threads) so far: on a shared machine
+// the wall time also counts other jobs, while work / CPU seconds * cores
+// projects the wall time the code would reach alone.
+double ProcessCpuSeconds();
+
 }  // namespace kvq::bench

@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <limits>
 #include <numeric>
 
 #include <fmt/format.h>
@@ -17,46 +16,6 @@
 #include "kvq/tokenizer/tokenizer.h"
 
 namespace kvq {
-
-void DecodeAttention(int num_heads, int num_kv_heads, int head_dim, int64_t position,
-                     int64_t tokens, const float* q, const std::vector<const float*>& k,
-                     const std::vector<const float*>& v, float* out) {
-  const int group = num_heads / num_kv_heads;
-  const int64_t width = static_cast<int64_t>(num_heads) * head_dim;
-  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
-#pragma omp parallel for collapse(2) schedule(static)
-  for (int64_t t = 0; t < tokens; ++t) {
-    for (int h = 0; h < num_heads; ++h) {
-      thread_local std::vector<float> p;
-      const int64_t keys = position + t + 1;
-      p.resize(static_cast<size_t>(keys));
-      const float* qh = q + t * width + h * head_dim;
-      const float* kh = k[static_cast<size_t>(h / group)];
-      const float* vh = v[static_cast<size_t>(h / group)];
-      float max = -std::numeric_limits<float>::infinity();
-      for (int64_t j = 0; j < keys; ++j) {
-        const float* kj = kh + j * head_dim;
-        float dot = 0;
-        for (int d = 0; d < head_dim; ++d) dot += qh[d] * kj[d];
-        p[static_cast<size_t>(j)] = dot * scale;
-        max = std::max(max, p[static_cast<size_t>(j)]);
-      }
-      float sum = 0;
-      for (int64_t j = 0; j < keys; ++j) {
-        p[static_cast<size_t>(j)] = std::exp(p[static_cast<size_t>(j)] - max);
-        sum += p[static_cast<size_t>(j)];
-      }
-      const float inverse = 1.0f / sum;
-      float* o = out + t * width + h * head_dim;
-      std::fill_n(o, head_dim, 0.0f);
-      for (int64_t j = 0; j < keys; ++j) {
-        const float w = p[static_cast<size_t>(j)] * inverse;
-        const float* vj = vh + j * head_dim;
-        for (int d = 0; d < head_dim; ++d) o[d] += w * vj[d];
-      }
-    }
-  }
-}
 
 int32_t PickToken(const float* logits, int64_t vocab, const SamplingOptions& o, SplitMix64& rng) {
   KVQ_CHECK(vocab > 0);
@@ -255,9 +214,25 @@ GenerateReport CompareGeneration(Model& model, std::span<const int32_t> prompt,
                                  std::span<const int32_t> eos) {
   if (new_tokens <= 0) ThrowInput("--max-new-tokens must be positive");
   const ModelConfig& c = model.config();
+  // The prompt and every new token but the last (which is only picked) go
+  // through the model: prompt + new_tokens - 1 positions, checked before any
+  // work rather than when a decode step reaches the limit.
+  const auto prompt_tokens = static_cast<int64_t>(prompt.size());
+  const int64_t limit = c.max_position_embeddings;
+  if (limit > 0 && prompt_tokens > limit) {
+    ThrowInput("the prompt's {} tokens are more than the model's max_position_embeddings {}",
+               prompt_tokens, limit);
+  }
+  if (limit > 0 && prompt_tokens + new_tokens - 1 > limit) {
+    ThrowInput(
+        "--max-new-tokens {} after a prompt of {} tokens needs {} positions, more than the model's "
+        "max_position_embeddings {}: at most {} new tokens fit",
+        new_tokens, prompt_tokens, prompt_tokens + new_tokens - 1, limit,
+        limit - prompt_tokens + 1);
+  }
   const int64_t V = c.vocab_size;
   GenerateReport report;
-  report.prompt_tokens = static_cast<int64_t>(prompt.size());
+  report.prompt_tokens = prompt_tokens;
   const Strategy fp16 = Strategy::Parse("fp16");
   // Scans the weights for NaN and Inf (Model::ForwardAt's first step) before any
   // timed decode step.

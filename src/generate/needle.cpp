@@ -98,6 +98,12 @@ bool NeedleAnswerCorrect(std::string_view answer, int key) {
   return after >= answer.size() || !isdigit(answer[after]);
 }
 
+int64_t NeedleMaxLength(const ModelConfig& config, int64_t answer_tokens) {
+  KVQ_CHECK(answer_tokens >= 1);
+  if (config.max_position_embeddings <= 0) return 0;
+  return std::max<int64_t>(0, config.max_position_embeddings - answer_tokens + 1);
+}
+
 NeedleReport RunNeedle(Model& model, const Tokenizer& tokenizer,
                        const std::vector<Strategy>& strategies, const NeedleOptions& options,
                        const std::function<void(int64_t, int64_t)>& progress) {
@@ -106,11 +112,14 @@ NeedleReport RunNeedle(Model& model, const Tokenizer& tokenizer,
   if (options.depths.empty()) ThrowInput("--depths: no depth given");
   if (options.seeds < 1) ThrowInput("--seeds must be at least 1, got {}", options.seeds);
   if (options.answer_tokens < 1) ThrowInput("the answer needs at least one token");
+  const int64_t max_length = NeedleMaxLength(c, options.answer_tokens);
   for (int64_t length : options.lengths) {
     if (length <= 0) ThrowInput("--lengths: {} is not a positive token count", length);
-    if (c.max_position_embeddings > 0 && length > c.max_position_embeddings) {
-      ThrowInput("--lengths: {} is above the model's max_position_embeddings ({})", length,
-                 c.max_position_embeddings);
+    if (max_length > 0 && length > max_length) {
+      ThrowInput(
+          "--lengths: {} is above {}, the longest prompt whose {} answer tokens fit the model's "
+          "max_position_embeddings ({})",
+          length, max_length, options.answer_tokens, c.max_position_embeddings);
     }
   }
   for (double depth : options.depths) {

@@ -311,6 +311,32 @@ TEST(BadInput, PromptsPastMaxPositionEmbeddingsNameTheFlag) {
             dir / "out2.safetensors");
 }
 
+// kvq generate refuses more new tokens than fit the trained context before
+// any work, naming --max-new-tokens: the prompt and every new token but the
+// last go through the model, so an 8-token prompt leaves room for 9 new
+// tokens in 16 positions, and exactly 9 run.
+TEST(BadInput, GenerateRefusesNewTokensPastMaxPositionEmbeddings) {
+  test::ScratchDir dir;
+  const fs::path model = dir / "short-context";
+  fs::create_directory(model);
+  nlohmann::json config = nlohmann::json::parse(ReadTextFile(GoodModel() / "config.json"));
+  config["max_position_embeddings"] = 16;
+  WriteTextFileAtomic(model / "config.json", config.dump());
+  fs::copy(GoodModel() / "model.safetensors", model / "model.safetensors");
+  const fs::path out = dir / "g.json";
+  const std::string generate = "generate --model " + model.string() + " --input-ids " + GoodIds() +
+                               " --strategy int8:token --ignore-eos --json " + out.string();
+  ExpectRow(generate + " --tokens 8 --max-new-tokens 10", 2,
+            "--max-new-tokens 10 after a prompt of 8 tokens needs 17 positions, more than the "
+            "model's max_position_embeddings 16: at most 9 new tokens fit",
+            out);
+  ExpectRow(generate + " --tokens 17 --max-new-tokens 1", 2,
+            "the prompt's 17 tokens are more than the model's max_position_embeddings 16", out);
+  const test::CommandResult fits = RunKvq(generate + " --tokens 8 --max-new-tokens 9");
+  ASSERT_EQ(fits.exit_code, 0) << fits.output;
+  EXPECT_EQ(nlohmann::json::parse(ReadTextFile(out)).at("baseline").at("tokens").size(), 9u);
+}
+
 // Decode steps read the stored matrices (no float32 copy): a NaN there is
 // found by the step's own scan, named like the forward pass names it, and
 // found again on the next step (a scan that threw marks nothing checked).

@@ -124,6 +124,41 @@ TEST(NeedleTest, RefusesBadLengthsAndDepths) {
   }
 }
 
+// The answer's tokens but the last go through the model after the prompt:
+// with max_position_embeddings 103 and 8 answer tokens the longest prompt is
+// 96, which runs to the last position; 97 is refused before any trial.
+TEST(NeedleTest, LongestLengthLeavesRoomForTheAnswer) {
+  test::ScratchDir scratch;
+  const auto model_dir = scratch / "model";
+  const auto made = test::RunKvq("make-model --preset tiny --out " + model_dir.string());
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  nlohmann::json config = nlohmann::json::parse(ReadTextFile(model_dir / "config.json"));
+  config["max_position_embeddings"] = 103;
+  WriteTextFileAtomic(model_dir / "config.json", config.dump());
+  Model model = Model::Load(model_dir);
+  EXPECT_EQ(NeedleMaxLength(model.config(), 8), 96);
+  EXPECT_EQ(NeedleMaxLength(model.config(), 1), 103);
+  NeedleOptions options;
+  options.answer_tokens = 8;
+  options.depths = {50};
+  options.seeds = 1;
+  options.lengths = {96};
+  int64_t trials = 0;
+  RunNeedle(model, Qwen(), {}, options, [&](int64_t done, int64_t) { trials = done; });
+  EXPECT_EQ(trials, 1);
+  options.lengths = {97};
+  try {
+    RunNeedle(model, Qwen(), {}, options, [&](int64_t, int64_t) { ADD_FAILURE() << "ran"; });
+    ADD_FAILURE() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("--lengths: 97 is above 96, the longest prompt whose 8 "
+                                         "answer tokens fit the model's max_position_embeddings "
+                                         "(103)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 // One CLI run on a random-weight model with the Qwen tokenizer: every
 // number in the JSON and CSV is recomputed from the library or the trials.
 TEST(NeedleCliTest, JsonCsvAndSvgAgainstIndependentComputations) {
@@ -242,7 +277,11 @@ TEST(NeedleCliTest, JsonCsvAndSvgAgainstIndependentComputations) {
   };
   const std::string m = "needle --model " + model_dir.string() + " --strategy int8:token";
   refused(m + " --lengths 40000 --depths 50 --seeds 1",
-          "--lengths: 40000 is above the model's max_position_embeddings (32768)");
+          "--lengths: 40000 is above 32761, the longest prompt whose 8 answer tokens fit the "
+          "model's max_position_embeddings (32768)");
+  // The longest prompt whose answer fits is the limit itself: one more token
+  // would need position 32768 for the answer's last fed-back token.
+  refused(m + " --lengths 32762 --depths 50 --seeds 1", "--lengths: 32762 is above 32761");
   refused(m + " --lengths 96 --depths 120", "--depths: 120 is not a percentage in [0, 100]");
   refused(m + " --lengths 10 --depths 50", "--lengths: 10 tokens is shorter");
   const auto fixture = test::DataDir() / "qwen2-tiny/tied-bf16";

@@ -23,10 +23,12 @@ struct Options {
   int seeds = 3;
 };
 
-// 1024, 2048, ... up to max_position_embeddings (and it, when it is not a
-// power of two); 1024..4096 when the config does not give it.
-std::vector<int64_t> DefaultLengths(int64_t max_position) {
-  const int64_t top = max_position > 0 ? max_position : 4096;
+// 1024, 2048, ... up to the longest prompt that fits max_position_embeddings
+// with its answer (and it, when it is not a power of two: 32,761 for a 32k
+// model); 1024..4096 when the config does not give max_position_embeddings.
+std::vector<int64_t> DefaultLengths(const ModelConfig& config) {
+  const int64_t max_length = NeedleMaxLength(config, NeedleOptions{}.answer_tokens);
+  const int64_t top = max_length > 0 ? max_length : 4096;
   std::vector<int64_t> lengths;
   for (int64_t n = 1024; n <= top; n *= 2) lengths.push_back(n);
   if (lengths.empty() || lengths.back() != top) lengths.push_back(top);
@@ -49,8 +51,7 @@ void Run(const Options& o) {
       Tokenizer::Load(o.tokenizer.empty() ? dir : std::filesystem::path(o.tokenizer));
   Model model = Model::Load(dir);
   NeedleOptions options;
-  options.lengths =
-      o.lengths.empty() ? DefaultLengths(model.config().max_position_embeddings) : o.lengths;
+  options.lengths = o.lengths.empty() ? DefaultLengths(model.config()) : o.lengths;
   options.depths = o.depths;
   options.seeds = o.seeds;
   const int64_t trials = static_cast<int64_t>(options.lengths.size() * options.depths.size()) *
@@ -91,8 +92,8 @@ Runner Setup(CLI::App& app) {
   app.add_option("--strategy", o->strategies, "Strategies, e.g. int8:token,k=int4:g32:token")
       ->required();
   app.add_option("--lengths", o->lengths,
-                 "Prompt lengths in tokens (default: 1024, 2048, ... up to the model's "
-                 "max_position_embeddings)")
+                 "Prompt lengths in tokens (default: 1024, 2048, ... up to the longest prompt "
+                 "whose answer fits the model's max_position_embeddings)")
       ->delimiter(',')
       ->check(PositiveInteger());
   app.add_option("--depths", o->depths, "Depths of the key in the filler, percent [0, 100]")

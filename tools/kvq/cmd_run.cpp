@@ -103,9 +103,10 @@ std::vector<Strategy> DecodeStrategies(const std::vector<Strategy>& strategies) 
 
 std::vector<int64_t> NeedleLengths(const Options& o, const ModelConfig& c) {
   if (!o.needle_lengths.empty()) return o.needle_lengths;
+  const int64_t max_length = NeedleMaxLength(c, NeedleOptions{}.answer_tokens);
   std::vector<int64_t> lengths;
   for (int64_t n : kNeedleLengths) {
-    if (c.max_position_embeddings == 0 || n <= c.max_position_embeddings) lengths.push_back(n);
+    if (max_length == 0 || n <= max_length) lengths.push_back(n);
   }
   return lengths;
 }
@@ -474,9 +475,12 @@ void Run(Options o) {
     }
     if (m.strategies.empty()) ThrowInput("--model {}: no strategy applies to it", arg);
     for (int64_t length : o.needle ? NeedleLengths(o, m.config) : std::vector<int64_t>{}) {
-      if (m.config.max_position_embeddings > 0 && length > m.config.max_position_embeddings) {
-        ThrowInput("--needle-lengths: {} is above --model {}'s max_position_embeddings ({})",
-                   length, arg, m.config.max_position_embeddings);
+      const int64_t max_length = NeedleMaxLength(m.config, NeedleOptions{}.answer_tokens);
+      if (max_length > 0 && length > max_length) {
+        ThrowInput(
+            "--needle-lengths: {} is above {}, the longest prompt whose answer fits --model {}'s "
+            "max_position_embeddings ({})",
+            length, max_length, arg, m.config.max_position_embeddings);
       }
     }
     plans.push_back(std::move(m));

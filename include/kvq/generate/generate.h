@@ -26,9 +26,12 @@ class Tokenizer;
 // Causal attention of new query rows against a cache: q [tokens, num_heads *
 // head_dim] token-major at positions [position, position + tokens); for kv
 // head g, k[g] and v[g] point to [position + tokens, head_dim]. Query t sees
-// keys 0..position + t. Per head: s_j = (q . k_j) * scale, p = softmax (float,
-// max-subtracted, std::exp), out = sum_j p_j v_j. Writes out [tokens,
-// num_heads * head_dim].
+// keys 0..position + t. Per head: s_j = k_j . (scale * q), p = softmax(s)
+// (float, exp by FastExp), out = sum_j p_j v_j. Writes out [tokens, num_heads
+// * head_dim]. The query heads of a kv head are attended in one pass over its
+// keys, in blocks of keys whose softmax sums are merged flash-decoding style
+// (src/generate/decode_attention.cpp); the result does not depend on the
+// thread count, and the SIMD targets agree within float rounding.
 void DecodeAttention(int num_heads, int num_kv_heads, int head_dim, int64_t position,
                      int64_t tokens, const float* q, const std::vector<const float*>& k,
                      const std::vector<const float*>& v, float* out);

@@ -101,10 +101,16 @@ struct NeedleReport {
   std::vector<NeedleCell> cells;  // Per (strategy, length, depth), in that order.
 };
 
+// The longest needle prompt whose answer still fits the model's
+// max_position_embeddings M: the prompt and the answer's first
+// answer_tokens - 1 tokens are fed through the model (the last one is only
+// picked), so M - answer_tokens + 1; 0 when the config gives no M.
+int64_t NeedleMaxLength(const ModelConfig& config, int64_t answer_tokens);
+
 // Every (length, depth, seed) prompt is built once and run with the fp16
 // cache and each strategy (a strategy named "fp16" is the baseline, not run
-// twice). Throws InputError for a length above the model's
-// max_position_embeddings (naming --lengths), a bad depth, or seeds < 1.
+// twice). Throws InputError, before any trial, for a length above
+// NeedleMaxLength (naming --lengths), a bad depth, or seeds < 1.
 // progress(done, total) after each trial.
 NeedleReport RunNeedle(Model& model, const Tokenizer& tokenizer,
                        const std::vector<Strategy>& strategies, const NeedleOptions& options,
