@@ -87,11 +87,12 @@ void Capture(benchmark::State& state, const std::string& preset, int64_t chunk_l
   // last prompt (whose positions restart at 0 when the stream is cut into
   // prompts). It holds f16 (rounding 2^-11 relative) and the last position's
   // attention reads chunk_len - 3 rows of it per layer: measured worst
-  // 4.7e-4 (Qwen2.5-0.5B shape, both protocols); a wrong position, prompt
-  // boundary or weight moves a value by about its own size.
+  // 4.7e-4 (Qwen2.5-0.5B shape, both protocols; up to 9.7e-4 on the tiny
+  // fixtures); a wrong position, prompt boundary or weight moves a value by
+  // about its own size.
   const std::vector<int64_t> positions = {0, 1, chunk_len - 1};
   kvq::bench::RequireDumpMatchesScalarForward(
-      kvq::bench::RandomBf16ModelDir(preset), out, kTokens / chunk_len - 1, positions, 2e-3,
+      kvq::bench::RandomBf16ModelDir(preset), out, kTokens / chunk_len - 1, positions, 5e-3,
       "capture " + preset + " " + std::to_string(kTokens / chunk_len) + " x " +
           std::to_string(chunk_len));
   std::filesystem::remove(out);

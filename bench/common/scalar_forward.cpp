@@ -159,6 +159,12 @@ std::vector<ScalarToken> ScalarForward(const std::filesystem::path& model_dir,
             positions.back() < prompt_tokens);
   const bool needs_history = positions.back() + 1 != static_cast<int64_t>(n);
   KVQ_CHECK(!needs_history || history.dump != nullptr);
+  if (history.dump != nullptr) {  // The dump must be of this model's geometry.
+    const DumpInfo& info = history.dump->info();
+    KVQ_CHECK(info.num_layers == c.num_layers && info.num_heads == c.num_heads &&
+              info.num_kv_heads == c.num_kv_heads && info.head_dim == D &&
+              history.first_token >= 0 && history.first_token + prompt_tokens <= info.tokens);
+  }
   const std::vector<float> inv_freq = RopeInverseFrequencies(c.rope, D);
 
   std::vector<Vector> x(n, Vector(static_cast<size_t>(H)));  // The residual stream.
