@@ -32,6 +32,7 @@
 #include "kvq/metrics/attention_fidelity.h"
 #include "kvq/model/attention.h"
 #include "kvq/quant/strategy.h"
+#include "scalar_forward.h"
 
 namespace {
 
@@ -161,39 +162,13 @@ bool AttentionMatchesTheDoubleReference() {
     kvq::LayerReference ref;
     ref.Load(dump, 5);
     const kvq::AttentionShape& shape = ref.shape;
-    const int group = shape.num_heads / shape.num_kv_heads;
-    const int64_t per_head = shape.tokens * shape.head_dim;
-    const auto d = static_cast<size_t>(shape.head_dim);
-    std::vector<double> scores, out(d);
     for (int64_t item = 0; item < shape.num_heads * shape.tokens; item += 61) {
       const int h = static_cast<int>(item / shape.tokens);
-      const int64_t t = item % shape.tokens, first = t - t % shape.chunk_len;
-      const float* q = ref.q.data() + h * per_head + t * shape.head_dim;
-      const float* k = ref.k.data() + h / group * per_head;
-      const float* v = ref.v.data() + h / group * per_head;
-      scores.assign(static_cast<size_t>(t - first + 1), 0.0);
-      double max_score = -1e300, sum = 0;
-      for (int64_t j = first; j <= t; ++j) {
-        double dot = 0;
-        for (size_t c = 0; c < d; ++c) dot += static_cast<double>(q[c]) * k[j * shape.head_dim + c];
-        scores[static_cast<size_t>(j - first)] = dot * shape.scale;
-        max_score = std::max(max_score, dot * shape.scale);
-      }
-      std::fill(out.begin(), out.end(), 0.0);
-      for (int64_t j = first; j <= t; ++j) {
-        const double p = std::exp(scores[static_cast<size_t>(j - first)] - max_score);
-        sum += p;
-        for (size_t c = 0; c < d; ++c) out[c] += p * v[j * shape.head_dim + c];
-      }
-      const float* got = ref.out.data() + h * per_head + t * shape.head_dim;
-      double largest = 0, worst = 0;
-      for (size_t c = 0; c < d; ++c) {
-        largest = std::max(largest, std::fabs(out[c] / sum));
-        worst = std::max(worst, std::fabs(out[c] / sum - got[c]));
-      }
-      if (!(worst <= 1e-5 * std::max(largest, 1.0))) {
+      const int64_t t = item % shape.tokens;
+      const double error = kvq::bench::AttentionErrorVsScalar(ref, h, t);
+      if (!(error <= 1e-5)) {
         std::printf("chunk %lld head %d token %lld: off by %.3g\n",
-                    static_cast<long long>(chunk_len), h, static_cast<long long>(t), worst);
+                    static_cast<long long>(chunk_len), h, static_cast<long long>(t), error);
         return false;
       }
     }

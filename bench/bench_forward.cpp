@@ -18,6 +18,11 @@
 // 8 prompts: baseline + quantized pass + the lm_head over both; the issue's
 // target is at most 2.2x the time of a plain capture of the same tokens.
 //
+// Results are checked against a scalar double forward pass
+// (common/scalar_forward.h) before their figures print: each capture's q, k
+// and v in every layer at the first two and the last position of its last
+// prompt, and ppl's baseline nll on a 4-token prompt before it is timed.
+//
 // The models are written once under $TMPDIR/kvq-bench-models (about 1 GB for
 // Qwen2.5-0.5B, 2.5 GB for Llama-3.2-1B) and reused by later runs.
 // Arguments: the presets to run (default qwen2.5-0.5b); `all` adds
@@ -37,22 +42,13 @@
 #include "kvq/capture/capture.h"
 #include "kvq/common/random.h"
 #include "kvq/metrics/perplexity.h"
-#include "kvq/model/random_model.h"
+#include "scalar_forward.h"
 
 namespace {
 
 constexpr int64_t kTokens = 4096;
 constexpr double kLlamaCppBf16TokPerS = 262;
 constexpr double kPytorchTokPerS = 200;
-
-std::filesystem::path ModelDir(const std::string& preset) {
-  const auto dir = std::filesystem::temp_directory_path() / "kvq-bench-models" / (preset + "-bf16");
-  if (!std::filesystem::exists(dir / "config.json")) {
-    std::fprintf(stderr, "writing %s (once) ...\n", dir.c_str());
-    kvq::WriteRandomModel(kvq::FindModelPreset(preset).config, 1, kvq::DType::kBF16, dir);
-  }
-  return dir;
-}
 
 double PeakRssGiB() {
   rusage usage{};
@@ -74,7 +70,7 @@ std::map<std::string, double>& CaptureSeconds() {
 }
 
 void Capture(benchmark::State& state, const std::string& preset, int64_t chunk_len) {
-  kvq::Model model = kvq::Model::Load(ModelDir(preset));
+  kvq::Model model = kvq::Model::Load(kvq::bench::RandomBf16ModelDir(preset));
   const auto ids = RandomIds(model.config().vocab_size);
   const auto out = std::filesystem::temp_directory_path() / "kvq-bench-capture.safetensors";
   kvq::CaptureOptions options;
@@ -86,23 +82,38 @@ void Capture(benchmark::State& state, const std::string& preset, int64_t chunk_l
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     state.SetIterationTime(seconds);
   }
+  const double peak_rss = PeakRssGiB();  // Before the check's own buffers.
+  // Before any figure: the dump at the first two and the last position of the
+  // last prompt (whose positions restart at 0 when the stream is cut into
+  // prompts). It holds f16 (rounding 2^-11 relative) and the last position's
+  // attention reads chunk_len - 3 rows of it per layer: measured worst
+  // 4.7e-4 (Qwen2.5-0.5B shape, both protocols; up to 9.7e-4 on the tiny
+  // fixtures); a wrong position, prompt boundary or weight moves a value by
+  // about its own size.
+  const std::vector<int64_t> positions = {0, 1, chunk_len - 1};
+  kvq::bench::RequireDumpMatchesScalarForward(
+      kvq::bench::RandomBf16ModelDir(preset), out, kTokens / chunk_len - 1, positions, 5e-3,
+      "capture " + preset + " " + std::to_string(kTokens / chunk_len) + " x " +
+          std::to_string(chunk_len));
   std::filesystem::remove(out);
   if (chunk_len == 512) CaptureSeconds()[preset] = seconds;
   const double tok_per_s = static_cast<double>(kTokens) / seconds;
   state.counters["tok_per_s"] = tok_per_s;
-  state.counters["peak_rss_GiB"] = PeakRssGiB();
+  state.counters["peak_rss_GiB"] = peak_rss;
   std::printf(
       "capture %-13s %2lld x %4lld: %6.2f s, %6.0f tok/s, peak RSS %.2f GiB  "
       "(reference, Qwen2.5-0.5B shape, Zen 5: llama.cpp BF16 %.0f tok/s, PyTorch best %.0f tok/s;\n"
       "  this machine: bench/reference/torch_forward.py)\n",
       preset.c_str(), static_cast<long long>(kTokens / chunk_len),
-      static_cast<long long>(chunk_len), seconds, tok_per_s, PeakRssGiB(), kLlamaCppBf16TokPerS,
+      static_cast<long long>(chunk_len), seconds, tok_per_s, peak_rss, kLlamaCppBf16TokPerS,
       kPytorchTokPerS);
 }
 
 void Perplexity(benchmark::State& state, const std::string& preset) {
-  kvq::Model model = kvq::Model::Load(ModelDir(preset));
+  kvq::Model model = kvq::Model::Load(kvq::bench::RandomBf16ModelDir(preset));
   const auto ids = RandomIds(model.config().vocab_size);
+  kvq::bench::RequirePerplexityMatchesScalarForward(kvq::bench::RandomBf16ModelDir(preset), ids,
+                                                    "ppl " + preset);
   const std::vector<kvq::Strategy> strategies = {kvq::Strategy::Parse("strat1")};
   double seconds = 0;
   for (auto _ : state) {

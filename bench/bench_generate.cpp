@@ -79,7 +79,7 @@ double BytesPerToken(const kvq::ModelConfig& c, int64_t context) {
 }
 
 void Decode(benchmark::State& state, const std::string& spec, double bandwidth) {
-  kvq::Model model = kvq::Model::Load(kvq::bench::QwenBf16ModelDir());
+  kvq::Model model = kvq::Model::Load(kvq::bench::RandomBf16ModelDir());
   const int vocab = model.config().vocab_size;
   kvq::SplitMix64 rng(42);
   std::vector<int32_t> prompt(static_cast<size_t>(g_context));
@@ -170,7 +170,7 @@ void Attention(benchmark::State& state) {
 // prefill give the logits of full forward passes over the same prefixes
 // (within 5e-6 of the largest logit, the suite's bound).
 bool DecodeMatchesFullForwardPasses() {
-  kvq::Model model = kvq::Model::Load(kvq::bench::QwenBf16ModelDir());
+  kvq::Model model = kvq::Model::Load(kvq::bench::RandomBf16ModelDir());
   const int64_t vocab = model.config().vocab_size, hidden_size = model.config().hidden_size;
   kvq::SplitMix64 rng(7);
   std::vector<int32_t> ids(35);

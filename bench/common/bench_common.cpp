@@ -81,12 +81,11 @@ void RequireValid(bool ok, const std::string& what) {
   if (!ok) std::exit(1);
 }
 
-std::filesystem::path QwenBf16ModelDir() {
-  const auto dir =
-      std::filesystem::temp_directory_path() / "kvq-bench-models" / "qwen2.5-0.5b-bf16";
+std::filesystem::path RandomBf16ModelDir(const std::string& preset) {
+  const auto dir = std::filesystem::temp_directory_path() / "kvq-bench-models" / (preset + "-bf16");
   if (!std::filesystem::exists(dir / "config.json")) {
     std::fprintf(stderr, "writing %s (once) ...\n", dir.c_str());
-    WriteRandomModel(FindModelPreset("qwen2.5-0.5b").config, 1, DType::kBF16, dir);
+    WriteRandomModel(FindModelPreset(preset).config, 1, DType::kBF16, dir);
   }
   return dir;
 }

@@ -22,9 +22,10 @@ double MeasureSgemmGflops();
 // and exits with status 1, so that no figure of a wrong kernel is printed.
 void RequireValid(bool ok, const std::string& what);
 
-// A random-weight Qwen2.5-0.5B-shaped model in bf16, written once under the
-// system temp folder (kvq-bench-models/) and reused by later runs.
-std::filesystem::path QwenBf16ModelDir();
+// A random-weight model of a preset's geometry (FindModelPreset) in bf16,
+// as the checkpoints ship, written once under the system temp folder
+// (kvq-bench-models/<preset>-bf16) and reused by later runs.
+std::filesystem::path RandomBf16ModelDir(const std::string& preset = "qwen2.5-0.5b");
 
 // CPU seconds of the whole process (all threads) so far: on a shared machine
 // the wall time also counts other jobs, while work / CPU seconds * cores

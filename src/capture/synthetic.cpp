@@ -57,7 +57,7 @@ SyntheticLayer MakeSyntheticLayer(const SyntheticDumpOptions& o, int layer) {
     }
     float* bias = o.has_k_bias ? out.k_bias.data() + static_cast<size_t>(h) * d : nullptr;
     if (bias != nullptr) {
-      for (size_t c = 0; c < d; ++c) bias[c] = static_cast<float>(rng.NormalOpen());
+      rng.FillNormal({bias, d}, 1.0, &SplitMix64::NormalOpen);
       if (layer == 0) bias[3] = 40.0f;  // Qwen-like huge k bias in a boundary layer.
     }
     float* k = out.k.data() + static_cast<size_t>(h) * per_head;
@@ -71,8 +71,7 @@ SyntheticLayer MakeSyntheticLayer(const SyntheticDumpOptions& o, int layer) {
         if (bias != nullptr) row[c] += bias[c];
       }
       ApplyRope(rope, row, 1, o.head_dim, t % o.chunk_len);
-      float* vrow = v + static_cast<size_t>(t) * d;
-      for (size_t c = 0; c < d; ++c) vrow[c] = static_cast<float>(0.06 * rng.NormalOpen());
+      rng.FillNormal({v + static_cast<size_t>(t) * d, d}, 0.06, &SplitMix64::NormalOpen);
     }
   }
   return out;
@@ -87,7 +86,7 @@ void WriteSyntheticDump(const std::filesystem::path& path, const SyntheticDumpOp
   std::vector<float> q(static_cast<size_t>(o.num_heads) * static_cast<size_t>(o.tokens) *
                        static_cast<size_t>(o.head_dim));
   for (int l = 0; l < o.num_layers; ++l) {
-    for (float& x : q) x = static_cast<float>(rng.NormalOpen());
+    rng.FillNormal(q, 1.0, &SplitMix64::NormalOpen);
     const SyntheticLayer layer = MakeSyntheticLayer(o, l);
     writer.WriteLayer(l, q, layer.k, layer.v, layer.k_bias);
   }

@@ -1,6 +1,7 @@
 #include "kvq/model/random_model.h"
 
 #include <cstring>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -204,27 +205,28 @@ void WriteRandomModel(const ModelConfig& config, uint64_t seed, DType dtype,
     for (int64_t b = 0; b < blocks; ++b) {
       SplitMix64 rng(seed * 0x100000001B3ull + index * 0x9E3779B97F4A7C15ull +
                      static_cast<uint64_t>(b));
-      const int64_t end = std::min(numel, (b + 1) * kBlock);
-      for (int64_t i = b * kBlock; i < end; ++i) {
-        float value = 0;
-        switch (e.init) {
-          case Init::kLinear:
-            value = static_cast<float>(0.02 * rng.Normal());
-            break;
-          case Init::kBias:
-            value = static_cast<float>(0.5 * rng.Normal());
-            break;
-          case Init::kNorm:
-            value = static_cast<float>(rng.Uniform(0.5, 1.5));
-            break;
-        }
-        uint8_t* dst = bytes.data() + static_cast<size_t>(i) * element;
+      const int64_t begin = b * kBlock, end = std::min(numel, begin + kBlock);
+      std::vector<float> values(static_cast<size_t>(end - begin));
+      switch (e.init) {
+        case Init::kLinear:
+          rng.FillNormal(values, 0.02);
+          break;
+        case Init::kBias:
+          rng.FillNormal(values, 0.5);
+          break;
+        case Init::kNorm:
+          for (float& value : values) value = static_cast<float>(rng.Uniform(0.5, 1.5));
+          break;
+      }
+      uint8_t* dst = bytes.data() + static_cast<size_t>(begin) * element;
+      for (const float value : values) {
         if (dtype == DType::kF32) {
           std::memcpy(dst, &value, 4);
         } else {
           const uint16_t bits = dtype == DType::kF16 ? FloatToHalf(value) : FloatToBf16(value);
           std::memcpy(dst, &bits, 2);
         }
+        dst += element;
       }
     }
     writer.Write(e.spec.name, bytes.data(), bytes.size());

@@ -259,13 +259,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, DecodeFixture,
                                            "qwen2-tiny/sharded-f32", "llama-tiny/plain-f16",
                                            "llama-tiny/llama3-rope-bf16",
                                            "qwen3-tiny/tied-bf16-headdim"),
-                         [](const auto& param_info) {
-                           std::string name = param_info.param;
-                           std::replace_if(
-                               name.begin(), name.end(), [](char ch) { return !std::isalnum(ch); },
-                               '_');
-                           return name;
-                         });
+                         test::FixtureTestName);
 
 struct Sums {
   double nll = 0, kl = 0;
@@ -289,6 +283,22 @@ Sums TeacherForcedSums(Model& model, const std::vector<int32_t>& ids, const Stra
   return sums;
 }
 
+// Teacher-forced decoding of ids (one prompt) with `spec` gives kvq ppl's
+// per-token NLL and KL, and the quantization shows in the KL.
+void ExpectTeacherForcedMatchesPerplexity(Model& model, const std::vector<int32_t>& ids,
+                                          const char* spec) {
+  SCOPED_TRACE(spec);
+  const auto L = static_cast<int64_t>(ids.size());
+  const Strategy s = Strategy::Parse(spec);
+  const PerplexityReport ppl = EvaluatePerplexity(model, ids, L, {s});
+  const Sums sums = TeacherForcedSums(model, ids, s);
+  const PredictionStats& p = ppl.strategies[0].total;
+  ASSERT_EQ(p.predictions, L - 1);
+  EXPECT_NEAR(sums.nll / static_cast<double>(L - 1), p.nll(), 2e-5);
+  EXPECT_NEAR(sums.kl / static_cast<double>(L - 1), p.kl_mean(), 1e-6 + 1e-3 * p.kl_mean());
+  EXPECT_GT(p.kl_mean(), 1e-6);
+}
+
 // For formats quantized per token, teacher-forced decoding gives kvq ppl's
 // per-token NLL and KL; +recent (a sliding window in decoding, the prompt's
 // last tokens in ppl) does not, which shows the comparison can fail.
@@ -300,15 +310,7 @@ TEST(GenerateTest, TeacherForcedMatchesPerplexity) {
   const auto L = static_cast<int64_t>(ids.size());
   for (const char* spec : {"int8:token", "int4:g8:dim", "q4_0", "k=iq4_nl,v=q8_0",
                            "kv=int4:token+sink3", "k=int4:token+had,v=q4_1", "int2:g16:dim"}) {
-    SCOPED_TRACE(spec);
-    const Strategy s = Strategy::Parse(spec);
-    const PerplexityReport ppl = EvaluatePerplexity(model, ids, L, {s});
-    const Sums sums = TeacherForcedSums(model, ids, s);
-    const PredictionStats& p = ppl.strategies[0].total;
-    ASSERT_EQ(p.predictions, L - 1);
-    EXPECT_NEAR(sums.nll / static_cast<double>(L - 1), p.nll(), 2e-5);
-    EXPECT_NEAR(sums.kl / static_cast<double>(L - 1), p.kl_mean(), 1e-6 + 1e-3 * p.kl_mean());
-    EXPECT_GT(p.kl_mean(), 1e-6);  // Quantization shows.
+    ExpectTeacherForcedMatchesPerplexity(model, ids, spec);
   }
   const Strategy recent = Strategy::Parse("kv=int2:token+recent8");
   const PerplexityReport ppl = EvaluatePerplexity(model, ids, L, {recent});
@@ -326,19 +328,10 @@ TEST(GenerateTest, TeacherForcedMatchesPerplexityWithPreRopeAndBias) {
   ASSERT_TRUE(model.config().qkv_bias);
   std::vector<int32_t> ids = ReadIds(dir / "input_ids.json");
   ids.resize(std::min<size_t>(ids.size(), 48));
-  const auto L = static_cast<int64_t>(ids.size());
   for (const char* spec :
        {"k=int4:token+prerope,v=int8:token", "k=int4:g8:dim+bias,v=int8:g8:dim",
         "k=int4:token+prerope+bias,v=int4:token", "k=int4:g8:dim+had+prerope+bias+sink2"}) {
-    SCOPED_TRACE(spec);
-    const Strategy s = Strategy::Parse(spec);
-    const PerplexityReport ppl = EvaluatePerplexity(model, ids, L, {s});
-    const Sums sums = TeacherForcedSums(model, ids, s);
-    const PredictionStats& p = ppl.strategies[0].total;
-    ASSERT_EQ(p.predictions, L - 1);
-    EXPECT_NEAR(sums.nll / static_cast<double>(L - 1), p.nll(), 2e-5);
-    EXPECT_NEAR(sums.kl / static_cast<double>(L - 1), p.kl_mean(), 1e-6 + 1e-3 * p.kl_mean());
-    EXPECT_GT(p.kl_mean(), 1e-6);
+    ExpectTeacherForcedMatchesPerplexity(model, ids, spec);
   }
   // Without the modifier the numbers differ: the test can tell them apart.
   const Strategy with = Strategy::Parse("k=int4:token+prerope+bias,v=fp16");

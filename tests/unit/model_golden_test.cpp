@@ -95,13 +95,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GoldenModel,
                                            "qwen2-tiny/sharded-f32", "llama-tiny/plain-f16",
                                            "llama-tiny/llama3-rope-bf16",
                                            "qwen3-tiny/tied-bf16-headdim"),
-                         [](const auto& param_info) {
-                           std::string name = param_info.param;
-                           std::replace_if(
-                               name.begin(), name.end(), [](char ch) { return !std::isalnum(ch); },
-                               '_');
-                           return name;
-                         });
+                         test::FixtureTestName);
 
 }  // namespace
 }  // namespace kvq

@@ -100,12 +100,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, FixtureNll,
                          ::testing::Values("qwen2-tiny/tied-bf16", "qwen2-tiny/untied-f16-gqa4",
                                            "qwen2-tiny/sharded-f32", "llama-tiny/plain-f16",
                                            "qwen3-tiny/tied-bf16-headdim"),
-                         [](const auto& param_info) {
-                           std::string name = param_info.param;
-                           for (char& ch : name)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return name;
-                         });
+                         test::FixtureTestName);
 
 // Greedy continuation of `prompt` by the model itself: text the model predicts
 // well, so that damage to its cache shows in the perplexity (a random-weight

@@ -1,6 +1,7 @@
 #pragma once
 // Shared helpers for the tests: paths to test data and the kvq binary, a
 // scratch directory per test, and running the CLI.
+#include <cctype>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -64,6 +65,16 @@ struct CommandResult {
 
 // Runs `kvq <args>` through the shell and captures its output.
 CommandResult RunKvq(const std::string& args);
+
+// A parameterized test's name from a fixture path: every character but a
+// letter or digit becomes '_' ("qwen2-tiny/tied-bf16" -> "qwen2_tiny_tied_bf16").
+inline std::string FixtureTestName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string name = info.param;
+  for (char& ch : name) {
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  }
+  return name;
+}
 
 // The formats a row of the format table (kernels.h) is tested with: its
 // examples and, for kInt with `variants`, each also at 8, 4, 3 and 2 bits,

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdint>
 #include <numbers>
+#include <span>
 
 namespace kvq {
 
@@ -37,6 +38,13 @@ class SplitMix64 {
   double NormalOpen() {
     const double u1 = UniformOpen();
     return BoxMuller(u1, UniformOpen());
+  }
+
+  // out[i] = float(stddev * draw()), in order: random weights (Normal) and
+  // synthetic tensors (NormalOpen).
+  void FillNormal(std::span<float> out, double stddev,
+                  double (SplitMix64::*draw)() = &SplitMix64::Normal) {
+    for (float& x : out) x = static_cast<float>(stddev * (this->*draw)());
   }
 
  private:
