@@ -1,7 +1,8 @@
 // llama.cpp reference for bench_generate: decode tokens/s at a given context
 // depth on the random-weight Qwen2.5-0.5B-shaped model that
 // bench/reference/write_gguf.py writes (BF16 weights, tied embeddings), with
-// an F16 KV cache, on the CPU only, with 2 threads. It measures what
+// an F16 KV cache, on the CPU only, with 2 threads (the project machine's
+// cores; --threads to change). It measures what
 // llama.cpp's `llama-bench -d DEPTH -n N -ctk f16 -ctv f16 -t 2` measures as
 // token generation: prefill DEPTH random token ids (batches of 512; timed
 // and reported as prefill tokens/s), then decode N tokens one at a time,
@@ -20,7 +21,7 @@
 //   bench/reference/write_gguf.py                      # once, ~1 GB in $TMPDIR
 //   (cd bench/reference/llama && npm install --omit=optional)
 //   node bench/reference/llama/llama_decode.mjs [--depth 4096] [--tokens 32]
-//       [--flash-attn auto|on|off] [--model PATH]
+//       [--threads 2] [--flash-attn auto|on|off] [--model PATH]
 // --depth 32768 for the 32k figure. package-lock.json pins every version;
 // `--omit=optional` keeps npm from fetching node-llama-cpp's CUDA and Vulkan
 // builds (the CPU one is a direct dependency). `npm ci` refuses this lock
@@ -31,7 +32,6 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const THREADS = 2;
 const BATCH = 512;  // llama-bench's default micro-batch
 
 function fail(message) {
@@ -43,6 +43,7 @@ function parseArgs(argv) {
   const args = {
     depth: 4096,
     tokens: 32,
+    threads: 2,
     flashAttn: 'auto',
     model: path.join(os.tmpdir(), 'kvq-bench-models', 'qwen2.5-0.5b-bf16.gguf'),
   };
@@ -62,6 +63,9 @@ function parseArgs(argv) {
       case '--tokens':
         args.tokens = positive(flag, value);
         break;
+      case '--threads':
+        args.threads = positive(flag, value);
+        break;
       case '--model':
         args.model = value;
         break;
@@ -72,7 +76,7 @@ function parseArgs(argv) {
         args.flashAttn = value;
         break;
       default:
-        fail(`unknown flag '${flag}' (flags: --depth, --tokens, --flash-attn, --model)`);
+        fail(`unknown flag '${flag}' (flags: --depth, --tokens, --threads, --flash-attn, --model)`);
     }
   }
   if (!fs.existsSync(args.model))
@@ -100,7 +104,7 @@ const logs = [];
 const llama = await getLlama({
   gpu: false,
   build: 'never',
-  maxThreads: THREADS,
+  maxThreads: args.threads,
   logLevel: LlamaLogLevel.debug,
   logger: (level, message) => logs.push(message),
 });
@@ -113,7 +117,7 @@ const context = await model.createContext({
   contextSize: args.depth + args.tokens + 1,
   batchSize: BATCH,
   sequences: 1,
-  threads: {ideal: THREADS, min: THREADS},
+  threads: {ideal: args.threads, min: args.threads},
   flashAttention: args.flashAttn === 'auto' ? 'auto' : args.flashAttn === 'on',
   experimentalKvCacheKeyType: 'F16',
   experimentalKvCacheValueType: 'F16',
