@@ -23,7 +23,7 @@ u64 (innermost first: a [rows, cols] matrix is written as cols, rows), ggml
 type u32 and data offset u64; zero padding to the 32-byte alignment; the
 tensor data, each tensor starting at a multiple of 32.
 
-Usage: bench/reference/write_gguf.py [--out PATH]
+Usage: /usr/bin/python3 bench/reference/write_gguf.py [--out PATH]
 Default PATH: $TMPDIR/kvq-bench-models/qwen2.5-0.5b-bf16.gguf (about 1 GB;
 written once: an existing file is kept). Needs numpy (Debian's python3-numpy).
 """
@@ -33,7 +33,10 @@ import struct
 import sys
 import tempfile
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:
+    sys.exit("write_gguf.py: needs numpy (Debian's python3-numpy: run it with /usr/bin/python3)")
 
 LAYERS, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, MLP, VOCAB = 24, 896, 14, 2, 64, 4864, 151936
 THETA, EPS, MAX_POSITIONS = 1e6, 1e-6, 32768
@@ -169,11 +172,11 @@ def main():
     if os.path.exists(args.out):
         print(f"{args.out} exists; kept")
         return
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     tensors = list(tensor_shapes())
     rng = np.random.default_rng(42)
     partial = args.out + ".partial"  # renamed when complete: never a half-written model
     try:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(partial, "wb") as f:
             f.write(header(tensors))
             for name, shape, kind in tensors:

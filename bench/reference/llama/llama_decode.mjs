@@ -18,7 +18,7 @@
 // the script prints which). No GPU backend is installed or asked for.
 //
 // Usage (from the repository root):
-//   bench/reference/write_gguf.py                      # once, ~1 GB in $TMPDIR
+//   /usr/bin/python3 bench/reference/write_gguf.py     # once, ~1 GB in $TMPDIR
 //   (cd bench/reference/llama && npm install --omit=optional)
 //   node bench/reference/llama/llama_decode.mjs [--depth 4096] [--tokens 32]
 //       [--threads 2] [--flash-attn auto|on|off] [--model PATH]
