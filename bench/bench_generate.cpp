@@ -6,16 +6,21 @@
 // 32k). Each timed step is one Model::ForwardAt + lm_head + argmax; the weights are
 // read as stored (bf16, MatVec), never copied to float32.
 //
-// Anchor: decoding one token must read every weight once and the whole KV
+// Floor: decoding one token must read every weight once and the whole KV
 // cache once, so at best it takes (those bytes) / (the machine's read
 // bandwidth). The benchmark measures the bandwidth (a streaming read of
 // 512 MiB, all threads, best of 5) and prints that floor and kvq's decode as
 // a fraction of it. The cache is simulated (docs/generate.md): attention
 // reads its float32 values, 4 bytes per element whatever the format.
 //
+// Anchor: llama.cpp's decode at the same depth, same machine, same session:
+// bench/reference/llama/llama_decode.mjs (prebuilt llama.cpp from npm, the
+// same model as a BF16 GGUF from bench/reference/write_gguf.py, f16 cache,
+// 2 threads or --threads 1; what `llama-bench -d DEPTH -n 32` times). kvq's
+// fp16-cache decode target: at least as fast. Figures: docs/long-context.md.
+//
 // Arguments (after the benchmark flags): the context length. The model is
-// written once under $TMPDIR/kvq-bench-models (about 1 GB). Figures:
-// docs/long-context.md.
+// written once under $TMPDIR/kvq-bench-models (about 1 GB).
 #include <benchmark/benchmark.h>
 #include <omp.h>
 
@@ -39,6 +44,13 @@ namespace {
 
 int64_t g_context = 4096;
 constexpr int kSteps = 16;
+
+// llama_decode.mjs on the project machine kind (2-core AMD EPYC, Zen 3, ggml
+// haswell backend) at depth 4096, 2026-12-03, load average 6 to 12 from
+// other jobs: decode and prefill tokens/s with 1 thread and with 2 (ggml's
+// spinning thread pool collapses under that load).
+constexpr double kLlamaCppDecode1Thread = 3.95, kLlamaCppPrefill1Thread = 15.8;
+constexpr double kLlamaCppDecode2Threads = 0.25, kLlamaCppPrefill2Threads = 10.3;
 
 double Seconds(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -208,6 +220,14 @@ int main(int argc, char** argv) {
   const double bandwidth = MeasureReadBandwidth();
   std::printf("read bandwidth %.1f GB/s (%d threads, streaming sum of 512 MiB, best of 5)\n",
               bandwidth / 1e9, omp_get_max_threads());
+  std::printf(
+      "Anchor: llama.cpp at this depth on this machine, same session: node "
+      "bench/reference/llama/llama_decode.mjs --depth %lld [--threads 1]\n  (BF16 GGUF from "
+      "bench/reference/write_gguf.py, f16 cache; at depth 4096 on the project machine kind, "
+      "loaded:\n  1 thread decode %.2f, prefill %.1f tokens/s; 2 threads decode %.2f, prefill %.1f "
+      "tokens/s);\n  kvq's fp16-cache decode target: at least as fast.\n",
+      static_cast<long long>(g_context), kLlamaCppDecode1Thread, kLlamaCppPrefill1Thread,
+      kLlamaCppDecode2Threads, kLlamaCppPrefill2Threads);
   benchmark::RegisterBenchmark("DecodeAttention", Attention)
       ->Iterations(1)
       ->Unit(benchmark::kMillisecond)
