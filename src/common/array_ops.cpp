@@ -10,6 +10,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "common/hadamard-inl.h"
 #include "common/half-inl.h"
 #include "common/simd-inl.h"
 #include "kvq/common/half.h"
@@ -121,105 +122,27 @@ void AddErrorSumsOf(const float* x, const float* y, int64_t n, double& sse, doub
   max_abs = std::max(max_abs, m);
 }
 
-#if !HWY_HAVE_SCALABLE
-// HadamardButterflyRows for rows of kVectors whole vectors (head_dim 64 and
-// 128 on x86), each row held in registers through every stage and stored
-// once: the same operations on the same operands as the loop below.
-template <int kVectors>
-void HadamardRowsInRegisters(float* x, int64_t rows, float norm) {
-  const hn::ScalableTag<float> d;
-  const hn::RebindToSigned<decltype(d)> di;
-  using VF = hn::Vec<decltype(d)>;
-  constexpr int kLanes = static_cast<int>(hn::MaxLanes(d));
-  constexpr int n = kVectors * kLanes;
-  // Stage h < kLanes: the partner lane j ^ h, and the lanes that take a - b.
-  constexpr int kLaneStages = kLanes == 1 ? 0 : static_cast<int>(hwy::CeilLog2(kLanes));
-  using Indices = decltype(hn::IndicesFromVec(d, hn::Zero(di)));
-  Indices partner[kLaneStages > 0 ? kLaneStages : 1];
-  hn::Mask<decltype(d)> high[kLaneStages > 0 ? kLaneStages : 1];
-  for (int s = 0; s < kLaneStages; ++s) {
-    partner[s] = hn::IndicesFromVec(d, hn::Xor(hn::Iota(di, 0), hn::Set(di, 1 << s)));
-    high[s] = hn::RebindMask(d, hn::TestBit(hn::Iota(di, 0), hn::Set(di, 1 << s)));
-  }
-  const VF scale = hn::Set(d, norm);
-  for (int64_t r = 0; r < rows; ++r) {
-    float* v = x + r * n;
-    VF a[kVectors];
-    for (int i = 0; i < kVectors; ++i) a[i] = hn::LoadU(d, v + i * kLanes);
-    for (int s = 0; s < kLaneStages; ++s) {
-      for (int i = 0; i < kVectors; ++i) {
-        const VF p = hn::TableLookupLanes(a[i], partner[s]);
-        a[i] = hn::IfThenElse(high[s], hn::Sub(p, a[i]), hn::Add(a[i], p));
-      }
-    }
-    for (int h = 1; h < kVectors; h *= 2) {
-      for (int i = 0; i < kVectors; i += 2 * h) {
-        for (int j = i; j < i + h; ++j) {
-          const VF lo = a[j], hi = a[j + h];
-          a[j] = hn::Add(lo, hi);
-          a[j + h] = hn::Sub(lo, hi);
-        }
-      }
-    }
-    for (int i = 0; i < kVectors; ++i) hn::StoreU(hn::Mul(a[i], scale), d, v + i * kLanes);
-  }
-}
-#endif
-
-// The butterfly's stages h < Lanes inside each vector: lane j pairs with
-// lane j ^ h, through a lane permutation; stages h >= Lanes pair whole
-// vectors. Each output is the same float operation on the same operands as
-// in the scalar loop, so the results are bit for bit the same.
+// Rows of whole vectors through HadamardRow (hadamard-inl.h), shorter rows
+// through the plain loop.
 void HadamardButterflyRows(float* x, int64_t rows, int n, float norm) {
   const hn::ScalableTag<float> d;
-  const hn::RebindToSigned<decltype(d)> di;
   const int lanes = static_cast<int>(hn::Lanes(d));
-#if !HWY_HAVE_SCALABLE
-  if (n == 4 * lanes) return HadamardRowsInRegisters<4>(x, rows, norm);
-  if (n == 8 * lanes) return HadamardRowsInRegisters<8>(x, rows, norm);
-  if (n == 16 * lanes) return HadamardRowsInRegisters<16>(x, rows, norm);
-#endif
-  const auto scale = hn::Set(d, norm);
   for (int64_t r = 0; r < rows; ++r) {
     float* v = x + r * n;
-    int first_vector_stage = 1;
     if (n >= lanes) {
-      for (int h = 1; h < lanes; h *= 2) {
-        const auto partner_index = hn::IndicesFromVec(d, hn::Xor(hn::Iota(di, 0), hn::Set(di, h)));
-        const auto high = hn::RebindMask(d, hn::TestBit(hn::Iota(di, 0), hn::Set(di, h)));
-        for (int i = 0; i < n; i += lanes) {
-          const auto a = hn::LoadU(d, v + i);
-          const auto partner = hn::TableLookupLanes(a, partner_index);
-          hn::StoreU(hn::IfThenElse(high, hn::Sub(partner, a), hn::Add(a, partner)), d, v + i);
-        }
-      }
-      first_vector_stage = lanes;
-    } else {
-      for (int h = 1; h < n; h *= 2) {
-        for (int i = 0; i < n; i += 2 * h) {
-          for (int j = i; j < i + h; ++j) {
-            const float a = v[j], b = v[j + h];
-            v[j] = a + b;
-            v[j + h] = a - b;
-          }
-        }
-      }
-      first_vector_stage = n;
+      HadamardRow(d, v, n, norm);
+      continue;
     }
-    for (int h = first_vector_stage; h < n; h *= 2) {
+    for (int h = 1; h < n; h *= 2) {
       for (int i = 0; i < n; i += 2 * h) {
-        for (int j = i; j < i + h; j += lanes) {
-          const auto a = hn::LoadU(d, v + j), b = hn::LoadU(d, v + j + h);
-          hn::StoreU(hn::Add(a, b), d, v + j);
-          hn::StoreU(hn::Sub(a, b), d, v + j + h);
+        for (int j = i; j < i + h; ++j) {
+          const float a = v[j], b = v[j + h];
+          v[j] = a + b;
+          v[j + h] = a - b;
         }
       }
     }
-    int i = 0;
-    if (n >= lanes) {
-      for (; i < n; i += lanes) hn::StoreU(hn::Mul(hn::LoadU(d, v + i), scale), d, v + i);
-    }
-    for (; i < n; ++i) v[i] *= norm;
+    for (int i = 0; i < n; ++i) v[i] *= norm;
   }
 }
 

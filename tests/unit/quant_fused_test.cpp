@@ -106,12 +106,16 @@ std::vector<std::pair<std::string, std::vector<float>>> Blocks() {
   return blocks;
 }
 
-// The format table's examples that the fused kernel covers at kDim.
+// The format table's examples that the fused kernel covers at kDim, and
+// their +had variants that it covers (the per-token int formats).
 std::vector<FormatSpec> Formats() {
   std::vector<FormatSpec> specs;
   for (const FormatTraits& traits : FormatTable()) {
     for (const FormatSpec& spec : test::TableExamples(traits, true)) {
       if (HasFusedKernel(spec, kDim)) specs.push_back(spec);
+      FormatSpec rotated = spec;
+      rotated.hadamard = true;
+      if (HasFusedKernel(rotated, kDim)) specs.push_back(rotated);
     }
   }
   return specs;
@@ -128,11 +132,21 @@ TEST(QuantFused, CoversTheTableAndDeclinesTheRest) {
           << spec.Name();
     }
   }
-  for (const char* name : {"bf16", "int8:tensor+had", "int8:token+sink4", "int8:g8:dim",
-                           "fp16+prerope", "int4:token+bias"}) {
+  for (const char* name :
+       {"bf16", "int8:tensor+had", "int8:token+sink4", "int8:g8:dim", "fp16+prerope",
+        "int4:token+bias", "int4:g32:token+had", "int4:g16:dim+had", "int8:channel+had", "q8_0+had",
+        "fp8e4m3+had", "int8:token+had+sink4"}) {
     EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse(name), kDim)) << name;
   }
   EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse("int8:token"), 24));
+  // +had is fused for the per-token int formats, head_dim a power of two
+  // from 16 to 256.
+  for (const char* name : {"int8:token+had", "int4:token:asym+had", "int2:token+had+trunc"}) {
+    for (const int dim : {16, 32, 64, 128, 256}) {
+      EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse(name), dim)) << name << " " << dim;
+    }
+    EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse(name), 512)) << name;
+  }
   EXPECT_TRUE(HasFusedKernel(FormatSpec::Parse("q4_0"), 32));
   EXPECT_FALSE(HasFusedKernel(FormatSpec::Parse("q4_0"), 48));
 }
@@ -208,9 +222,10 @@ TEST(QuantFused, EveryHeadDimEqualsTheReference) {
       }
       std::vector<uint16_t> half(x.size());
       for (size_t i = 0; i < x.size(); ++i) half[i] = FloatToHalf(x[i]);
-      for (const char* name : {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor",
-                               "int8:token", "int4:token:asym", "int8:token+trunc", "int8:g16:dim",
-                               "fp8e4m3", "nvfp4", "q8_0", "iq4_nl:search"}) {
+      for (const char* name :
+           {"int8:channel", "int4:channel:asym", "int8:g16:token", "int8:tensor", "int8:token",
+            "int4:token:asym", "int8:token+trunc", "int8:g16:dim", "fp8e4m3", "nvfp4", "q8_0",
+            "iq4_nl:search", "int8:token+had", "int4:token:asym+had", "int3:token+had+trunc"}) {
         const FormatSpec f = FormatSpec::Parse(name);
         if (!HasFusedKernel(f, dim)) continue;
         const std::vector<float> ref = ReferenceRoundTrip(f, x, rows, dim);

@@ -19,7 +19,10 @@
 // kernel (every kind but bf16: fp16, int<b> of every granularity with groups
 // along head_dim a multiple of 16, fp8e4m3/e5m2, nvfp4, q8_0, q4_0, q4_1,
 // iq4_nl), for head_dim a multiple of 16 (and of the format's block) and
-// without modifiers; HasFusedKernel says so. Callers go through QuantizeHead
+// without modifiers but +had on the per-token int formats (int<b>:token+had,
+// head_dim a power of two up to 256: the rotation, the round trip and the
+// rotation back in one pass per token, the error in the original basis);
+// HasFusedKernel says so. Callers go through QuantizeHead
 // or QuantizeHeadError (quantize.h), which run it where it applies and the
 // generic path elsewhere.
 #include <cstdint>

@@ -11,6 +11,10 @@
 
 namespace kvq {
 
+// The largest head_dim of the fused +had kernel (int<b>:token+had; its rows
+// of a batch of tokens stay in L1).
+inline constexpr int kMaxFusedHadamardDim = 256;
+
 // FusedQuantizeHead's arguments.
 struct FusedCall {
   const FormatSpec& format;

@@ -6,7 +6,13 @@
 namespace kvq {
 
 bool HasFusedKernel(const FormatSpec& f, int head_dim) {
-  if (f.hadamard || f.pre_rope || f.bias_aware || f.sink > 0 || f.recent > 0) return false;
+  if (f.pre_rope || f.bias_aware || f.sink > 0 || f.recent > 0) return false;
+  // The rotation is fused for per-token int formats (quant/fused/int.cpp).
+  const bool power_of_two = (head_dim & (head_dim - 1)) == 0;
+  if (f.hadamard && !(f.kind == FormatKind::kInt && f.granularity == Granularity::kToken &&
+                      power_of_two && head_dim <= kMaxFusedHadamardDim)) {
+    return false;
+  }
   // The loops take vectors of up to 16 lanes (loops-inl.h): every block
   // along head_dim is one value or a multiple of 16 values.
   const int block = f.HeadDimBlock();

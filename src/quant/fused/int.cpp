@@ -11,6 +11,7 @@
 
 #include <vector>
 
+#include "common/hadamard-inl.h"
 #include "quant/fused/loops-inl.h"
 #include "quant/rounding_lanes-inl.h"
 #include "quant/split_reciprocal-inl.h"
@@ -337,6 +338,134 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
   AddSquareSums(sq_lo, sq_hi, amax, totals);
 }
 
+// The per-token int formats with the Hadamard rotation (+had), any Mode:
+// per token, x rotated (HadamardRow, as HadamardRows does it), its
+// range, scale, round trip and the rotation back, then y and the error
+// against x in the original basis, as QuantizeHead's generic path computes
+// them (the same float operations, so the same y). Per batch of kBatch
+// tokens: their rotations and ranges into an L1 buffer, then their round
+// trips; two batches in flight, as IntTokenHead. The dequantized values
+// keep the sign of a zero quotient (kInt.store), which the rotation back
+// can show. y after the rotation is no multiple of 2^-48, so errors from an
+// fp16 source are scaled by 2^24 before squaring (as Row::kTinyErrors rows).
+template <Mode kMode, IntOptions kInt, class Source>
+void IntTokenHadamardHead(const Source& source, int64_t tokens, int d, float levels, float* y,
+                          Totals& totals) {
+  static_assert(kInt.store);
+  constexpr Sums kSums = kMode.sums;
+  constexpr bool kAsym = kInt.asym;
+  constexpr int kBatch = 16;
+  constexpr float kInf = std::numeric_limits<float>::infinity();
+  const DF df;
+  const DD dd;
+  const int64_t N = Lanes();
+  const int vectors = static_cast<int>(d / N);
+  const float norm = 1.0f / std::sqrt(static_cast<float>(d));  // As HadamardRows.
+  const Source in = source;  // A copy: stores to y cannot change its pointer.
+  const VF zero = hn::Zero(df);
+  VF sq = zero, sse = zero, amax = zero, check = zero;
+  VD sq_lo = hn::Zero(dd), sq_hi = sq_lo, sse_lo = sq_lo, sse_hi = sq_lo;
+  struct Slot {
+    HWY_ALIGN float scales[kBatch], offsets[kBatch], keeps[kBatch], his[kBatch], los[kBatch],
+        divides[kBatch];
+    HWY_ALIGN float rotated[kBatch * kMaxFusedHadamardDim];
+    int count;
+  } slots[2];
+  // Runs add(i, acc) for the vectors of token t in stretches of at most
+  // kFoldTerms, each folded into the double lanes lo, hi (kHalf: float lanes
+  // hold at most kFoldTerms terms; kDouble adds to lo, hi directly).
+  auto sweep = [&](int64_t t, VF& acc, VD& lo, VD& hi, auto&& add) HWY_ATTR {
+    for (int v0 = 0; v0 < vectors; v0 += kFoldTerms) {
+      const int v1 = std::min(vectors, v0 + kFoldTerms);
+      for (int v = v0; v < v1; ++v) add(t * d + v * N, v * N, acc);
+      if constexpr (kSums == Sums::kHalf) {
+        FoldInto(acc, zero, lo, hi);
+        acc = zero;
+      }
+    }
+  };
+  auto ranges = [&](int64_t t0, Slot& slot) HWY_ATTR {
+    slot.count = static_cast<int>(std::min<int64_t>(kBatch, tokens - t0));
+    HWY_ALIGN float lo[kBatch], hi[kBatch];
+    for (int k = 0; k < kBatch; ++k) {
+      lo[k] = hi[k] = 0;  // Tokens past the head's end: any finite range.
+      if (k >= slot.count) continue;
+      float* r = slot.rotated + k * d;
+      sweep(t0 + k, sq, sq_lo, sq_hi, [&](int64_t i, int64_t j, VF& acc) HWY_ATTR {
+        const VF x = in.Load(i);
+        hn::Store(x, df, r + j);
+        if constexpr (kSums == Sums::kNone) {
+          check = hn::Add(check, hn::Sub(x, x));  // NaN from here on if x is not finite.
+        } else {
+          amax = hn::Max(amax, hn::Abs(x));
+          AddSquares<kSums>(x, acc, sq_lo, sq_hi);
+        }
+      });
+      HadamardRow(df, r, d, norm);
+      VF vlo = hn::Set(df, kInf), vhi = hn::Set(df, -kInf);
+      for (int v = 0; v < vectors; ++v) {
+        const VF x = hn::Load(df, r + v * N);
+        if (kAsym) {
+          vlo = hn::Min(vlo, x);
+          vhi = hn::Max(vhi, x);
+        } else {
+          vhi = hn::Max(vhi, hn::Abs(x));
+        }
+      }
+      // +0 turns -0 into +0, as kernels.cpp's MinMax does. Symmetric: hi
+      // holds max |x|, and so does lo.
+      hi[k] = MaxOf(vhi) + 0.0f;
+      lo[k] = kAsym ? MinOf(vlo) + 0.0f : hi[k];
+    }
+    const IntParamArrays out{slot.scales, slot.offsets, slot.keeps,
+                             slot.his,    slot.los,     slot.divides};
+    for (int64_t k = 0; k < kBatch; k += N) {
+      MakeParamLanes<kAsym, kInt.split>(lo, hi, k, levels, out);
+    }
+  };
+  auto round_trip = [&](int64_t t0, Slot& slot) HWY_ATTR {
+    for (int k = 0; k < slot.count; ++k) {
+      const IntParams p{slot.scales[k],
+                        slot.offsets[k],
+                        slot.keeps[k],
+                        {slot.his[k], slot.los[k], slot.divides[k] != 0}};
+      float* r = slot.rotated + k * d;
+      for (int v = 0; v < vectors; ++v) {
+        hn::Store(IntElement<Unclamped(kInt)>(hn::Load(df, r + v * N), p, levels), df, r + v * N);
+      }
+      HadamardRow(df, r, d, norm);
+      if constexpr (kMode.store) {
+        for (int v = 0; v < vectors; ++v) {
+          hn::StoreU(hn::Load(df, r + v * N), df, y + (t0 + k) * d + v * N);
+        }
+      }
+      if constexpr (kSums != Sums::kNone) {
+        sweep(t0 + k, sse, sse_lo, sse_hi, [&](int64_t i, int64_t j, VF& acc) HWY_ATTR {
+          const VF x = in.Load(i), yv = hn::Load(df, r + j);
+          if constexpr (kSums == Sums::kHalf) {
+            const VF e = hn::Mul(hn::Sub(x, yv), hn::Set(df, kErrorScale));
+            acc = hn::MulAdd(e, e, acc);
+          } else {
+            const VD e_lo = hn::Sub(LowerToDouble(x), LowerToDouble(yv));
+            const VD e_hi = hn::Sub(UpperToDouble(x), UpperToDouble(yv));
+            sse_lo = hn::MulAdd(e_lo, e_lo, sse_lo);
+            sse_hi = hn::MulAdd(e_hi, e_hi, sse_hi);
+          }
+        });
+      }
+    }
+  };
+  TwoBatchesInFlight(tokens, kBatch, slots, ranges, round_trip);
+  if constexpr (kSums == Sums::kNone) {
+    totals.finite = totals.finite && hn::AllTrue(df, hn::Eq(check, zero));
+  } else {
+    const double scale =
+        kSums == Sums::kHalf ? 1.0 / (static_cast<double>(kErrorScale) * kErrorScale) : 1.0;
+    totals.sse += SumOf(sse_lo, sse_hi) * scale;
+    AddSquareSums(sq_lo, sq_hi, amax, totals);
+  }
+}
+
 // Parameters per group of g values along head_dim, computed from the row in
 // Begin. g is a multiple of 16. Instantiated Dividing: two more divisions
 // per group cost about what they save over g values.
@@ -478,6 +607,11 @@ void IntHead(const FusedCall& call, const Source& in, Totals& totals) {
       round_trip(0, tokens);
       break;
     case Granularity::kToken:
+      if (f.hadamard) {
+        constexpr IntOptions kStored{kAsym, kTrunc, true, true};
+        IntTokenHadamardHead<kMode, kStored>(in, tokens, d, top, y, totals);
+        break;
+      }
       if constexpr (kMode.sums == Sums::kHalf) {
         if (d == 64 && UsesTokenHead<64>()) {
           IntTokenHead<64, kMode, kInt>(in, tokens, top, y, totals);
