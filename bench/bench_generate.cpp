@@ -39,6 +39,7 @@
 #include "kvq/common/huge_pages.h"
 #include "kvq/common/random.h"
 #include "kvq/generate/generate.h"
+#include "kvq/model/config.h"
 
 namespace {
 
@@ -213,6 +214,18 @@ int main(int argc, char** argv) {
   kvq::bench::Setup(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (argc > 1) g_context = std::max<int64_t>(1, std::atoll(argv[1]));
+  // A run feeds tokens at positions context .. context + kSteps (one untimed
+  // step, then kSteps timed ones).
+  const int64_t positions = kvq::ModelConfig::Load(kvq::bench::RandomBf16ModelDir() / "config.json")
+                                .max_position_embeddings;
+  if (positions > 0 && g_context + kSteps + 1 > positions) {
+    std::fprintf(stderr,
+                 "bench_generate: context %lld leaves no room for %d decode steps within "
+                 "max_position_embeddings %lld; at most %lld\n",
+                 static_cast<long long>(g_context), kSteps + 1, static_cast<long long>(positions),
+                 static_cast<long long>(positions - kSteps - 1));
+    return 2;
+  }
   kvq::bench::RequireValid(DecodeMatchesFullForwardPasses(),
                            "fp32-cache decode steps give the full forward pass's logits");
   const double bandwidth = MeasureReadBandwidth();
