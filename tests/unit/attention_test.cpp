@@ -21,17 +21,7 @@
 namespace kvq {
 namespace {
 
-// Roughly normal with standard deviation `sigma`: a centred sum of 4 uniforms.
-std::vector<float> RandomValues(size_t n, uint64_t seed, float sigma) {
-  std::vector<float> out(n);
-  SplitMix64 rng(seed);
-  for (auto& x : out) {
-    double sum = 0;
-    for (int i = 0; i < 4; ++i) sum += rng.Uniform();
-    x = static_cast<float>((sum - 2.0) * std::sqrt(3.0) * sigma);
-  }
-  return out;
-}
+using test::RandomValues;
 
 // Naive reference in double. Views as in the kernel; out: [heads, tokens, hd].
 std::vector<double> NaiveAttention(const AttentionShape& shape, HeadsView q, HeadsView k,

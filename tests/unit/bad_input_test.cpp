@@ -271,16 +271,22 @@ TEST(BadInput, NonFiniteWeightsNameTheTensorAndExit2) {
             out);
 }
 
-// Prompts longer than the trained context are refused before any work,
-// naming the flag that sets their length; the library refuses them too.
-TEST(BadInput, PromptsPastMaxPositionEmbeddingsNameTheFlag) {
-  test::ScratchDir dir;
+// The good model with a trained context of 16 positions, in dir/short-context.
+fs::path ShortContextModel(const fs::path& dir) {
   const fs::path model = dir / "short-context";
   fs::create_directory(model);
   nlohmann::json config = nlohmann::json::parse(ReadTextFile(GoodModel() / "config.json"));
   config["max_position_embeddings"] = 16;
   WriteTextFileAtomic(model / "config.json", config.dump());
   fs::copy(GoodModel() / "model.safetensors", model / "model.safetensors");
+  return model;
+}
+
+// Prompts longer than the trained context are refused before any work,
+// naming the flag that sets their length; the library refuses them too.
+TEST(BadInput, PromptsPastMaxPositionEmbeddingsNameTheFlag) {
+  test::ScratchDir dir;
+  const fs::path model = ShortContextModel(dir.path());
   const fs::path out = dir / "out.safetensors";
   const std::string limit =
       "config.json: 32 positions are more than the model's "
@@ -304,6 +310,7 @@ TEST(BadInput, PromptsPastMaxPositionEmbeddingsNameTheFlag) {
         << e.what();
   }
   // max_position_embeddings must be a positive integer when given.
+  nlohmann::json config = nlohmann::json::parse(ReadTextFile(model / "config.json"));
   config["max_position_embeddings"] = -1;
   WriteTextFileAtomic(model / "config.json", config.dump());
   ExpectRow(Capture(model, dir / "out2.safetensors"), 2,
@@ -317,12 +324,7 @@ TEST(BadInput, PromptsPastMaxPositionEmbeddingsNameTheFlag) {
 // tokens in 16 positions, and exactly 9 run.
 TEST(BadInput, GenerateRefusesNewTokensPastMaxPositionEmbeddings) {
   test::ScratchDir dir;
-  const fs::path model = dir / "short-context";
-  fs::create_directory(model);
-  nlohmann::json config = nlohmann::json::parse(ReadTextFile(GoodModel() / "config.json"));
-  config["max_position_embeddings"] = 16;
-  WriteTextFileAtomic(model / "config.json", config.dump());
-  fs::copy(GoodModel() / "model.safetensors", model / "model.safetensors");
+  const fs::path model = ShortContextModel(dir.path());
   const fs::path out = dir / "g.json";
   const std::string generate = "generate --model " + model.string() + " --input-ids " + GoodIds() +
                                " --strategy int8:token --ignore-eos --json " + out.string();

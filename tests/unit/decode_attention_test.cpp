@@ -16,17 +16,7 @@
 namespace kvq {
 namespace {
 
-// Roughly normal with standard deviation `sigma`: a centred sum of 4 uniforms.
-std::vector<float> RandomValues(size_t n, uint64_t seed, float sigma) {
-  std::vector<float> out(n);
-  SplitMix64 rng(seed);
-  for (auto& x : out) {
-    double sum = 0;
-    for (int i = 0; i < 4; ++i) sum += rng.Uniform();
-    x = static_cast<float>((sum - 2.0) * std::sqrt(3.0) * sigma);
-  }
-  return out;
-}
+using test::RandomValues;
 
 struct Case {
   int heads, kv_heads, head_dim;

@@ -4,10 +4,12 @@
 #include <unistd.h>
 
 #include <array>
+#include <cmath>
 #include <cstdio>
 #include <random>
 #include <string_view>
 
+#include "kvq/common/random.h"
 #include "kvq/common/strings.h"
 
 namespace kvq::test {
@@ -66,6 +68,18 @@ std::vector<FormatSpec> TableExamples(const FormatTraits& row, bool variants) {
     }
   }
   return specs;
+}
+
+// Roughly normal with standard deviation `sigma`: a centred sum of 4 uniforms.
+std::vector<float> RandomValues(size_t n, uint64_t seed, float sigma) {
+  std::vector<float> out(n);
+  SplitMix64 rng(seed);
+  for (auto& x : out) {
+    double sum = 0;
+    for (int i = 0; i < 4; ++i) sum += rng.Uniform();
+    x = static_cast<float>((sum - 2.0) * std::sqrt(3.0) * sigma);
+  }
+  return out;
 }
 
 }  // namespace kvq::test

@@ -2,6 +2,7 @@
 // Shared helpers for the tests: paths to test data and the kvq binary, a
 // scratch directory per test, and running the CLI.
 #include <cctype>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
@@ -80,5 +81,8 @@ inline std::string FixtureTestName(const ::testing::TestParamInfo<std::string>& 
 // examples and, for kInt with `variants`, each also at 8, 4, 3 and 2 bits,
 // with and without +trunc.
 std::vector<FormatSpec> TableExamples(const FormatTraits& row, bool variants);
+
+// Roughly normal with standard deviation `sigma`: a centred sum of 4 uniforms.
+std::vector<float> RandomValues(size_t n, uint64_t seed, float sigma);
 
 }  // namespace kvq::test
