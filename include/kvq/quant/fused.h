@@ -46,8 +46,8 @@ bool HasFusedKernel(const FormatSpec& format, int head_dim);
 // and x_float is non-null. chunk_len: prompt length (int g<N>:token groups
 // restart at every prompt); 0 = one prompt. stats: the sequence-global
 // statistics (CalibrateHead); nullptr computes them from the block.
-// y [tokens, head_dim] (nullable; may alias x_float) receives
-// dequantize(quantize(x)); sums (nullable) receive the error.
+// Exactly one output: y [tokens, head_dim] (from x_float only; may alias it)
+// receives dequantize(quantize(x)), or sums receive the error.
 // Throws InputError "non-finite value in the block to quantize".
 // Requires HasFusedKernel(format, head_dim).
 void FusedQuantizeHead(const FormatSpec& format, int64_t chunk_len, const uint16_t* x_half,

@@ -23,7 +23,8 @@ bool HasFusedKernel(const FormatSpec& f, int head_dim) {
 void FusedQuantizeHead(const FormatSpec& f, int64_t chunk_len, const uint16_t* x_half,
                        const float* x_float, int64_t tokens, int head_dim, const HeadStats* stats,
                        float* y, QdqErrorSums* sums) {
-  KVQ_CHECK(HasFusedKernel(f, head_dim) && (x_half == nullptr) != (x_float == nullptr));
+  KVQ_CHECK(HasFusedKernel(f, head_dim) && (x_half == nullptr) != (x_float == nullptr) &&
+            (y == nullptr) != (sums == nullptr) && (y == nullptr || x_float != nullptr));
   Traits(f.kind).fused({f, chunk_len, x_half, x_float, tokens, head_dim, stats, y, sums});
 }
 

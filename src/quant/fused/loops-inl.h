@@ -354,30 +354,20 @@ struct ModeTag {
   static constexpr Mode kMode = kM;
 };
 
-// Runs body(ModeTag, source, totals) with the mode and source the call asks
-// for, then checks finiteness and adds the sums up.
+// Runs body(ModeTag, source, totals) for the call's one output: y from a
+// float source (QuantizeHead), or the error sums from a float or an fp16
+// source (QuantizeHeadError, straight from the dump). Only these three
+// instantiations are compiled: each is a copy of every kernel for every SIMD
+// target, and no caller asks for the others.
 template <class Body>
 void Run(const FusedCall& call, Body&& body) {
   Totals totals;
-  auto with_source = [&](const auto& in) HWY_ATTR {
-    constexpr Sums kSums =
-        std::is_same_v<std::decay_t<decltype(in)>, HalfSource> ? Sums::kHalf : Sums::kDouble;
-    if (call.sums != nullptr) {
-      if (call.y != nullptr) {
-        body(ModeTag<Mode{kSums, true}>{}, in, totals);
-      } else {
-        body(ModeTag<Mode{kSums, false}>{}, in, totals);
-      }
-    } else if (call.y != nullptr) {
-      body(ModeTag<Mode{Sums::kNone, true}>{}, in, totals);
-    } else {
-      body(ModeTag<Mode{Sums::kNone, false}>{}, in, totals);
-    }
-  };
-  if (call.x_half != nullptr) {
-    with_source(HalfSource{call.x_half});
+  if (call.y != nullptr) {
+    body(ModeTag<Mode{Sums::kNone, true}>{}, FloatSource{call.x_float}, totals);
+  } else if (call.x_half != nullptr) {
+    body(ModeTag<Mode{Sums::kHalf, false}>{}, HalfSource{call.x_half}, totals);
   } else {
-    with_source(FloatSource{call.x_float});
+    body(ModeTag<Mode{Sums::kDouble, false}>{}, FloatSource{call.x_float}, totals);
   }
   if (!totals.finite) ThrowInput("non-finite value in the block to quantize");
   if (call.sums != nullptr) {
