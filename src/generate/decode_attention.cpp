@@ -37,6 +37,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "common/scratch.h"
 #include "common/simd-inl.h"
 
 #ifndef KVQ_GENERATE_DECODE_ATTENTION_ONCE
@@ -53,14 +54,6 @@ constexpr int64_t kBlockKeys = 256;
 constexpr int kTile = 8;
 
 int PaddedDims(int head_dim) { return (head_dim + kTile - 1) / kTile * kTile; }
-
-// A per-thread buffer that only ever grows, so the hot loop never pays for
-// fresh pages (OpenMP keeps its worker threads).
-float* ThreadScratch(size_t count) {
-  thread_local std::vector<float> buffer;
-  if (buffer.size() < count) buffer.resize(count);
-  return buffer.data();
-}
 
 }  // namespace
 }  // namespace kvq
@@ -165,7 +158,8 @@ void AttendBlock(const DecodeShape& s, const float* q, const float* kh, const fl
   const D d;
   const size_t N = hn::Lanes(d);
   const int hd = s.head_dim;
-  float* qt = ThreadScratch(static_cast<size_t>(hd) * N + static_cast<size_t>(kBlockKeys) * N);
+  thread_local ScratchBuffer scratch;
+  float* qt = scratch.Get(static_cast<size_t>(hd) * N + static_cast<size_t>(kBlockKeys) * N);
   float* st = qt + static_cast<size_t>(hd) * N;  // [kBlockKeys, lanes]
 
   // Q of the lane group, scaled and transposed: qt [head_dim, lanes].
@@ -286,11 +280,9 @@ void DecodeAttention(int num_heads, int num_kv_heads, int head_dim, int64_t posi
   const int64_t items_per_head = s.lane_groups * blocks;
   const int64_t items = num_kv_heads * items_per_head;
   // Shared by the threads of this call; grown by the calling thread only.
-  thread_local std::vector<float> partial_storage;
-  partial_storage.resize(
-      std::max(partial_storage.size(),
-               static_cast<size_t>(items) * (2 + static_cast<size_t>(PaddedDims(head_dim))) * N));
-  float* partials = partial_storage.data();
+  thread_local ScratchBuffer partial_storage;
+  float* partials = partial_storage.Get(static_cast<size_t>(items) *
+                                        (2 + static_cast<size_t>(PaddedDims(head_dim))) * N);
 
 #pragma omp parallel
   {

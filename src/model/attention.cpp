@@ -31,7 +31,6 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
-#include <memory>
 
 #include "kvq/common/error.h"
 
@@ -40,6 +39,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include "common/scratch.h"
 #include "common/simd-inl.h"
 
 #ifndef KVQ_MODEL_ATTENTION_ONCE
@@ -51,28 +51,7 @@ constexpr int kTileQ = 64;    // Query columns per work item.
 constexpr int kBlockK = 64;   // Keys per online-softmax block.
 constexpr int kTileRows = 6;  // Broadcast rows per micro-kernel call.
 
-// A float buffer aligned to a cache line that only ever grows.
-class ScratchBuffer {
- public:
-  float* Get(size_t count) {
-    if (count > capacity_) {
-      storage_.reset(new (std::align_val_t{64}) float[count]);
-      capacity_ = count;
-    }
-    return storage_.get();
-  }
-
- private:
-  struct AlignedDelete {
-    void operator()(float* p) const { ::operator delete[](p, std::align_val_t{64}); }
-  };
-  std::unique_ptr<float[], AlignedDelete> storage_;
-  size_t capacity_ = 0;
-};
-
-// Per-thread scratch, allocated on a thread's first call and reused by every
-// later call (OpenMP keeps its worker threads), so the hot loop never pays
-// for fresh pages.
+// The pieces of a thread's ScratchBuffer.
 struct TileScratch {
   float* qt;     // [head_dim, kTileQ]     scaled query tile, transposed
   float* st;     // [kScoreRows, kTileQ]   scores, then probabilities (P^T)
