@@ -150,6 +150,34 @@ HWY_INLINE VF IntElement(VF x, const IntParams& p, float top) {
                           p.reciprocal.divide, top);
 }
 
+// One token's range from its lanes' min and max (symmetric formats: vhi
+// holds max |x|, and so does lo): +0 turns -0 into +0, as kernels.cpp's
+// MinMax does.
+template <bool kAsym>
+HWY_INLINE void StoreRange(VF vlo, VF vhi, float& lo, float& hi) {
+  hi = MaxOf(vhi) + 0.0f;
+  lo = kAsym ? MinOf(vlo) + 0.0f : hi;
+}
+
+// The parameters of a batch of kTokenBatch tokens, one entry per token,
+// made N tokens per vector from their ranges (MakeParamLanes).
+constexpr int kTokenBatch = 16;
+struct TokenBatchParams {
+  HWY_ALIGN float scales[kTokenBatch], offsets[kTokenBatch], keeps[kTokenBatch], his[kTokenBatch],
+      los[kTokenBatch], divides[kTokenBatch];
+
+  template <bool kAsym, bool kSplit>
+  HWY_INLINE void Make(const float* lo, const float* hi, float levels) {
+    const IntParamArrays out{scales, offsets, keeps, his, los, divides};
+    for (int64_t k = 0; k < kTokenBatch; k += Lanes()) {
+      MakeParamLanes<kAsym, kSplit>(lo, hi, k, levels, out);
+    }
+  }
+  IntParams Of(int64_t k) const {
+    return {scales[k], offsets[k], keeps[k], {his[k], los[k], divides[k] != 0}};
+  }
+};
+
 // Int rows from an fp16 source (x a multiple of 2^-24): q = 0 gives y = 0 or
 // the offset (an fp16 value), so e = x - y is a multiple of 2^-24; a nonzero
 // |y| >= 2^-25 is a multiple of 2^-48, and a smaller one is further than
@@ -180,7 +208,7 @@ template <IntOptions kInt, Sums kSquares, class Source>
 struct IntTokenRow {
   static constexpr bool kAsym = kInt.asym;
   static constexpr bool kFlat = false, kTinyErrors = false;
-  static constexpr int kBatch = 16;
+  static constexpr int kBatch = kTokenBatch;
   Source in;
   int d;
   float levels;
@@ -188,8 +216,7 @@ struct IntTokenRow {
   Totals* totals = nullptr;
   int64_t batch = -1;
   IntParams p{};
-  HWY_ALIGN float scales[kBatch] = {}, offsets[kBatch] = {}, keeps[kBatch] = {}, his[kBatch] = {},
-                  los[kBatch] = {}, divides[kBatch] = {};
+  TokenBatchParams params{};
 
   void Batch(int64_t t0) {
     const DF df;
@@ -223,26 +250,16 @@ struct IntTokenRow {
       if (kSquares != Sums::kNone && k < count) {
         amax = hn::Max(amax, kAsym ? hn::Max(hn::Abs(vlo), hn::Abs(vhi)) : vhi);
       }
-      // +0 turns -0 into +0, as kernels.cpp's MinMax does. Symmetric: hi
-      // holds max |x|, and so does lo.
-      hi[k] = MaxOf(vhi) + 0.0f;
-      lo[k] = kAsym ? MinOf(vlo) + 0.0f : hi[k];
+      StoreRange<kAsym>(vlo, vhi, lo[k], hi[k]);
     }
     if constexpr (kSquares == Sums::kHalf) FoldInto(sq, hn::Zero(df), sq_lo, sq_hi);
     if constexpr (kSquares != Sums::kNone) AddSquareSums(sq_lo, sq_hi, amax, *totals);
-    const IntParamArrays out{scales, offsets, keeps, his, los, divides};
-    for (int64_t k = 0; k < kBatch; k += N) {
-      MakeParamLanes<kAsym, kInt.split>(lo, hi, k, levels, out);
-    }
+    params.Make<kAsym, kInt.split>(lo, hi, levels);
     batch = t0;
   }
   HWY_INLINE void Begin(int64_t t) {
     if (batch < 0 || t - batch >= kBatch) Batch(t);
-    const int64_t k = t - batch;
-    p.s = scales[k];
-    p.offset = offsets[k];
-    p.keep = keeps[k];
-    p.reciprocal = {his[k], los[k], divides[k] != 0};
+    p = params.Of(t - batch);
   }
   HWY_INLINE VF One(int64_t, int, VF x) const { return IntElement<Unclamped(kInt)>(x, p, levels); }
 };
@@ -268,7 +285,7 @@ template <int kDim, Mode kMode, IntOptions kInt, class Source>
 void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, Totals& totals) {
   static_assert(kMode.sums == Sums::kHalf);
   constexpr bool kAsym = kInt.asym;
-  constexpr int kBatch = 16;
+  constexpr int kBatch = kTokenBatch;
   constexpr float kInf = std::numeric_limits<float>::infinity();
   const DF df;
   const DD dd;
@@ -281,8 +298,7 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
   VF sq0 = zero, sq1 = zero, sq2 = zero, sq3 = zero, amax = zero;
   VD sse_lo = hn::Zero(dd), sse_hi = sse_lo, sq_lo = sse_lo, sq_hi = sse_lo;
   struct Slot {
-    HWY_ALIGN float scales[kBatch], offsets[kBatch], keeps[kBatch], his[kBatch], los[kBatch],
-        divides[kBatch];
+    TokenBatchParams params;
     HWY_ALIGN float xs[kBatch * kDim];
     int count;
   } slots[2];
@@ -306,22 +322,13 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
       SweepFour(k < slot.count ? vectors : 0, k, fold_tokens, false, sq0, sq1, sq2, sq3, sq_lo,
                 sq_hi, range);
       if (k < slot.count) amax = hn::Max(amax, kAsym ? hn::Max(hn::Abs(vlo), hn::Abs(vhi)) : vhi);
-      // +0 turns -0 into +0, as kernels.cpp's MinMax does. Symmetric: hi
-      // holds max |x|, and so does lo.
-      hi[k] = MaxOf(vhi) + 0.0f;
-      lo[k] = kAsym ? MinOf(vlo) + 0.0f : hi[k];
+      StoreRange<kAsym>(vlo, vhi, lo[k], hi[k]);
     }
-    const IntParamArrays out{slot.scales, slot.offsets, slot.keeps,
-                             slot.his,    slot.los,     slot.divides};
-    for (int64_t k = 0; k < kBatch; k += N)
-      MakeParamLanes<kAsym, kInt.split>(lo, hi, k, levels, out);
+    slot.params.template Make<kAsym, kInt.split>(lo, hi, levels);
   };
   auto round_trip = [&](int64_t t0, const Slot& slot) HWY_ATTR {
     for (int k = 0; k < slot.count; ++k) {
-      const IntParams p{slot.scales[k],
-                        slot.offsets[k],
-                        slot.keeps[k],
-                        {slot.his[k], slot.los[k], slot.divides[k] != 0}};
+      const IntParams p = slot.params.Of(k);
       auto one = [&](int64_t v, VF& sse) HWY_ATTR {
         const VF x = hn::Load(df, slot.xs + k * kDim + v * N);
         const VF yv = IntElement<Unclamped(kInt)>(x, p, levels);
@@ -354,7 +361,7 @@ void IntTokenHadamardHead(const Source& source, int64_t tokens, int d, float lev
   static_assert(kInt.store);
   constexpr Sums kSums = kMode.sums;
   constexpr bool kAsym = kInt.asym;
-  constexpr int kBatch = 16;
+  constexpr int kBatch = kTokenBatch;
   constexpr float kInf = std::numeric_limits<float>::infinity();
   const DF df;
   const DD dd;
@@ -366,8 +373,7 @@ void IntTokenHadamardHead(const Source& source, int64_t tokens, int d, float lev
   VF sq = zero, sse = zero, amax = zero, check = zero;
   VD sq_lo = hn::Zero(dd), sq_hi = sq_lo, sse_lo = sq_lo, sse_hi = sq_lo;
   struct Slot {
-    HWY_ALIGN float scales[kBatch], offsets[kBatch], keeps[kBatch], his[kBatch], los[kBatch],
-        divides[kBatch];
+    TokenBatchParams params;
     HWY_ALIGN float rotated[kBatch * kMaxFusedHadamardDim];
     int count;
   } slots[2];
@@ -412,23 +418,13 @@ void IntTokenHadamardHead(const Source& source, int64_t tokens, int d, float lev
           vhi = hn::Max(vhi, hn::Abs(x));
         }
       }
-      // +0 turns -0 into +0, as kernels.cpp's MinMax does. Symmetric: hi
-      // holds max |x|, and so does lo.
-      hi[k] = MaxOf(vhi) + 0.0f;
-      lo[k] = kAsym ? MinOf(vlo) + 0.0f : hi[k];
+      StoreRange<kAsym>(vlo, vhi, lo[k], hi[k]);
     }
-    const IntParamArrays out{slot.scales, slot.offsets, slot.keeps,
-                             slot.his,    slot.los,     slot.divides};
-    for (int64_t k = 0; k < kBatch; k += N) {
-      MakeParamLanes<kAsym, kInt.split>(lo, hi, k, levels, out);
-    }
+    slot.params.template Make<kAsym, kInt.split>(lo, hi, levels);
   };
   auto round_trip = [&](int64_t t0, Slot& slot) HWY_ATTR {
     for (int k = 0; k < slot.count; ++k) {
-      const IntParams p{slot.scales[k],
-                        slot.offsets[k],
-                        slot.keeps[k],
-                        {slot.his[k], slot.los[k], slot.divides[k] != 0}};
+      const IntParams p = slot.params.Of(k);
       float* r = slot.rotated + k * d;
       for (int v = 0; v < vectors; ++v) {
         hn::Store(IntElement<Unclamped(kInt)>(hn::Load(df, r + v * N), p, levels), df, r + v * N);
