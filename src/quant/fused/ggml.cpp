@@ -140,8 +140,8 @@ struct GgmlRow {
 bool UsesQ8_0Head() { return (kBlock / 4) % Lanes() == 0; }
 
 template <Mode kMode>
-void Q8_0Head(const HalfSource& source, int64_t n, float* y, Totals& totals) {
-  static_assert(kMode.sums == Sums::kHalf);
+void Q8_0Head(const HalfSource& source, int64_t n, Totals& totals) {
+  static_assert(kMode.sums == Sums::kHalf && !kMode.store);
   constexpr int kBatch = 16;
   const DF df;
   const DD dd;
@@ -180,17 +180,14 @@ void Q8_0Head(const HalfSource& source, int64_t n, float* y, Totals& totals) {
       hn::Store(RoundToHalfLanes(df, d), df, slot.d_half + k);
     }
   };
-  auto round_trip = [&](int64_t i0, const Slot& slot) HWY_ATTR {
+  auto round_trip = [&](int64_t, const Slot& slot) HWY_ATTR {
     for (int k = 0; k < slot.count; ++k) {
       const VF id = hn::Set(df, slot.inverse[k]), dh = hn::Set(df, slot.d_half[k]);
       auto one = [&](int64_t v, VF& sse) HWY_ATTR {
         const VF x = hn::Load(df, slot.xs + kBlock * k + v * N);
-        VF q = RoundHalfAway(df, hn::Mul(x, id));
-        // (float)(int8_t)roundf(v) is +0 for a rounded -0; only a stored y
-        // shows the sign (x - y is the same).
-        if constexpr (kMode.store) q = hn::Add(q, zero);
-        const VF yv = hn::Mul(q, dh);
-        if constexpr (kMode.store) hn::StoreU(yv, df, y + i0 + kBlock * k + v * N);
+        // (float)(int8_t)roundf(v) is +0 for a rounded -0, which only a
+        // stored y would show: x - y is the same.
+        const VF yv = hn::Mul(RoundHalfAway(df, hn::Mul(x, id)), dh);
         const VF e = hn::Sub(x, yv);
         sse = hn::MulAdd(e, e, sse);
       };
@@ -303,7 +300,7 @@ void GgmlHead(const FusedCall& call, const Source& in, Totals& totals) {
     call.format.search ? loop(Iq4NlRow<true, Source>{in, n}) : loop(Iq4NlRow<false, Source>{in, n});
   } else {
     if constexpr (kKind == FormatKind::kQ8_0 && kMode.sums == Sums::kHalf) {
-      if (UsesQ8_0Head()) return Q8_0Head<WithoutSquares(kMode)>(in, n, call.y, totals);
+      if (UsesQ8_0Head()) return Q8_0Head<WithoutSquares(kMode)>(in, n, totals);
     }
     loop(GgmlRow<kKind, Source>{in, n});
   }

@@ -282,8 +282,8 @@ bool UsesTokenHead() {
 }
 
 template <int kDim, Mode kMode, IntOptions kInt, class Source>
-void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, Totals& totals) {
-  static_assert(kMode.sums == Sums::kHalf);
+void IntTokenHead(const Source& source, int64_t tokens, float levels, Totals& totals) {
+  static_assert(kMode.sums == Sums::kHalf && !kMode.store);
   constexpr bool kAsym = kInt.asym;
   constexpr int kBatch = kTokenBatch;
   constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -326,13 +326,12 @@ void IntTokenHead(const Source& source, int64_t tokens, float levels, float* y, 
     }
     slot.params.template Make<kAsym, kInt.split>(lo, hi, levels);
   };
-  auto round_trip = [&](int64_t t0, const Slot& slot) HWY_ATTR {
+  auto round_trip = [&](int64_t, const Slot& slot) HWY_ATTR {
     for (int k = 0; k < slot.count; ++k) {
       const IntParams p = slot.params.Of(k);
       auto one = [&](int64_t v, VF& sse) HWY_ATTR {
         const VF x = hn::Load(df, slot.xs + k * kDim + v * N);
         const VF yv = IntElement<Unclamped(kInt)>(x, p, levels);
-        if constexpr (kMode.store) hn::StoreU(yv, df, y + (t0 + k) * kDim + v * N);
         const VF e = hn::Sub(x, yv);
         sse = hn::MulAdd(e, e, sse);
       };
@@ -610,11 +609,11 @@ void IntHead(const FusedCall& call, const Source& in, Totals& totals) {
       }
       if constexpr (kMode.sums == Sums::kHalf) {
         if (d == 64 && UsesTokenHead<64>()) {
-          IntTokenHead<64, kMode, kInt>(in, tokens, top, y, totals);
+          IntTokenHead<64, kMode, kInt>(in, tokens, top, totals);
           break;
         }
         if (d == 128 && UsesTokenHead<128>()) {
-          IntTokenHead<128, kMode, kInt>(in, tokens, top, y, totals);
+          IntTokenHead<128, kMode, kInt>(in, tokens, top, totals);
           break;
         }
       }
