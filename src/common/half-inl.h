@@ -22,8 +22,12 @@ namespace kvq {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-#if (HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)) || HWY_ARCH_ARM_A64 || \
-    HWY_TARGET == HWY_SVE || HWY_TARGET == HWY_SVE2
+// The hardware conversions: F16C on x86 (AVX2 and up), every SIMD target of
+// A64. The portable fallback targets (SCALAR, EMU128) emulate them, and
+// Highway 1.0's emulation neither keeps infinities nor rounds to
+// subnormals: the bit arithmetic below serves them, as it does SSE4.
+#if (HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2 && !defined(HWY_DISABLE_F16C)) || \
+    (HWY_ARCH_ARM_A64 && HWY_TARGET != HWY_SCALAR && HWY_TARGET != HWY_EMU128)
 #define KVQ_NATIVE_HALF 1
 #else
 #define KVQ_NATIVE_HALF 0
