@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "bench_common.h"
+#include "kvq/common/error.h"
 #include "kvq/common/huge_pages.h"
 #include "kvq/common/random.h"
 #include "kvq/generate/generate.h"
@@ -216,14 +217,14 @@ int main(int argc, char** argv) {
   if (argc > 1) g_context = std::max<int64_t>(1, std::atoll(argv[1]));
   // A run feeds tokens at positions context .. context + kSteps (one untimed
   // step, then kSteps timed ones).
-  const int64_t positions = kvq::ModelConfig::Load(kvq::bench::RandomBf16ModelDir() / "config.json")
-                                .max_position_embeddings;
-  if (positions > 0 && g_context + kSteps + 1 > positions) {
-    std::fprintf(stderr,
-                 "bench_generate: context %lld leaves no room for %d decode steps within "
-                 "max_position_embeddings %lld; at most %lld\n",
-                 static_cast<long long>(g_context), kSteps + 1, static_cast<long long>(positions),
-                 static_cast<long long>(positions - kSteps - 1));
+  const auto config = kvq::ModelConfig::Load(kvq::bench::RandomBf16ModelDir() / "config.json");
+  try {
+    config.CheckPositions(g_context + kSteps + 1,
+                          "bench_generate's context leaves no room for " +
+                              std::to_string(kSteps + 1) + " decode steps; at most " +
+                              std::to_string(config.max_position_embeddings - kSteps - 1));
+  } catch (const kvq::InputError& e) {
+    std::fprintf(stderr, "bench_generate: %s\n", e.what());
     return 2;
   }
   kvq::bench::RequireValid(DecodeMatchesFullForwardPasses(),

@@ -141,7 +141,7 @@ bool UsesQ8_0Head() { return (kBlock / 4) % Lanes() == 0; }
 
 template <Mode kMode>
 void Q8_0Head(const HalfSource& source, int64_t n, Totals& totals) {
-  static_assert(kMode.sums == Sums::kHalf && !kMode.store);
+  static_assert(kMode.sums == Sums::kHalf && !kMode.store());
   constexpr int kBatch = 16;
   const DF df;
   const DD dd;

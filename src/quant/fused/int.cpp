@@ -283,7 +283,7 @@ bool UsesTokenHead() {
 
 template <int kDim, Mode kMode, IntOptions kInt, class Source>
 void IntTokenHead(const Source& source, int64_t tokens, float levels, Totals& totals) {
-  static_assert(kMode.sums == Sums::kHalf && !kMode.store);
+  static_assert(kMode.sums == Sums::kHalf && !kMode.store());
   constexpr bool kAsym = kInt.asym;
   constexpr int kBatch = kTokenBatch;
   constexpr float kInf = std::numeric_limits<float>::infinity();
@@ -429,7 +429,7 @@ void IntTokenHadamardHead(const Source& source, int64_t tokens, int d, float lev
         hn::Store(IntElement<Unclamped(kInt)>(hn::Load(df, r + v * N), p, levels), df, r + v * N);
       }
       HadamardRow(df, r, d, norm);
-      if constexpr (kMode.store) {
+      if constexpr (kMode.store()) {
         for (int v = 0; v < vectors; ++v) {
           hn::StoreU(hn::Load(df, r + v * N), df, y + (t0 + k) * d + v * N);
         }
@@ -548,7 +548,7 @@ void IntHead(const FusedCall& call, const Source& in, Totals& totals) {
   const int64_t tokens = call.tokens;
   const int d = call.head_dim;
   float* y = call.y;
-  constexpr IntOptions kInt{kAsym, kTrunc, true, kMode.store};
+  constexpr IntOptions kInt{kAsym, kTrunc, true, kMode.store()};
   constexpr IntOptions kChannels = Dividing(kInt);
   const int levels = kAsym ? (1 << f.bits) - 1 : (1 << (f.bits - 1)) - 1;
   const float top = static_cast<float>(levels);

@@ -81,20 +81,22 @@ struct FloatSource {
 // more per term where it does not (SSE4, EMU128): (16 + 4) * 2^-24 = 1.2e-6;
 // 16 * 2^-24 for sum x^2 (x^2 is exact). kDouble is for float sources, whose
 // values may be anywhere in float's range: double lanes (about 1e-15
-// relative). kNone only checks that x is finite.
+// relative). kNone keeps none (the call writes y) and only checks that x is
+// finite.
 enum class Sums { kNone, kHalf, kDouble };
 
 // What a kernel instantiation does besides the round trip: which error sums
-// it keeps, whether it writes y, and whether the round-trip loop sums x^2
-// and max|x| (false where a statistics pass over the same values did).
+// it keeps, and whether the round-trip loop sums x^2 and max|x| (false where
+// a statistics pass over the same values did). A call either keeps sums or
+// writes y (Run), so the mode without sums is the one that writes y.
 struct Mode {
   Sums sums;
-  bool store;
   bool squares = true;
+  constexpr bool store() const { return sums == Sums::kNone; }
 };
 
 // The same mode for a round trip after a statistics pass that summed x^2.
-constexpr Mode WithoutSquares(Mode m) { return Mode{m.sums, m.store, false}; }
+constexpr Mode WithoutSquares(Mode m) { return Mode{m.sums, false}; }
 
 constexpr float kErrorScale = 0x1p24f;  // Scales x - y of kTinyErrors rows (kHalf).
 constexpr int kFoldTerms = 16;          // kHalf: terms per float lane before a fold.
@@ -222,7 +224,7 @@ void RowLoop(const Source& source, int64_t t0, int64_t t1, int d, float* y, Tota
   int terms = 0;  // Per float lane since the last fold.
 
   auto put = [&](int64_t i, VF x, VF v, VF& sse, VF& sq, VF& check) HWY_ATTR {
-    if constexpr (kMode.store) hn::StoreU(v, df, y + i);
+    if constexpr (kMode.store()) hn::StoreU(v, df, y + i);
     if constexpr (kSums == Sums::kNone) {
       check = hn::Add(check, hn::Sub(x, x));  // NaN from here on if x is not finite.
     } else {
@@ -363,11 +365,11 @@ template <class Body>
 void Run(const FusedCall& call, Body&& body) {
   Totals totals;
   if (call.y != nullptr) {
-    body(ModeTag<Mode{Sums::kNone, true}>{}, FloatSource{call.x_float}, totals);
+    body(ModeTag<Mode{Sums::kNone}>{}, FloatSource{call.x_float}, totals);
   } else if (call.x_half != nullptr) {
-    body(ModeTag<Mode{Sums::kHalf, false}>{}, HalfSource{call.x_half}, totals);
+    body(ModeTag<Mode{Sums::kHalf}>{}, HalfSource{call.x_half}, totals);
   } else {
-    body(ModeTag<Mode{Sums::kDouble, false}>{}, FloatSource{call.x_float}, totals);
+    body(ModeTag<Mode{Sums::kDouble}>{}, FloatSource{call.x_float}, totals);
   }
   if (!totals.finite) ThrowInput("non-finite value in the block to quantize");
   if (call.sums != nullptr) {
